@@ -1,0 +1,57 @@
+"""The database rules: WAL, schema version, fork guards, compare-and-set."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from balsam_mp import api, db
+from balsam_mp.db import connection
+from balsam_mp.errors import BalsamError, ForkSafetyError
+
+
+def test_wal_immediate_and_schema_version(site):
+    api.connect()
+    database = db.Job._meta.database
+    assert database.execute_sql("pragma journal_mode").fetchone()[0] == "wal"
+    assert database.execute_sql(
+        "select value from meta where key='schema_version'").fetchone()[0] == "1"
+    names = "select name from sqlite_master where type=?"
+    tables = {r[0] for r in database.execute_sql(names, ("table",))}
+    assert {"app", "job", "transfer_item", "transfer_task", "log_event"} <= tables
+    indexes = {r[0] for r in database.execute_sql(names, ("index",))}
+    assert any("transfer_item_state" in name for name in indexes)
+
+
+def test_a_newer_schema_is_refused(site):
+    api.connect()
+    db.Job._meta.database.execute_sql("update meta set value='99' where key='schema_version'")
+    api.close()
+    with pytest.raises(BalsamError, match="schema version 99 is newer"):
+        db.connect(site.database_path)
+
+
+def test_forbidden_process_cannot_open_a_connection(site, monkeypatch):
+    monkeypatch.setattr(connection, "_forbidden_reason", None)
+    db.forbid_connections("supervisor forks workers")
+    with pytest.raises(ForkSafetyError, match="supervisor forks workers"):
+        db.connect(site.database_path)
+
+
+def test_a_connection_inherited_through_fork_refuses_to_run(site):
+    api.connect()
+    api.Job.objects.count()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: the inherited connection must refuse
+        try:
+            db.Job.select().count()
+            os.write(write, b"ran")
+        except ForkSafetyError:
+            os.write(write, b"refused")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 16) == b"refused"
+    assert api.Job.objects.count() == 0  # the parent's connection still works

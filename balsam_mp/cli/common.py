@@ -57,4 +57,4 @@ def emit(output_format: str, rows: Sequence[dict[str, Any]], columns: Sequence[s
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
     for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

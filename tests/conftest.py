@@ -35,3 +35,40 @@ def remote_files(tmp_path: Path):
 
     make.root = root  # type: ignore[attr-defined]
     return make
+
+
+SITE_EP = "5e1f0000-0000-4000-8000-000000000001"
+REMOTE_EP = "5e1f0000-0000-4000-8000-000000000002"
+
+
+def wait_for(condition, timeout: float = 15.0, interval: float = 0.02, what: str = ""):
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def endpoint_dirs(tmp_path: Path) -> dict[str, Path]:
+    dirs = {SITE_EP: tmp_path / "site_ep", REMOTE_EP: tmp_path / "remote_ep"}
+    for folder in dirs.values():
+        folder.mkdir()
+    return dirs
+
+
+@pytest.fixture
+def emulator(endpoint_dirs, monkeypatch):
+    """An in-process emulator; the environment points globus-sdk at it."""
+    from balsam_mp.testing.globus_emulator import GlobusEmulator
+
+    with GlobusEmulator(endpoint_dirs) as emu:
+        for key, value in emu.env.items():
+            monkeypatch.setenv(key, value)
+        yield emu

@@ -77,7 +77,7 @@ class Engine:
 
     def unfinished_count(self, owner: str) -> int:
         with self.lock:
-            return sum(1 for t in self.tasks.values() if t.owner == owner and not t.finished)
+            return sum(1 for t in self._unfinished.values() if t.owner == owner and not t.finished)
 
     # -- control --------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ class FaultRule:
 
     Either the next `count` calls, or each call with `probability` until removed.
     `drop` closes the connection without an answer instead of sending `status`.
+    `after` lets the call take effect first and then loses its answer: a task is
+    created, but the client sees the fault (the case exactly-once submission is for).
     """
 
     route: str
@@ -24,6 +26,7 @@ class FaultRule:
     probability: float | None = None
     retry_after: int | None = None
     drop: bool = False
+    after: bool = False
 
 
 class Faults:

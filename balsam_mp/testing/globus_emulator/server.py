@@ -98,6 +98,7 @@ class Emulator:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the SDK reuses its connections
+    disable_nagle_algorithm = True  # else small replies stall 40 ms on delayed ACKs
     server: EmulatorHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet by default
@@ -122,14 +123,9 @@ class Handler(BaseHTTPRequestHandler):
         try:
             route, params = self._route(method, url.path)
             _, _, name, handler, kind = route
-            if kind != CONTROL:
-                fault = emu.faults.on_request(name)
-                if fault is not None and fault.drop:
-                    return self._drop()
-                if fault is not None:
-                    raise ApiError(fault.status, fault.code, fault.message,
-                                   **({"retry_after": fault.retry_after}
-                                      if fault.retry_after else {}))
+            fault = emu.faults.on_request(name) if kind != CONTROL else None
+            if fault is not None and not fault.after:
+                return self._fail(fault)
             req = self._request(method, url, raw, params)
             if kind == BEARER:
                 req.identity = emu.auth.identity_for(self._bearer())
@@ -138,6 +134,8 @@ class Handler(BaseHTTPRequestHandler):
                 if emu.over_rate_limit(req.identity):
                     raise ApiError(429, "RateLimitExceeded", "slow down", retry_after=1)
             result = handler(emu, req)
+            if fault is not None:  # the call took effect; its answer is lost
+                return self._fail(fault)
         except ApiError as err:
             headers = {"Retry-After": str(err.extra["retry_after"])} \
                 if "retry_after" in err.extra else {}
@@ -171,7 +169,7 @@ class Handler(BaseHTTPRequestHandler):
         return header[7:] if header.lower().startswith("bearer ") else None
 
     def _send(self, status: int, body: Any, headers: dict[str, str]) -> None:
-        data = json.dumps(body).encode()
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -179,6 +177,13 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
+
+    def _fail(self, fault) -> None:
+        if fault.drop:
+            return self._drop()
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+        self._send(fault.status, ApiError(fault.status, fault.code, fault.message).body(),
+                   headers)
 
     def _drop(self) -> None:
         """An injected dropped connection: close without answering."""

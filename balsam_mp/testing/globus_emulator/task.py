@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 import uuid
@@ -53,6 +54,7 @@ class Task:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    _final_json: bytes | None = None  # a finished task's document never changes
 
     @property
     def finished(self) -> bool:
@@ -66,12 +68,22 @@ class Task:
 
     def finish(self, status: str, error: dict[str, str] | None = None) -> None:
         self.status, self.fatal_error = status, error
+        self._final_json = None
         self.nice_status = None
         self.completion_time = now_iso()
         if error:
             self.event(error["code"], error["description"], is_error=True)
         else:
             self.event("SUCCEEDED", "succeeded")
+
+    def document_json(self) -> bytes:
+        """The task document as JSON; cached once the task has finished."""
+        if self._final_json is not None:
+            return self._final_json
+        encoded = json.dumps(self.document()).encode()
+        if self.finished:
+            self._final_json = encoded
+        return encoded
 
     def document(self) -> dict[str, Any]:
         elapsed = max(time.time() - self.started_at, 1e-6) if self.started_at else 0

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from balsam_mp.cli.common import BalsamGroup
+from balsam_mp.cli.globus import globus_login, globus_whoami
 from balsam_mp.site.layout import init_site
 
 
@@ -23,3 +24,7 @@ def init(path: Path, name: str | None) -> None:
     settings = init_site(path, name)
     click.echo(f"created site {settings.site_name!r} at {settings.site_path}")
     click.echo(f"next: export BALSAM_SITE_PATH={settings.site_path}; balsam app sync")
+
+
+site.add_command(globus_login)
+site.add_command(globus_whoami)

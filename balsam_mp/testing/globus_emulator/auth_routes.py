@@ -113,3 +113,8 @@ def revoke(emu: Emulator, req: Request) -> dict:
         emu.auth.access.pop(req.form.get("token", ""), None)
         emu.auth.refresh.pop(req.form.get("token", ""), None)
     return {"active": False}
+
+
+def auth_code_page(emu: Emulator, req: Request) -> dict:
+    """Where a native app's login lands: Globus shows the code for the user to paste."""
+    return {"code": req.query.get("code"), "state": req.query.get("state")}

@@ -6,8 +6,6 @@ with nice_status "Queued". Every task has a deadline. A submission id is accepte
 
 from __future__ import annotations
 
-import hashlib
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -17,8 +15,7 @@ from pathlib import Path
 
 from balsam_mp.testing.globus_emulator.paths import PathEscape, resolve
 from balsam_mp.testing.globus_emulator.task import Task, TransferEntry
-
-SOURCE_ERRORS = ("FILE_NOT_FOUND", "PERMISSION_DENIED")
+from balsam_mp.transfer.filecopy import copy_atomic, in_sync, walk_files
 
 
 @dataclass
@@ -199,31 +196,21 @@ class Engine:
             return
         if not (entry.recursive and src.is_dir()):
             raise FileNotFoundError(entry.source_path)
-        for folder, _dirs, files in os.walk(src):
-            for name in sorted(files):
-                relative = "/" + os.path.relpath(os.path.join(folder, name), src)
-                yield resolve(src_root, entry.source_path.rstrip("/") + relative), relative
+        for relative in walk_files(src):
+            yield resolve(src_root, entry.source_path.rstrip("/") + relative), relative
 
     def _copy(self, task: Task, src: Path, dst: Path) -> None:
-        size = src.stat().st_size
         with self.lock:
             task.files += 1
-        if _in_sync(src, dst, task.sync_level):
+        if in_sync(src, dst, task.sync_level):
             with self.lock:
                 task.files_skipped += 1
             return
         started = time.monotonic()
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        partial = dst.with_name(f".{dst.name}.partial-{task.task_id[:8]}")
-        with open(src, "rb") as reader, open(partial, "wb") as writer:
-            while chunk := reader.read(1 << 20):
-                writer.write(chunk)
-        os.replace(partial, dst)  # a half-copied file never appears under its name
+        size = copy_atomic(src, dst, task.task_id[:8], verify=task.verify_checksum)
         if self.knobs.bandwidth:
             task.cancelled.wait(max(0.0, size / self.knobs.bandwidth
                                     - (time.monotonic() - started)))
-        if task.verify_checksum and _md5(src) != _md5(dst):
-            raise OSError(f"checksum mismatch copying {src.name}")
         with self.lock:
             task.files_transferred += 1
             task.bytes_transferred += size
@@ -245,27 +232,3 @@ class Engine:
 def _success(source: str, destination: str) -> dict[str, str]:
     return {"DATA_TYPE": "successful_transfer", "source_path": source,
             "destination_path": destination}
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as reader:
-        while chunk := reader.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _in_sync(src: Path, dst: Path, level: int | None) -> bool:
-    """Globus sync_level: 0 exists, 1 size, 2 mtime (dst not older), 3 checksum."""
-    if level is None or not dst.is_file():
-        return False
-    if level == 0:
-        return True
-    s, d = src.stat(), dst.stat()
-    if s.st_size != d.st_size:
-        return False
-    if level == 1:
-        return True
-    if level == 2:
-        return d.st_mtime >= s.st_mtime
-    return _md5(src) == _md5(dst)

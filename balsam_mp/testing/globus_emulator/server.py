@@ -44,6 +44,7 @@ ROUTES: list[tuple[str, str, str, Callable[..., Any], str]] = [
     ("POST", r"/v2/oauth2/token/revoke", "revoke", auth_routes.revoke, PUBLIC),
     ("GET", r"/v2/oauth2/authorize", "authorize", auth_routes.authorize, PUBLIC),
     ("GET", r"/v2/oauth2/userinfo", "userinfo", auth_routes.userinfo, BEARER),
+    ("GET", r"/v2/web/auth-code", "auth_code_page", auth_routes.auth_code_page, PUBLIC),
     ("GET", r"/v2/api/identities/(?P<identity_id>[^/]+)/consents", "consents",
      auth_routes.consents, BEARER),
     ("GET", r"/\.well-known/openid-configuration", "openid_configuration",

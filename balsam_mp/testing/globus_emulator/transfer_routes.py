@@ -182,6 +182,7 @@ def _endpoint_path(emu: Emulator, req: Request, path: str):
     root = emu.engine.endpoints.get(req.params["endpoint_id"])
     if root is None:
         raise ApiError(404, "EndpointNotFound", f"endpoint {req.params['endpoint_id']} not found")
+    _check_access(emu, req.identity or "", [req.params["endpoint_id"]])
     try:
         return resolve(root, path)
     except PathEscape:

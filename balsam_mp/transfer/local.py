@@ -102,8 +102,9 @@ class LocalBackend(TransferBackend):
                 continue
             state = read_json(task_dir / "result.json") or read_json(task_dir / "progress.json")
             if state is None or state.get("status") not in ("SUCCEEDED", "FAILED"):
+                started = (task_dir / "runner.json").exists()
                 if not runner_alive(task_dir) and (
-                        state is not None or time.time() - spec["submitted"] > START_GRACE):
+                        started or time.time() - spec["submitted"] > START_GRACE):
                     state = {"status": "FAILED", "fatal_code": "RUNNER_LOST",
                              "fatal_error": "the copy process died before it finished"}
             state = state or {"status": "ACTIVE", "nice_status": "Queued"}

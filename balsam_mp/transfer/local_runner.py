@@ -65,10 +65,11 @@ def run(task_dir: Path) -> None:
                 src = resolve_remote(spec["root"], item["src"]) if inbound else Path(item["src"])
                 dest = Path(item["dest"]) if inbound else resolve_remote(spec["root"],
                                                                          item["dest"])
-                pairs = [(src, dest)] if src.is_file() else (
-                    [(src / r[1:], dest / r[1:]) for r in walk_files(src)]
-                    if item["recursive"] and src.is_dir() else None)
-                if pairs is None:
+                if src.is_dir() and item["recursive"]:
+                    pairs = [(src / r[1:], dest / r[1:]) for r in walk_files(src)]
+                elif src.exists() and not src.is_dir():
+                    pairs = [(src, dest)]
+                else:
                     raise FileNotFoundError(item["src"])
             except (FileNotFoundError, PermissionError) as exc:
                 code = "FILE_NOT_FOUND" if isinstance(exc, FileNotFoundError) \

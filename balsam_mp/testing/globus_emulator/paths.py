@@ -16,6 +16,6 @@ def resolve(root: Path, path: str) -> Path:
         path = path[2:]
     candidate = os.path.realpath(os.path.join(root, path.lstrip("/")))
     real_root = os.path.realpath(root)
-    if candidate != real_root and not candidate.startswith(real_root + os.sep):
+    if candidate != real_root and not candidate.startswith(real_root.rstrip(os.sep) + os.sep):
         raise PathEscape(path)
     return Path(candidate)

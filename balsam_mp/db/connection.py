@@ -44,6 +44,12 @@ def forbid_connections(reason: str) -> None:
     _forbidden_reason = reason
 
 
+def allow_connections() -> None:
+    """In a freshly forked worker: this process may open its own connection."""
+    global _forbidden_reason
+    _forbidden_reason = None
+
+
 def connect(db_path: Path, *, synchronous: str = "NORMAL", create: bool = False) -> SiteDatabase:
     """Open the site database for this process and bind the models to it."""
     if _forbidden_reason is not None:

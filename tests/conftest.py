@@ -72,3 +72,21 @@ def emulator(endpoint_dirs, monkeypatch):
         for key, value in emu.env.items():
             monkeypatch.setenv(key, value)
         yield emu
+
+
+@pytest.fixture
+def sitekit(tmp_path, monkeypatch):
+    """Make a SiteKit (emulator process + site); everything it started is stopped after."""
+    from tests.sitekit import SiteKit
+
+    kits = []
+
+    def make(**kwargs):
+        kit = SiteKit(tmp_path, **kwargs)
+        kits.append(kit)
+        monkeypatch.setenv("BALSAM_SITE_PATH", str(kit.site))
+        return kit
+
+    yield make
+    for kit in kits:
+        kit.close()

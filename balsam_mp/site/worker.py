@@ -42,6 +42,7 @@ class Worker:
         self.database: peewee.Database | None = None
         self._data_version = -1
         self._error_backoff = 0.0
+        self.parent_pid = os.getppid()
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stopping = True
@@ -71,6 +72,9 @@ class Worker:
 
     def loop(self) -> None:
         while not self.stopping:
+            if os.getppid() != self.parent_pid:  # the supervisor died: do not linger
+                self.log.warning("%s: supervisor %d is gone; exiting", self.name, self.parent_pid)
+                return
             try:
                 busy = self.step()
                 self._error_backoff = 0.0

@@ -61,8 +61,10 @@ class Engine:
         with self.lock:
             original = self.by_submission.get(task.submission_id)
             record = {"submission_id": task.submission_id, "duplicate": original is not None,
-                      "task_id": original or task.task_id,
-                      "items": [(e.source_path, e.destination_path) for e in task.entries]}
+                      "task_id": original or task.task_id, "label": task.label,
+                      "items": [(e.source_path, e.destination_path) for e in task.entries],
+                      "unfinished_before": sum(1 for t in self._unfinished.values()
+                                               if t.owner == task.owner and not t.finished)}
             self.submissions.append(record)
             if original is not None:
                 return self.tasks[original], True

@@ -1,0 +1,113 @@
+"""A running site for end-to-end tests: emulator process + `balsam site start` + helpers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from balsam_mp import api
+from balsam_mp.site import pidfile
+from balsam_mp.site.layout import init_site
+from balsam_mp.testing.globus_emulator import EmulatorProcess
+from tests.conftest import REMOTE_EP, SITE_EP, wait_for
+
+CLIENT = ("site-service-account", "site-secret")
+
+
+class SiteKit:
+    def __init__(self, tmp_path: Path, transfers: str = "", emulator_args=()) -> None:
+        self.site = init_site(tmp_path / "site").site_path
+        self.remote = tmp_path / "remote"
+        self.remote.mkdir()
+        settings = (self.site / "settings.yml").read_text()
+        start = settings.index("transfers:")
+        (self.site / "settings.yml").write_text(settings[:start] + (
+            "transfers:\n"
+            "  transfer_locations:\n"
+            f"    remote: globus://{REMOTE_EP}\n"
+            f"  globus_endpoint_id: {SITE_EP}\n"
+            "  globus_endpoint_site_path: /\n"
+            "  service_period: 0.5\n"
+            "  retry_backoff: 0.2\n" + transfers))
+        self.emulator = EmulatorProcess({SITE_EP: self.site, REMOTE_EP: self.remote},
+                                        "--client", ":".join(CLIENT), *emulator_args)
+        self.env = dict(os.environ, **self.emulator.env, HOME=str(tmp_path / "home"),
+                        GLOBUS_CLIENT_ID=CLIENT[0], GLOBUS_CLIENT_SECRET=CLIENT[1],
+                        BALSAM_SITE_PATH=str(self.site))
+        api.use_site(self.site)
+        api.App.sync()
+
+    def balsam(self, *args: str, check: bool = True, env: dict | None = None):
+        result = subprocess.run([sys.executable, "-m", "balsam_mp", *args], env=env or self.env,
+                                capture_output=True, text=True, timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"balsam {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def start(self, env: dict | None = None):
+        return self.balsam("site", "start", env=env)
+
+    def pids(self) -> dict[str, int]:
+        info = pidfile.read(self.site)
+        assert info is not None and info.alive(), "the site is not running"
+        return {"supervisor": info.pid, **(info.workers or {})}
+
+    def make_jobs(self, count: int, prefix: str = "job", stage_out: bool = True,
+                  missing: set[int] = frozenset()) -> list[int]:
+        specs = []
+        for n in range(count):
+            name = f"{prefix}{n}"
+            if n not in missing:
+                (self.remote / "in").mkdir(exist_ok=True)
+                (self.remote / "in" / f"{name}.dat").write_text(f"input of {name}")
+            transfers = {"input_file": f"remote:/in/{name}.dat"}
+            if stage_out:
+                transfers["result"] = f"remote:/out/{name}.dat"
+            specs.append({"app": "MySim", "workdir": f"{prefix}/{n}", "transfers": transfers})
+        return [job.id for job in api.Job.objects.bulk_create(specs)]
+
+    def wait_jobs(self, ids: list[int], state: str, timeout: float = 60.0) -> None:
+        def reached():
+            return api.Job.objects.filter(id__in=ids, state=state).count() == len(ids)
+        wait_for(reached, timeout=timeout, interval=0.1,
+                 what=f"{len(ids)} jobs to reach {state} ({self.states()})")
+
+    def states(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for job in api.Job.objects.all():
+            counts[job.state] = counts.get(job.state, 0) + 1
+        return counts
+
+    def run_apps(self, ids: list[int]) -> None:
+        """Stand in for the app: write each output, then mark the job POSTPROCESSED."""
+        for job in api.Job.objects.filter(id__in=ids):
+            workdir = self.site / "data" / job.workdir
+            (workdir / "output.dat").write_text(f"output of {job.workdir}")
+            api.Job.objects.set_state(job.id, "STAGED_IN", "POSTPROCESSED")
+
+    def accepted(self) -> list[dict]:
+        return [s for s in self.emulator.submissions() if not s["duplicate"]]
+
+    def kill(self, role: str) -> int:
+        pid = self.pids()[role]
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def close(self) -> None:
+        info = pidfile.read(self.site)
+        if info is not None and info.alive():
+            self.balsam("site", "stop", "--timeout", "10", check=False)
+        for proc in psutil.process_iter():  # anything of this site still alive
+            try:
+                mine = proc.environ().get("BALSAM_SITE_PATH") == str(self.site)
+                if mine and proc.pid != os.getpid():
+                    proc.kill()
+            except psutil.Error:
+                continue
+        self.emulator.stop()
+        api.close()

@@ -1,0 +1,135 @@
+"""The site service end to end: `balsam site start` as a process, the real globus-sdk,
+the emulator as a process, real signals."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+
+from balsam_mp import api, states
+from balsam_mp.site import pidfile
+from balsam_mp.site.submitter import CRASH_HOOK
+from tests.conftest import wait_for
+
+BATCH = 20
+
+
+def test_stage_in_and_out_batched_and_capped(sitekit):
+    kit = sitekit(transfers=f"  transfer_batch_size: {BATCH}\n  max_concurrent_transfers: 3\n")
+    jobs = kit.make_jobs(150)
+    kit.start()
+    kit.wait_jobs(jobs, states.STAGED_IN)
+    for job in api.Job.objects.filter(id__in=jobs):
+        name = f"job{job.workdir.split('/')[1]}"
+        assert (kit.site / "data" / job.workdir / "input.dat").read_text() == f"input of {name}"
+    kit.run_apps(jobs)
+    kit.wait_jobs(jobs, states.JOB_FINISHED)
+    assert len(list((kit.remote / "out").iterdir())) == 150
+    accepted = kit.accepted()
+    inbound = [s for s in accepted if " in remote " in s["label"]]
+    outbound = [s for s in accepted if " out remote " in s["label"]]
+    assert len(inbound) == len(outbound) == math.ceil(150 / BATCH)
+    assert sum(len(s["items"]) for s in inbound) == 150
+    assert max(s["unfinished_before"] for s in accepted) <= 2  # never more than 3 in flight
+    trail = [e.to_state for e in api.Job.objects.get(id=jobs[0]).events.order_by("id")]
+    assert trail == ["READY", "STAGED_IN", "POSTPROCESSED", "STAGED_OUT", "JOB_FINISHED"]
+    status = kit.balsam("site", "status", "--format", "json").stdout
+    assert '"running": true' in status and '"state": "done"' in status
+
+
+def test_skipped_file_fails_only_its_job(sitekit):
+    kit = sitekit()
+    jobs = kit.make_jobs(10, stage_out=False, missing={3})
+    kit.start()
+    good = [j for n, j in enumerate(jobs) if n != 3]
+    kit.wait_jobs(good, states.STAGED_IN)
+    kit.wait_jobs([jobs[3]], states.FAILED)
+    failed = api.Job.objects.get(id=jobs[3])
+    assert failed.state_data["failed_files"][0]["remote"] == "remote:/in/job3.dat"
+    assert "FILE_NOT_FOUND" in failed.state_data["failed_files"][0]["reason"]
+    assert len(kit.accepted()) == 1  # one batch: the bad file did not strand its mates
+
+
+def test_submitter_killed_between_submit_and_record(sitekit, tmp_path):
+    kit = sitekit()
+    hook = tmp_path / "crash-once"
+    hook.touch()
+    jobs = kit.make_jobs(30, stage_out=False)
+    kit.start(env=dict(kit.env, **{CRASH_HOOK: str(hook)}))
+    kit.wait_jobs(jobs, states.STAGED_IN)
+    assert not hook.exists()  # the submitter did die once, after its submit
+    records = kit.emulator.submissions()
+    assert len(kit.accepted()) == 1 and len(records) == 2
+    assert records[1]["duplicate"] and records[1]["task_id"] == records[0]["task_id"]
+    tasks = kit.emulator.tasks()
+    assert sum(t["files_transferred"] for t in tasks.values()) == 30
+    log = (kit.site / "logs" / "supervisor.log").read_text()
+    assert "submitter was killed by SIGKILL; restarting" in log
+
+
+def test_poller_and_supervisor_killed_mid_run(sitekit):
+    kit = sitekit(emulator_args=("--startup-delay", "0.3"),
+                  transfers="  transfer_batch_size: 10\n")
+    jobs = kit.make_jobs(60, stage_out=False)
+    kit.start()
+    wait_for(lambda: kit.accepted(), what="a first submission")
+    old_poller = kit.kill("poller")
+    wait_for(lambda: kit.pids().get("poller") not in (None, old_poller), what="a new poller")
+    kit.kill("supervisor")
+    wait_for(lambda: not pidfile.read(kit.site).alive(), what="the supervisor to be gone")
+    started = kit.start()
+    assert "stale pidfile" in started.stdout
+    kit.wait_jobs(jobs, states.STAGED_IN)
+    accepted = kit.accepted()
+    assert len({s["submission_id"] for s in accepted}) == len(accepted) == 6
+    assert sum(t["files_transferred"] for t in kit.emulator.tasks().values()) == 60
+
+
+def test_sync_applies_settings_and_refuses_a_broken_file(sitekit):
+    kit = sitekit(transfers=f"  transfer_batch_size: {BATCH}\n")
+    kit.start()
+    before = kit.pids()
+    settings_file = kit.site / "settings.yml"
+    good = settings_file.read_text()
+    settings_file.write_text(good + "  bogus_key: 1\n")
+    refused = kit.balsam("site", "sync", check=False)
+    assert refused.returncode == 1 and "transfers.bogus_key: unknown key" in refused.stderr
+    assert kit.pids() == before  # the running site was left alone
+    settings_file.write_text(good.replace(f"transfer_batch_size: {BATCH}",
+                                          "transfer_batch_size: 5"))
+    kit.balsam("site", "sync")
+    wait_for(lambda: kit.pids()["submitter"] != before["submitter"], what="new workers")
+    jobs = kit.make_jobs(12, stage_out=False)
+    kit.wait_jobs(jobs, states.STAGED_IN)
+    assert sorted(len(s["items"]) for s in kit.accepted()) == [2, 5, 5]
+
+
+def test_start_twice_stop_stale_and_not_running(sitekit):
+    kit = sitekit()
+    kit.start()
+    twice = kit.balsam("site", "start", check=False)
+    assert twice.returncode == 1 and "already running" in twice.stderr
+    assert "stopped" in kit.balsam("site", "stop").stdout
+    nothing = kit.balsam("site", "stop", check=False)
+    assert nothing.returncode == 1 and "not running" in nothing.stderr
+    (kit.site / "site.pid").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": os.getpid(), "create_time": 1.0}))
+    stale = kit.balsam("site", "stop")  # our own pid, another create time: a reused pid
+    assert "stale pidfile" in stale.stdout and not (kit.site / "site.pid").exists()
+    (kit.site / "site.pid").write_text('{"host": "other-node", "pid": 1, "create_time": 1.0}')
+    elsewhere = kit.balsam("site", "stop", check=False)
+    assert elsewhere.returncode == 1 and "runs on host other-node" in elsewhere.stderr
+    assert (kit.site / "site.pid").exists()  # not ours to remove
+
+
+def test_a_worker_that_cannot_boot_halts_the_site(sitekit):
+    kit = sitekit()
+    env = {k: v for k, v in kit.env.items() if not k.startswith("GLOBUS_CLIENT")}
+    env["HOME"] = str(kit.site / "nohome")  # no credentials at all: workers cannot boot
+    failed = kit.balsam("site", "start", check=False, env=env)
+    assert failed.returncode == 1 and "failed to start" in failed.stderr
+    assert pidfile.read(kit.site) is None
+    log = (kit.site / "logs" / "supervisor.log").read_text()
+    assert "failed at boot" in log

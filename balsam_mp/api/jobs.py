@@ -9,6 +9,7 @@ from typing import Any
 
 from balsam_mp import states
 from balsam_mp.api.apps import check_relative_path
+from balsam_mp.db.bulk import insert_rows
 from balsam_mp.db.models import App, Job, LogEvent, TransferItem, utcnow
 from balsam_mp.errors import ValidationError
 from balsam_mp.settings import Settings
@@ -53,22 +54,30 @@ def create_jobs(settings: Settings, specs: list[JobSpec]) -> list[Job]:
 
     db = Job._meta.database
     now = utcnow()
-    jobs: list[Job] = []
     with db.atomic():
-        for spec, app, items in planned:
-            state = states.READY if any(i["direction"] == "in" for i in items) else states.STAGED_IN
-            job = Job.create(app=app, workdir=spec.workdir, state=state, tags=spec.tags,
-                             parameters=spec.parameters, created_at=now, updated_at=now)
-            for item in items:
-                item["job"] = job.id
-            if items:
-                TransferItem.insert_many(items).execute()
-            LogEvent.create(job=job, from_state=None, to_state=state, message="created",
-                            timestamp=now)
-            jobs.append(job)
+        job_rows = [{"app": app.id, "workdir": spec.workdir, "tags": spec.tags,
+                     "parameters": spec.parameters, "created_at": now, "updated_at": now,
+                     "state": states.READY if any(i["direction"] == "in" for i in items)
+                     else states.STAGED_IN, "state_data": {}}
+                    for spec, app, items in planned]
+        insert_rows(Job, job_rows)
+        ids = _ids_by_workdir([row["workdir"] for row in job_rows])
+        insert_rows(TransferItem, [
+            dict(item, job=ids[spec.workdir], created_at=now, updated_at=now)
+            for spec, _, items in planned for item in items])
+        insert_rows(LogEvent, [{"job": ids[row["workdir"]], "to_state": row["state"],
+                                "message": "created", "timestamp": now} for row in job_rows])
     for spec, _, _ in planned:
         (settings.data_path / spec.workdir).mkdir(parents=True, exist_ok=True)
-    return jobs
+    return [Job(id=ids[row["workdir"]], **row) for row in job_rows]
+
+
+def _ids_by_workdir(workdirs: list[str]) -> dict[str, int]:
+    ids = {}
+    for start in range(0, len(workdirs), 500):
+        chunk = workdirs[start:start + 500]
+        ids.update(Job.select(Job.workdir, Job.id).where(Job.workdir.in_(chunk)).tuples())
+    return ids
 
 
 def _plan(where: str, spec: JobSpec, apps: dict[str, App], settings: Settings,

@@ -8,6 +8,7 @@ Every function here runs its own BEGIN IMMEDIATE transaction.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import peewee
@@ -60,55 +61,87 @@ def in_flight_count() -> int:
     return TransferTask.select().where(TransferTask.state.in_(Task.IN_FLIGHT)).count()
 
 
-def ready_groups(now: dt.datetime) -> list[Group]:
-    """(direction, alias) pairs with pending items due now, oldest job first."""
-    rows = (TransferItem.select(TransferItem.direction, TransferItem.location_alias,
-                                peewee.fn.MIN(TransferItem.job).alias("oldest"))
-            .where(TransferItem.state == Item.PENDING,
-                   (TransferItem.not_before.is_null()) | (TransferItem.not_before <= now))
-            .group_by(TransferItem.direction, TransferItem.location_alias)
-            .order_by(peewee.SQL("oldest")))
-    return [Group(r.direction, r.location_alias) for r in rows]
+def ready_groups(candidates: list[Group], now: dt.datetime) -> list[Group]:
+    """The candidate groups that have items due now, the one with the oldest job first.
+
+    One index lookup per group, whatever the number of pending items."""
+    oldest = {}
+    for group in candidates:
+        first = (TransferItem.select(TransferItem.job).where(_due(group, now))
+                 .order_by(TransferItem.job).limit(1).tuples().first())
+        if first is not None:
+            oldest[group] = first[0]
+    return sorted(oldest, key=oldest.get)
 
 
-def claim_batch(group: Group, limit: int, remote_address: str, protocol: str,
-                submission_id: str, owner: str, lease: float,
-                deadline: dt.datetime) -> Claim | None:
-    """Claim up to `limit` due items of a group into a new `submitting` task row."""
+def claim_batches(groups: list[tuple[Group, str, str]], capacity: int, budget: int,
+                  batch_size: int, take_submission_id: Callable[[Group], str], owner: str,
+                  lease: float, deadline: dt.datetime) -> list[Claim]:
+    """In one transaction, claim batches round-robin over groups: at most `capacity`
+    batches of at most `batch_size` items, `budget` items in all, oldest job first.
+
+    groups: (group, remote_address, protocol). Each batch gets a submission id from
+    `take_submission_id` (fetched beforehand: nothing here touches the network)."""
     now = utcnow()
+    claims: list[Claim] = []
     with _db().atomic():
-        items = list(
-            TransferItem.select(TransferItem.id, TransferItem.remote_path,
-                                TransferItem.local_path, TransferItem.recursive)
-            .where(TransferItem.state == Item.PENDING, TransferItem.direction == group.direction,
-                   TransferItem.location_alias == group.alias,
-                   (TransferItem.not_before.is_null()) | (TransferItem.not_before <= now))
-            .order_by(TransferItem.job, TransferItem.id).limit(limit).tuples())
-        if not items:
-            return None
-        task = TransferTask.create(
-            direction=group.direction, location_alias=group.alias, protocol=protocol,
-            remote_address=remote_address, state=Task.SUBMITTING, submission_id=submission_id,
-            item_count=len(items), owner=owner, deadline=deadline,
-            lease_expires=now + dt.timedelta(seconds=lease), created_at=now, updated_at=now)
-        ids = [row[0] for row in items]
-        claimed = 0
-        for start in range(0, len(ids), 500):
-            claimed += (TransferItem.update(state=Item.SUBMITTING, transfer_task=task.id,
-                                            updated_at=now)
-                        .where(TransferItem.id.in_(ids[start:start + 500]),
-                               TransferItem.state == Item.PENDING).execute())
-        if claimed != len(ids):
-            raise StateConflict(f"claimed {claimed} of {len(ids)} items under a write lock")
-    return Claim(task.id, group.direction, group.alias, submission_id, deadline, items)
+        active = list(groups)
+        while capacity > 0 and budget > 0 and active:
+            for entry in list(active):
+                if capacity <= 0 or budget <= 0:
+                    break
+                group, remote_address, protocol = entry
+                items = _due_items(group, min(batch_size, budget), now)
+                if not items:
+                    active.remove(entry)
+                    continue
+                sid = take_submission_id(group)
+                task = TransferTask.create(
+                    direction=group.direction, location_alias=group.alias, protocol=protocol,
+                    remote_address=remote_address, state=Task.SUBMITTING, submission_id=sid,
+                    item_count=len(items), owner=owner, deadline=deadline,
+                    lease_expires=now + dt.timedelta(seconds=lease), created_at=now,
+                    updated_at=now)
+                claimed = (TransferItem.update(state=Item.SUBMITTING, transfer_task=task.id,
+                                               updated_at=now)
+                           .where(TransferItem.id.in_(_due_ids(group, len(items), now)))
+                           .execute())
+                if claimed != len(items):
+                    raise StateConflict(f"claimed {claimed} of {len(items)} items under a lock")
+                claims.append(Claim(task.id, group.direction, group.alias, sid, deadline, items))
+                capacity -= 1
+                budget -= len(items)
+    return claims
+
+
+def _due(group: Group, now: dt.datetime) -> peewee.Expression:
+    return ((TransferItem.state == Item.PENDING) & (TransferItem.direction == group.direction) &
+            (TransferItem.location_alias == group.alias) &
+            (TransferItem.not_before.is_null() | (TransferItem.not_before <= now)))
+
+
+def _due_ids(group: Group, limit: int, now: dt.datetime) -> peewee.ModelSelect:
+    return (TransferItem.select(TransferItem.id).where(_due(group, now))
+            .order_by(TransferItem.job, TransferItem.id).limit(limit))
+
+
+def _due_items(group: Group, limit: int, now: dt.datetime) -> list[tuple[int, str, str, bool]]:
+    return list(TransferItem.select(TransferItem.id, TransferItem.remote_path,
+                                    TransferItem.local_path, TransferItem.recursive)
+                .where(_due(group, now)).order_by(TransferItem.job, TransferItem.id)
+                .limit(limit).tuples())
 
 
 def take_over_abandoned(owner: str, lease: float) -> list[Claim]:
     """Submitting tasks whose owner died or whose lease ran out become ours."""
     now = utcnow()
+    others = list(TransferTask.select().where(TransferTask.state == Task.SUBMITTING,
+                                              TransferTask.owner != owner))
+    if not others:  # the common case: no write transaction at all
+        return []
     mine = []
     with _db().atomic():
-        for task in TransferTask.select().where(TransferTask.state == Task.SUBMITTING):
+        for task in others:
             if task.owner == owner or (owner_alive(task.owner) and task.lease_expires > now):
                 continue
             changed = (TransferTask.update(owner=owner, updated_at=now,

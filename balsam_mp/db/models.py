@@ -125,7 +125,8 @@ class TransferItem(BaseModel):
 
     class Meta:
         indexes = (
-            (("state", "direction", "location_alias", "not_before"), False),
+            # the submitter's claim: pending items of one group, oldest job first
+            (("state", "direction", "location_alias", "job"), False),
             (("job", "direction"), False),
         )
 

@@ -94,20 +94,21 @@ def finish_task(task_id: int, progress: Progress, failures: list[Failure],
             TransferTask.id == task_id, TransferTask.state.in_(Task.POLLED)).execute()
         if not changed:
             return 0, 0  # another poller got here first: nothing to do twice
-        rows = list(TransferItem.select(TransferItem.id, TransferItem.job)
-                    .where(TransferItem.transfer_task == task_id,
-                           TransferItem.state.in_(Item.IN_FLIGHT)).tuples())
+        in_flight = (TransferItem.transfer_task == task_id) & \
+            TransferItem.state.in_(Item.IN_FLIGHT)
         if final == Task.FAILED:
             code = progress.fatal_code or "FAILED"
-            failures = [Failure(item_id, code, _describe(progress) or code) for item_id, _ in rows]
-        failed_ids = {f.item_id for f in failures}
-        done_ids = [item_id for item_id, _ in rows if item_id not in failed_ids]
-        for start in range(0, len(done_ids), 500):
-            TransferItem.update(state=Item.DONE, error=None, updated_at=now).where(
-                TransferItem.id.in_(done_ids[start:start + 500])).execute()
-        fail_items(failures, policy, now)
-        advance_jobs(job_id for _, job_id in rows)
-    return len(done_ids), len(failures)
+            failures = [Failure(item_id, code, _describe(progress) or code) for (item_id,) in
+                        TransferItem.select(TransferItem.id).where(in_flight).tuples()]
+        failed = len(failures)
+        jobs_of_task = Job.id.in_(TransferItem.select(TransferItem.job).where(
+            TransferItem.transfer_task == task_id))
+        fail_items(failures, policy, now)  # detaches them from the task first
+        done = TransferItem.update(state=Item.DONE, error=None, updated_at=now).where(
+            in_flight).execute()
+        advance_jobs(jobs_of_task)
+    return done, failed
+
 
 
 def fail_items(failures: Iterable[Failure], policy: TransferSettings,

@@ -3,7 +3,6 @@ in one transaction per result, updates the task, its items and their jobs."""
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 
 from balsam_mp.db import claims, outcomes
@@ -86,9 +85,5 @@ class Poller(Worker):
         return found
 
     def idle(self) -> None:
-        deadline = time.monotonic() + self.interval
-        while not self.stopping and time.monotonic() < deadline:
-            if self.database_changed():
-                self.interval = FASTEST_POLL
-                return
-            time.sleep(min(0.02, self.interval))
+        if self.wait_for_change(self.interval):
+            self.interval = FASTEST_POLL

@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from balsam_mp.db import claims
 from balsam_mp.db.claims import Claim, Group
@@ -27,6 +28,7 @@ from balsam_mp.transfer.base import (
     task_label,
 )
 
+SENDERS = 8  # concurrent requests to the transfer service
 CRASH_HOOK = "BALSAM_MP_TEST_CRASH_AFTER_SUBMIT"  # tests: a file whose existence means "die"
 
 
@@ -39,13 +41,15 @@ class Submitter(Worker):
         self.owner = claims.owner_id()
         self.locations: dict[str, Location] = build_locations(self.settings)
         self.last_served: dict[Group, float] = {}
+        self.spare_ids: dict[int, list[str]] = {}  # backend -> unused submission ids
+        self.pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="send")
 
     def step(self) -> bool:
         config = self.settings.transfers
-        claims.renew_leases(self.owner, config.claim_lease)
-        leftover = claims.my_unsubmitted(self.owner) + claims.take_over_abandoned(
-            self.owner, config.claim_lease)
-        self.submit(leftover)
+        leftover = claims.my_unsubmitted(self.owner)
+        if leftover:
+            claims.renew_leases(self.owner, config.claim_lease)
+        self.submit(leftover + claims.take_over_abandoned(self.owner, config.claim_lease))
         new = self.claim_new()
         self.submit(new)
         return bool(new)
@@ -54,40 +58,47 @@ class Submitter(Worker):
         """Claim batches round-robin over (direction, alias), oldest job first in each."""
         config = self.settings.transfers
         capacity = config.max_concurrent_transfers - claims.in_flight_count()
-        budget = config.num_items_query_limit
-        groups = sorted(claims.ready_groups(utcnow()),
-                        key=lambda g: self.last_served.get(g, 0.0))
-        new: list[Claim] = []
-        while capacity > 0 and budget > 0 and groups:
-            for group in list(groups):
-                if capacity <= 0 or budget <= 0:
-                    break
-                claim = self.claim_one(group, min(config.transfer_batch_size, budget))
-                if claim is None:
-                    groups.remove(group)
-                    continue
-                new.append(claim)
-                capacity -= 1
-                budget -= len(claim.items)
-                self.last_served[group] = time.monotonic()
+        if capacity <= 0:
+            return []
+        groups = claims.ready_groups([Group(direction, alias) for alias in self.locations
+                                      for direction in ("in", "out")], utcnow())
+        if not groups:
+            return []
+        groups.sort(key=lambda g: self.last_served.get(g, 0.0))  # least recently served first
+        self.stock_submission_ids(groups, capacity)
+        new = claims.claim_batches(
+            [(g, self.locations[g.alias].address, self.locations[g.alias].protocol)
+             for g in groups],
+            capacity, config.num_items_query_limit, config.transfer_batch_size,
+            self.take_submission_id, self.owner, config.claim_lease,
+            utcnow() + dt.timedelta(seconds=config.task_deadline))
+        for claim in new:
+            self.last_served[Group(claim.direction, claim.alias)] = time.monotonic()
         return new
 
-    def claim_one(self, group: Group, limit: int) -> Claim | None:
-        location = self.locations.get(group.alias)
-        if location is None:
-            return None  # alias no longer trusted: its items wait for a settings fix
-        config = self.settings.transfers
-        submission_id = location.backend.get_submission_id()  # before the claim: step 1
-        deadline = utcnow() + dt.timedelta(seconds=config.task_deadline)
-        return claims.claim_batch(group, limit, location.address, location.protocol,
-                                  submission_id, self.owner, config.claim_lease, deadline)
+    def stock_submission_ids(self, groups: list[Group], capacity: int) -> None:
+        """Fetch submission ids before claiming: step 1 stores one with each claim."""
+        for backend in {id(self.locations[g.alias].backend): self.locations[g.alias].backend
+                        for g in groups}.values():
+            spare = self.spare_ids.setdefault(id(backend), [])
+            wanted = capacity - len(spare)
+            spare.extend(self.pool.map(lambda _, b=backend: b.get_submission_id(), range(wanted)))
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True)
+        super().shutdown()
+
+    def take_submission_id(self, group: Group) -> str:
+        return self.spare_ids[id(self.locations[group.alias].backend)].pop()
 
     def submit(self, batch: list[Claim]) -> None:
         submitted: list[tuple[Claim, str]] = []
         retry_later: Exception | None = None
-        for claim in batch:
+        # the sends wait on the network, so they overlap; results are handled here, in order
+        futures = [(claim, self.pool.submit(self.send, claim)) for claim in batch]
+        for claim, future in futures:
             try:
-                submitted.append((claim, self.send(claim)))
+                submitted.append((claim, future.result()))
             except (ConsentRequired, LoginRequired) as exc:
                 if claims.record_site_event("ACTION_REQUIRED", str(exc)):
                     self.log.error("action required: %s", exc)

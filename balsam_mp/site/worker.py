@@ -21,7 +21,8 @@ from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
 
 BOOT_FAILURE = 3
-IDLE_TICK = 0.05  # seconds between cheap checks for new work
+FIRST_TICK = 0.002  # seconds between cheap checks for new work, right after some work...
+IDLE_TICK = 0.05  # ...growing to this while nothing happens
 
 
 def ready_file(settings: Settings, name: str) -> Path:
@@ -91,12 +92,18 @@ class Worker:
         raise NotImplementedError
 
     def idle(self) -> None:
-        """Wait until the database changes or a service period passes."""
-        deadline = time.monotonic() + self.settings.transfers.service_period
+        self.wait_for_change(self.settings.transfers.service_period)
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Wait until another process commits to the database (True) or `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        tick = FIRST_TICK
         while not self.stopping and time.monotonic() < deadline:
             if self.database_changed():
-                return
-            time.sleep(IDLE_TICK)
+                return True
+            time.sleep(min(tick, max(0.0, deadline - time.monotonic())))
+            tick = min(tick * 1.5, IDLE_TICK)
+        return False
 
     def database_changed(self) -> bool:
         """True when another connection committed since we last looked (PRAGMA data_version)."""

@@ -1,0 +1,173 @@
+"""Site benchmarks (issue 5), against the emulator in zero-latency metadata-only mode.
+
+  (a) 2,000 jobs x 1 stage-in: wall time from `site start` to all STAGED_IN
+  (b) 100,000 items: items/s through claim -> submit -> poll -> job advanced
+  (c) latency from job creation to task submission, single job, idle site (median of 20)
+  (d) Globus API calls per 1,000 items at batch size 100
+  (e) peak RSS of supervisor + workers with 1,000,000 items in the database
+
+Default settings except as stated. Run: .venv/bin/python scripts/bench_site.py [--only abce]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from balsam_mp import api
+from balsam_mp.site import pidfile
+from balsam_mp.site.layout import init_site
+from balsam_mp.testing.globus_emulator import EmulatorProcess
+
+SITE_EP = "5e1f0000-0000-4000-8000-0000000000b1"
+REMOTE_EP = "5e1f0000-0000-4000-8000-0000000000b2"
+CLIENT = ("bench-account", "bench-secret")
+WIDE_APP = '''
+from balsam_mp.api import ApplicationDefinition
+
+class Wide(ApplicationDefinition):
+    transfers = {f"in{n}": {"direction": "in", "local_path": f"in{n}.dat"} for n in range(10)}
+'''
+
+
+class Bench:
+    def __init__(self, work: Path, transfers: str = "") -> None:
+        self.site = init_site(work / "site").site_path
+        text = (self.site / "settings.yml").read_text()
+        text = text.replace("    laptop: local://", f"    remote: globus://{REMOTE_EP}")
+        text = text.replace("globus_endpoint_id: null", f"globus_endpoint_id: {SITE_EP}")
+        (self.site / "settings.yml").write_text(text.rstrip() + "\n" + transfers)
+        (self.site / "apps" / "wide.py").write_text(WIDE_APP)
+        (work / "remote").mkdir()
+        self.emulator = EmulatorProcess({SITE_EP: self.site, REMOTE_EP: work / "remote"},
+                                        "--metadata-only", "--client", ":".join(CLIENT))
+        self.env = dict(os.environ, **self.emulator.env, BALSAM_SITE_PATH=str(self.site),
+                        HOME=str(work), GLOBUS_CLIENT_ID=CLIENT[0],
+                        GLOBUS_CLIENT_SECRET=CLIENT[1])
+        api.use_site(self.site)
+        api.App.sync()
+
+    def jobs(self, count: int, app: str = "MySim", prefix: str = "j") -> float:
+        started = time.monotonic()
+        for start in range(0, count, 20_000):
+            api.Job.objects.bulk_create([
+                {"app": app, "workdir": f"{prefix}/{n}",
+                 "transfers": {"input_file": f"remote:/in/{n}.dat"} if app == "MySim"
+                 else {f"in{k}": f"remote:/in/{n}/{k}.dat" for k in range(10)}}
+                for n in range(start, min(count, start + 20_000))])
+        return time.monotonic() - started
+
+    def balsam(self, *args: str) -> None:
+        subprocess.run([sys.executable, "-m", "balsam_mp", *args], env=self.env, check=True,
+                       capture_output=True)
+
+    def wait_staged_in(self, count: int) -> float:
+        while api.Job.objects.filter(state="STAGED_IN").count() < count:
+            time.sleep(0.02)
+        return time.monotonic()
+
+    def processes(self) -> list[psutil.Process]:
+        info = pidfile.read(self.site)
+        return [psutil.Process(info.pid), *(psutil.Process(p) for p in info.workers.values())]
+
+    def close(self) -> None:
+        subprocess.run([sys.executable, "-m", "balsam_mp", "site", "stop"], env=self.env,
+                       capture_output=True)
+        self.emulator.stop()
+        api.close()
+
+
+def bench_a(work: Path) -> None:
+    bench = Bench(work)
+    bench.jobs(2000)
+    started = time.monotonic()
+    bench.balsam("site", "start")
+    done = bench.wait_staged_in(2000)
+    print(f"(a) 2,000 jobs x 1 stage-in: {done - started:.2f} s from `site start` to all "
+          f"STAGED_IN (Balsam: ~45 s)")
+    bench.close()
+
+
+def bench_bd(work: Path, items: int = 100_000) -> None:
+    bench = Bench(work)
+    created = bench.jobs(items)
+    bench.balsam("site", "start")
+    started = time.monotonic()
+    done = bench.wait_staged_in(items)
+    counts = bench.emulator.counts()
+    calls = sum(v for k, v in counts.items() if k != "token")
+    print(f"(b) {items:,} items: {items / (done - started):,.0f} items/s claim -> submit -> "
+          f"poll -> job advanced ({done - started:.1f} s; creating the jobs took "
+          f"{created:.1f} s)")
+    print(f"(d) Globus API calls per 1,000 items at batch size 100: {calls * 1000 / items:.1f} "
+          f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
+    bench.close()
+
+
+def bench_c(work: Path) -> None:
+    bench = Bench(work)
+    bench.balsam("site", "start")
+    time.sleep(3)  # let the site go idle: its poll interval has grown to service_period
+    latencies = []
+    for n in range(20):
+        created = time.monotonic()
+        job = api.Job.objects.create(app="MySim", workdir=f"lat/{n}",
+                                     transfers={"input_file": f"remote:/in/{n}.dat"})
+        while api.TransferItem.objects.filter(job_id=job.id, state__in=[
+                "active", "done"]).count() == 0:
+            time.sleep(0.002)
+        latencies.append(time.monotonic() - created)
+        time.sleep(1.5)  # idle again before the next job
+    print(f"(c) job creation -> task submitted, idle site: median "
+          f"{statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
+          f"(n=20)")
+    bench.close()
+
+
+def bench_e(work: Path, jobs: int) -> None:
+    bench = Bench(work)
+    bench.jobs(jobs, app="Wide")  # 10 stage-in items per job
+    bench.balsam("site", "start")
+    peak, deadline = 0, time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rss = sum(p.memory_info().rss for p in bench.processes())
+        peak = max(peak, rss)
+        time.sleep(0.2)
+    done = api.TransferItem.objects.filter(state="done").count()
+    print(f"(e) {jobs * 10:,} items in the database: peak RSS of supervisor + workers "
+          f"{peak / 2**20:.0f} MB over 30 s ({done:,} items done meanwhile)")
+    bench.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="abcde", help="which benchmarks, e.g. 'ac'")
+    parser.add_argument("--items", type=int, default=100_000, help="items for (b) and (d)")
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
+    runs = {"a": bench_a, "c": bench_c}
+    for key in args.only:
+        with tempfile.TemporaryDirectory() as tmp:
+            if key in runs:
+                runs[key](Path(tmp))
+            elif key == "b" or (key == "d" and "b" not in args.only):
+                bench_bd(Path(tmp), args.items)
+            elif key == "e":
+                bench_e(Path(tmp), 10_000)
+                with tempfile.TemporaryDirectory() as big:
+                    bench_e(Path(big), 100_000)
+
+
+if __name__ == "__main__":
+    main()

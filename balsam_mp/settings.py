@@ -54,6 +54,7 @@ class TransferSettings:
     verify_checksum: bool = True
     sync_level: str | None = "size"
     claim_lease: float = 60.0
+    globus_requests_per_second: float = 10.0
 
 
 # key -> (types accepted, minimum, maximum); None bounds are open.
@@ -65,9 +66,10 @@ _NUMBERS: dict[str, tuple[type | tuple[type, ...], float | None, float | None]] 
     "max_retries": (int, 0, 100),
     "retry_backoff": ((int, float), 0, 86400),
     "retry_backoff_max": ((int, float), 0, 7 * 86400),
-    "task_deadline": (int, 60, 30 * 86400),
+    "task_deadline": (int, 1, 30 * 86400),
     "inactive_timeout": (int, 1, 30 * 86400),
     "claim_lease": ((int, float), 1, 3600),
+    "globus_requests_per_second": ((int, float), 0.1, 10_000),
 }
 _BOOLS = ("skip_source_errors", "verify_checksum")
 _OPTIONAL_STRINGS = ("globus_endpoint_id", "globus_endpoint_site_path", "globus_client_id",

@@ -10,6 +10,7 @@ from balsam_mp.cli.app import app
 from balsam_mp.cli.common import BalsamGroup, site_option
 from balsam_mp.cli.job import job
 from balsam_mp.cli.site import site
+from balsam_mp.cli.transfer import transfer
 
 
 @click.group(cls=BalsamGroup)
@@ -21,5 +22,5 @@ def main(verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-for group in (site, app, job):
+for group in (site, app, job, transfer):
     main.add_command(group)

@@ -44,4 +44,5 @@ def _backend(settings: Settings, protocol: str) -> TransferBackend:
     credentials = auth.find_credentials(settings)
     client = credentials.transfer_client(auth.globus_auth.site_endpoints(settings))
     return GlobusBackend(client, endpoint, str(settings.site_path),
-                         settings.transfers.globus_endpoint_site_path)
+                         settings.transfers.globus_endpoint_site_path,
+                         settings.transfers.globus_requests_per_second)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from balsam_mp.db import claims, outcomes
-from balsam_mp.db.models import TransferItem, TransferTask
+from balsam_mp.db.models import TransferItem, TransferTask, utcnow
 from balsam_mp.db.outcomes import Failure, Progress
 from balsam_mp.site.backends import Location, build_locations
 from balsam_mp.site.worker import Worker
@@ -27,7 +27,7 @@ class Poller(Worker):
     def step(self) -> bool:
         tasks = list(TransferTask.select(TransferTask.id, TransferTask.task_id,
                                          TransferTask.direction, TransferTask.location_alias,
-                                         TransferTask.state)
+                                         TransferTask.state, TransferTask.inactive_since)
                      .where(TransferTask.state.in_(Task.POLLED)))
         by_backend: dict[int, tuple[TransferBackend, list[TransferTask]]] = {}
         for task in tasks:
@@ -53,6 +53,15 @@ class Poller(Worker):
         progress = Progress(status.status, status.nice_status, status.files_transferred,
                             status.bytes_transferred, status.bytes_per_second,
                             status.fatal_code, status.fatal_error)
+        if status.status == "INACTIVE" and self.inactive_too_long(task):
+            backend.cancel(task.task_id)  # it holds a slot; its items go round again
+            progress = Progress("FAILED", status.nice_status, status.files_transferred,
+                                status.bytes_transferred, status.bytes_per_second,
+                                "INACTIVE_TIMEOUT", f"inactive for over "
+                                f"{self.settings.transfers.inactive_timeout} s; cancelled")
+            outcomes.finish_task(task.id, progress, [], self.settings.transfers)
+            self.log.warning("task %s cancelled: %s", task.task_id, progress.fatal_error)
+            return True
         if not status.finished:
             new_state = outcomes.record_progress(task.id, progress)
             if new_state == Task.INACTIVE:
@@ -65,6 +74,12 @@ class Poller(Worker):
         done, failed = outcomes.finish_task(task.id, progress, failures, self.settings.transfers)
         self.log.info("task %s %s: %d done, %d failed", task.task_id, status.status, done, failed)
         return True
+
+    def inactive_too_long(self, task: TransferTask) -> bool:
+        if task.inactive_since is None:
+            return False
+        waited = (utcnow() - task.inactive_since).total_seconds()
+        return waited > self.settings.transfers.inactive_timeout
 
     def failures(self, backend: TransferBackend, task: TransferTask,
                  status: TaskStatus) -> list[Failure]:

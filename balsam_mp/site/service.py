@@ -12,6 +12,7 @@ import psutil
 
 from balsam_mp import api, settings
 from balsam_mp.db import models
+from balsam_mp.db.filesystem import check_database_location
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
 from balsam_mp.site import pidfile
@@ -38,6 +39,7 @@ def check_not_running(site: Settings) -> str | None:
 
 def start(site: Settings, foreground: bool = False) -> str:
     note = check_not_running(site)
+    check_database_location(site.database_path, site.site_path / settings.SETTINGS_FILE)
     for name in WORKERS:
         ready_file(site, name).unlink(missing_ok=True)
     if foreground:

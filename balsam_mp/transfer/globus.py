@@ -27,6 +27,7 @@ from balsam_mp.transfer.base import (
     TransferBackend,
 )
 from balsam_mp.transfer.filecopy import SYNC_LEVELS
+from balsam_mp.transfer.ratelimit import RateLimiter
 
 POLL_CHUNK = 100  # task ids per task_list request (keeps the URL short)
 _DATA_ACCESS = ("https://auth.globus.org/scopes/", "/data_access")
@@ -34,8 +35,10 @@ _DATA_ACCESS = ("https://auth.globus.org/scopes/", "/data_access")
 
 class GlobusBackend(TransferBackend):
     def __init__(self, client: globus_sdk.TransferClient, local_endpoint: str,
-                 site_path: str, endpoint_site_path: str | None = None) -> None:
+                 site_path: str, endpoint_site_path: str | None = None,
+                 requests_per_second: float = 10.0) -> None:
         self.client = client
+        self.limiter = RateLimiter(requests_per_second)
         self.local_endpoint = local_endpoint
         self.site_path = site_path.rstrip("/") or "/"
         self.endpoint_site_path = endpoint_site_path
@@ -59,7 +62,7 @@ class GlobusBackend(TransferBackend):
     # -- the interface --------------------------------------------------------------
 
     def get_submission_id(self) -> str:
-        with _mapped_errors():
+        with self._call():
             return self.client.get_submission_id()["value"]
 
     def submit(self, direction: str, remote_address: str, files: list[FileSpec],
@@ -82,14 +85,14 @@ class GlobusBackend(TransferBackend):
             src = spec.src if inbound else self.to_endpoint(spec.src)
             dest = self.to_endpoint(spec.dest) if inbound else spec.dest
             data.add_item(src, dest, recursive=spec.recursive)
-        with _mapped_errors([source, destination]):
+        with self._call([source, destination]):
             return self.client.submit_transfer(data)["task_id"]
 
     def poll(self, task_ids: list[str]) -> dict[str, TaskStatus]:
         found: dict[str, TaskStatus] = {}
         for start in range(0, len(task_ids), POLL_CHUNK):
             chunk = task_ids[start:start + POLL_CHUNK]
-            with _mapped_errors():
+            with self._call():
                 page = self.client.task_list(filter={"task_id": chunk}, limit=len(chunk))
             for doc in page["DATA"]:
                 found[doc["task_id"]] = _status(doc)
@@ -98,7 +101,7 @@ class GlobusBackend(TransferBackend):
     def failures(self, task_id: str, direction: str) -> list[FileFailure]:
         local_is_source = direction == "out"
         failures = []
-        with _mapped_errors():
+        with self._call():  # one wait per page would be exact; failures are rare
             for page in self.client.paginated.task_skipped_errors(task_id):
                 for row in page:
                     src, dest = row["source_path"], row["destination_path"]
@@ -111,8 +114,16 @@ class GlobusBackend(TransferBackend):
         return failures
 
     def cancel(self, task_id: str) -> None:
-        with _mapped_errors():
+        with self._call():
             self.client.cancel_task(task_id)
+
+
+    @contextmanager
+    def _call(self, endpoints: list[str] | None = None) -> Iterator[None]:
+        """One request: wait for the rate limit, then map its errors."""
+        self.limiter.wait()
+        with _mapped_errors(endpoints):
+            yield
 
 
 def _status(doc: dict) -> TaskStatus:

@@ -92,6 +92,7 @@ class Emulator:
             while recent and now - recent[0] > 1.0:
                 recent.popleft()
             if len(recent) >= self.rate_limit:
+                self.faults.injected["rate_limited"] += 1
                 return True
             recent.append(now)
             return False

@@ -6,6 +6,7 @@ with nice_status "Queued". Every task has a deadline. A submission id is accepte
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ class Knobs:
     max_active: int = 3  # tasks running at once per user
     max_pending: int = 100  # unfinished tasks per user before submissions are refused
     metadata_only: bool = False  # BENCHMARK ONLY: complete tasks without touching files
+    disk_full: bool = False  # every write to a destination fails with ENOSPC
 
 
 class Engine:
@@ -208,6 +210,8 @@ class Engine:
             with self.lock:
                 task.files_skipped += 1
             return
+        if self.knobs.disk_full:
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
         started = time.monotonic()
         size = copy_atomic(src, dst, task.task_id[:8], verify=task.verify_checksum)
         if self.knobs.bandwidth:

@@ -1,0 +1,97 @@
+"""Chaos: thousands of jobs staged in and out while the emulator fails 5% of calls, drops
+connections, and a random site process is killed with SIGKILL every 1-2 seconds.
+
+At the end every job is JOB_FINISHED, every file is on disk exactly once, no submission
+id named two tasks, and no file was in two successful tasks.
+scripts/chaos runs the same test bigger (BALSAM_CHAOS_JOBS).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import time
+
+from balsam_mp import api, states
+from balsam_mp.site import pidfile
+
+JOBS = int(os.environ.get("BALSAM_CHAOS_JOBS", "5000"))
+MIN_KILLS = 15
+TIME_LIMIT = float(os.environ.get("BALSAM_CHAOS_SECONDS", "400"))
+
+
+def test_chaos(sitekit):
+    kit = sitekit(emulator_args=("--seed", "2026"),
+                  transfers="  max_retries: 20\n  retry_backoff: 0.5\n  claim_lease: 5\n")
+    kit.emulator.fault("*", status=503, code="ServiceUnavailable", probability=0.05)
+    kit.emulator.fault("*", drop=True, probability=0.01)
+    kit.make_jobs(JOBS)
+    kit.start()
+    chaos = random.Random(2026)
+    kills: collections.Counter[str] = collections.Counter()
+    next_kill = time.monotonic() + chaos.uniform(1, 2)
+    deadline = time.monotonic() + TIME_LIMIT
+    while True:
+        finished = api.Job.objects.filter(state=states.JOB_FINISHED).count()
+        if finished == JOBS and sum(kills.values()) >= MIN_KILLS:
+            break
+        assert time.monotonic() < deadline, f"chaos did not settle: {kit.states()}, {kills}"
+        assert api.Job.objects.filter(state=states.FAILED).count() == 0, kit.states()
+        staged = [j.id for j in api.Job.objects.filter(state=states.STAGED_IN)]
+        if staged:
+            kit.run_apps(staged)
+        if time.monotonic() >= next_kill:
+            kills[kill_one(kit, chaos)] += 1
+            next_kill = time.monotonic() + chaos.uniform(1, 2)
+        time.sleep(0.1)
+
+    assert sum(kills.values()) >= MIN_KILLS and kills["supervisor"] >= 1
+    for job in api.Job.objects.all():
+        name = f"job{job.workdir.split('/')[1]}"
+        assert (kit.site / "data" / job.workdir / "input.dat").read_text() == f"input of {name}"
+        assert (kit.remote / "out" / f"{name}.dat").read_text() == f"output of {job.workdir}"
+    assert len(list((kit.remote / "out").iterdir())) == JOBS
+    assert not list(kit.site.rglob(".*partial*")) and not list(kit.remote.rglob(".*partial*"))
+
+    records = kit.emulator.submissions()
+    tasks_of = collections.defaultdict(set)
+    for record in records:
+        tasks_of[record["submission_id"]].add(record["task_id"])
+    assert all(len(ids) == 1 for ids in tasks_of.values()), "a submission id made two tasks"
+    moved = collections.Counter()
+    for task in kit.emulator.tasks().values():
+        if task["status"] == "SUCCEEDED":
+            moved.update((s["source_path"], s["destination_path"]) for s in task["successful"])
+    assert moved and max(moved.values()) == 1, "a file was in two successful tasks"
+    assert sum(moved.values()) == 2 * JOBS
+    print(f"\nchaos: {JOBS} jobs, kills {dict(kills)}, {len(records)} submissions "
+          f"({sum(r['duplicate'] for r in records)} duplicates answered with the original), "
+          f"faults injected {kit.emulator.stats()['injected']}")
+
+
+def kill_one(kit, chaos: random.Random) -> str:
+    """SIGKILL a random site process; if it was the supervisor, start the site again."""
+    info = pidfile.read(kit.site)
+    if info is None or not info.alive() or not info.workers or len(info.workers) < 2:
+        return "none"
+    role = chaos.choice(["supervisor", "submitter", "poller"])
+    pid = info.pid if role == "supervisor" else info.workers[role]
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return "none"
+    if role == "supervisor":
+        while any(_alive(p) for p in info.workers.values()):  # workers leave on their own
+            time.sleep(0.05)
+        kit.start()
+    return role
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False

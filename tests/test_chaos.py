@@ -43,7 +43,9 @@ def test_chaos(sitekit):
         if staged:
             kit.run_apps(staged)
         if time.monotonic() >= next_kill:
-            kills[kill_one(kit, chaos)] += 1
+            victim = kill_one(kit, chaos)
+            if victim:
+                kills[victim] += 1
             next_kill = time.monotonic() + chaos.uniform(1, 2)
         time.sleep(0.1)
 
@@ -71,17 +73,18 @@ def test_chaos(sitekit):
           f"faults injected {kit.emulator.stats()['injected']}")
 
 
-def kill_one(kit, chaos: random.Random) -> str:
-    """SIGKILL a random site process; if it was the supervisor, start the site again."""
+def kill_one(kit, chaos: random.Random) -> str | None:
+    """SIGKILL a random site process; if it was the supervisor, start the site again.
+    Returns who was killed (None if the site was between restarts)."""
     info = pidfile.read(kit.site)
     if info is None or not info.alive() or not info.workers or len(info.workers) < 2:
-        return "none"
+        return None
     role = chaos.choice(["supervisor", "submitter", "poller"])
     pid = info.pid if role == "supervisor" else info.workers[role]
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
-        return "none"
+        return None
     if role == "supervisor":
         while any(_alive(p) for p in info.workers.values()):  # workers leave on their own
             time.sleep(0.05)

@@ -165,6 +165,9 @@ def test_empty_transfer_unknown_task_and_endpoint(emulator):
         tc.get_task("no-such-task")
     assert (err.value.http_status, err.value.code) == (404, "ClientError.NotFound")
     assert tc.get_endpoint(SITE_EP)["DATA_TYPE"] == "endpoint"
+    task_id = submit(tc, [("/nothing", "/nothing")])
+    assert tc.update_task(task_id, {"DATA_TYPE": "task", "label": "renamed"})["code"] == "Updated"
+    assert tc.get_task(task_id)["label"] == "renamed"
     assert tc.operation_mkdir(SITE_EP, "/newdir")["code"] == "DirectoryCreated"
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections import namedtuple
 
 import pytest
+from globus_sdk.token_storage import SQLiteTokenStorage, TokenStorageData
 
 from balsam_mp import api, states
 from balsam_mp.db.filesystem import check_database_location, filesystem_of
@@ -179,3 +181,52 @@ def test_database_path_moves_the_database(sitekit, tmp_path):
     kit.start()
     kit.wait_jobs(jobs, states.STAGED_IN)
     assert not (kit.site / "site.db").exists()
+
+
+def test_missing_consent_is_reported_with_its_fix(sitekit, tmp_path):
+    kit = sitekit()
+    kit.emulator.require_consent(REMOTE_EP)
+    tokens = kit.emulator.tokens()  # a globus CLI login without the data_access consent
+    store = tmp_path / "home" / ".globus" / "cli" / "storage.db"
+    store.parent.mkdir(parents=True)
+    storage = SQLiteTokenStorage(store, namespace="user/production")
+    storage.store_token_data_by_resource_server({"transfer.api.globus.org": TokenStorageData(
+        resource_server="transfer.api.globus.org", identity_id=None, scope=tokens["scope"],
+        access_token=tokens["access_token"], refresh_token=tokens["refresh_token"],
+        expires_at_seconds=int(time.time()) + 3600, token_type="Bearer")})
+    storage.close()
+    env = {k: v for k, v in kit.env.items() if not k.startswith("GLOBUS_CLIENT")}
+    jobs = kit.make_jobs(2, stage_out=False)
+    kit.start(env=env)
+    command = f"balsam site globus-login -e {REMOTE_EP}"
+    wait_for(lambda: command in kit.balsam("site", "status").stdout,
+             what="status to name the consent command")
+    assert f"run `{command}`" in (kit.site / "logs" / "submitter.log").read_text()
+    assert api.Job.objects.filter(state="FAILED").count() == 0
+    kit.emulator.grant_consent(REMOTE_EP, tokens["emulator_identity"])  # the user consents
+    kit.wait_jobs(jobs, states.STAGED_IN)
+
+
+TWO_INPUTS = '''
+from balsam_mp.api import ApplicationDefinition
+
+class Pair(ApplicationDefinition):
+    transfers = {"a": {"direction": "in", "local_path": "a.dat", "required": True},
+                 "b": {"direction": "in", "local_path": "b.dat", "required": True}}
+'''
+
+
+def test_a_failed_file_leaves_the_jobs_other_transfers_to_finish(sitekit):
+    kit = sitekit(transfers="  transfer_batch_size: 1\n")
+    (kit.site / "apps" / "pair.py").write_text(TWO_INPUTS)
+    api.App.sync()
+    (kit.remote / "good.dat").write_text("good")
+    job = api.Job.objects.create(app="Pair", workdir="pair", transfers={
+        "a": "remote:/good.dat", "b": "remote:/missing.dat"})
+    kit.start()
+    kit.wait_jobs([job.id], states.FAILED)
+    wait_for(lambda: api.TransferItem.objects.get(job_id=job.id, slot="a").state == "done",
+             what="the good file to finish although its job failed")
+    assert (kit.site / "data" / "pair" / "a.dat").read_text() == "good"
+    failed = api.Job.objects.get(id=job.id).state_data["failed_files"]
+    assert [f["remote"] for f in failed] == ["remote:/missing.dat"]

@@ -172,3 +172,12 @@ def test_sqlite3_reads_the_site_database(site):
         assert conn.execute(query).fetchall() == [("awaiting_job", 4), ("pending", 4)]
         created = conn.execute("select created_at from job limit 1").fetchone()[0]
         assert created.endswith("Z") and "T" in created  # ISO-8601 UTC text
+
+
+def test_app_class_submit(site):
+    from balsam_mp.api.apps import load_app_classes
+
+    my_sim = load_app_classes(site.apps_path)["MySim"][1]
+    job = my_sim.submit("e/42", transfers={"input_file": "laptop:/d/42.dat"}, tags={"k": "v"})
+    assert (job.state, job.workdir, job.tags) == ("READY", "e/42", {"k": "v"})
+    assert api.Job.objects.filter(tags={"k": "v"}).count() == 1

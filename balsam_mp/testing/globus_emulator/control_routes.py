@@ -116,4 +116,4 @@ def mint_tokens(emu: Emulator, req: Request) -> dict:
     code = emu.auth.authorize(body.get("client_id", "emulator-test-client"),
                               body.get("scope", ""), emu.user_identity)
     grant = emu.auth.exchange_code(code)
-    return emu.auth.token_response(grant)
+    return dict(emu.auth.token_response(grant), emulator_identity=emu.user_identity)

@@ -86,11 +86,15 @@ class SiteKit:
         return counts
 
     def run_apps(self, ids: list[int]) -> None:
-        """Stand in for the app: write each output, then mark the job POSTPROCESSED."""
-        for job in api.Job.objects.filter(id__in=ids):
-            workdir = self.site / "data" / job.workdir
-            (workdir / "output.dat").write_text(f"output of {job.workdir}")
-            api.Job.objects.set_state(job.id, "STAGED_IN", "POSTPROCESSED")
+        """Stand in for the app: write each output, then mark the jobs POSTPROCESSED,
+        all in one transaction (so their stage-out items become pending together)."""
+        jobs = list(api.Job.objects.filter(id__in=ids))
+        for job in jobs:
+            (self.site / "data" / job.workdir / "output.dat").write_text(
+                f"output of {job.workdir}")
+        with api.Job.objects.model._meta.database.atomic():
+            for job in jobs:
+                api.Job.objects.set_state(job.id, "STAGED_IN", "POSTPROCESSED")
 
     def accepted(self) -> list[dict]:
         return [s for s in self.emulator.submissions() if not s["duplicate"]]

@@ -55,3 +55,16 @@ def test_a_connection_inherited_through_fork_refuses_to_run(site):
     os.waitpid(pid, 0)
     assert os.read(read, 16) == b"refused"
     assert api.Job.objects.count() == 0  # the parent's connection still works
+
+
+def test_an_older_schema_is_migrated_through_the_hook(site, monkeypatch):
+    api.connect()
+    db.Job._meta.database.execute_sql("update meta set value='0' where key='schema_version'")
+    api.close()
+    ran = []
+    monkeypatch.setitem(connection.MIGRATIONS, 1, lambda database: ran.append(database))
+    database = db.connect(site.database_path)
+    assert len(ran) == 1
+    version = database.execute_sql("select value from meta where key='schema_version'")
+    assert version.fetchone()[0] == "1"
+    database.close()

@@ -12,6 +12,7 @@ by accident:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import peewee
@@ -84,7 +85,7 @@ def _create_schema(db: SiteDatabase) -> None:
 
 
 # Migration hook: version -> function bringing the schema from version-1 to version.
-MIGRATIONS: dict[int, object] = {}
+MIGRATIONS: dict[int, Callable[[SiteDatabase], None]] = {}
 
 
 def _migrate(db: SiteDatabase) -> None:
@@ -100,5 +101,5 @@ def _migrate(db: SiteDatabase) -> None:
     while version < SCHEMA_VERSION:
         version += 1
         with db.atomic():
-            MIGRATIONS[version](db)  # type: ignore[operator]
+            MIGRATIONS[version](db)
             Meta.update(value=str(version)).where(Meta.key == "schema_version").execute()

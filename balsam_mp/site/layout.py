@@ -8,13 +8,8 @@ from pathlib import Path
 from balsam_mp import db, settings
 from balsam_mp.errors import BalsamError
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "site_template"
-
-
-def template_path() -> Path:
-    """site_template/ next to the package (source checkout) or installed as package data."""
-    packaged = Path(__file__).resolve().parents[1] / "site_template"
-    return packaged if packaged.is_dir() else TEMPLATE
+# package data in an installed wheel; in a checkout, a link to the top-level site_template/
+TEMPLATE = Path(__file__).parents[1] / "site_template"
 
 
 def init_site(path: Path, name: str | None = None) -> settings.Settings:
@@ -26,7 +21,7 @@ def init_site(path: Path, name: str | None = None) -> settings.Settings:
     site_name = name or path.name
     if not site_name or '"' in site_name or "\n" in site_name or "\\" in site_name:
         raise BalsamError(f"site name {site_name!r} must be one line without quotes")
-    template = template_path()
+    template = TEMPLATE
     staging = path.with_name(f".{path.name}.init")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(template, staging, ignore=shutil.ignore_patterns("__pycache__"))

@@ -1,0 +1,3 @@
+from balsam_mp.cli import main
+
+main()

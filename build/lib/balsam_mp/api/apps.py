@@ -1,0 +1,129 @@
+"""Apps: Python classes in SITE/apps/*.py with a `transfers` dict of slots."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+from balsam_mp.db.models import App, utcnow
+from balsam_mp.errors import ValidationError
+from balsam_mp.settings import Settings
+
+SLOT_KEYS = {"required", "direction", "local_path", "description", "recursive"}
+
+
+class ApplicationDefinition:
+    """Subclass this in SITE/apps/*.py to declare an app and its transfer slots.
+
+        class MySim(ApplicationDefinition):
+            transfers = {
+                "input_file": {"required": True, "direction": "in", "local_path": "input.dat"},
+                "result": {"required": True, "direction": "out", "local_path": "out.h5"},
+            }
+    """
+
+    description: ClassVar[str] = ""
+    transfers: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @classmethod
+    def submit(cls, workdir: str, transfers: dict[str, str] | None = None,
+               tags: dict[str, str] | None = None, **parameters: Any):
+        """Create one job of this app (see `Job.objects.create`)."""
+        from balsam_mp.api import Job
+
+        return Job.objects.create(app=cls.__name__, workdir=workdir, transfers=transfers,
+                                  tags=tags, parameters=parameters)
+
+
+def validate_slots(where: str, transfers: Any) -> dict[str, dict[str, Any]]:
+    """Check an app's slots; return them with defaults filled in."""
+    if not isinstance(transfers, dict):
+        raise ValidationError(f"{where}: transfers must be a dict of slot name -> spec")
+    slots = {}
+    for name, spec in transfers.items():
+        at = f"{where}: slot {name!r}"
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValidationError(f"{at}: slot names must be identifiers")
+        if not isinstance(spec, dict):
+            raise ValidationError(f"{at}: spec must be a dict")
+        unknown = set(spec) - SLOT_KEYS
+        if unknown:
+            raise ValidationError(f"{at}: unknown key(s) {', '.join(sorted(unknown))}")
+        direction = spec.get("direction")
+        if direction not in ("in", "out"):
+            raise ValidationError(f"{at}: direction must be 'in' or 'out', got {direction!r}")
+        local_path = spec.get("local_path", ".")
+        check_relative_path(f"{at}: local_path", local_path)
+        for flag in ("required", "recursive"):
+            if not isinstance(spec.get(flag, False), bool):
+                raise ValidationError(f"{at}: {flag} must be true or false")
+        if not isinstance(spec.get("description", ""), str):
+            raise ValidationError(f"{at}: description must be a string")
+        slots[name] = {
+            "direction": direction,
+            "local_path": local_path,
+            "required": spec.get("required", False),
+            "recursive": spec.get("recursive", False),
+            "description": spec.get("description", ""),
+        }
+    return slots
+
+
+def check_relative_path(what: str, path: Any) -> PurePosixPath:
+    """A path that stays inside its root: relative, no '..'."""
+    if not isinstance(path, str) or not path:
+        raise ValidationError(f"{what}: must be a non-empty string")
+    pure = PurePosixPath(path)
+    if pure.is_absolute():
+        raise ValidationError(f"{what}: {path!r} must be relative")
+    if ".." in pure.parts:
+        raise ValidationError(f"{what}: {path!r} escapes its directory with '..'")
+    return pure
+
+
+def load_app_classes(apps_path: Path) -> dict[str, tuple[Path, type[ApplicationDefinition]]]:
+    """Import every SITE/apps/*.py and collect its ApplicationDefinition subclasses."""
+    found: dict[str, tuple[Path, type[ApplicationDefinition]]] = {}
+    for file in sorted(apps_path.glob("*.py")):
+        module_name = f"balsam_site_apps.{file.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, file)
+        if spec is None or spec.loader is None:
+            continue
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # the user's file: report it, do not crash on it
+            raise ValidationError(f"{file}: cannot import: {type(exc).__name__}: {exc}") from exc
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, ApplicationDefinition) and cls is not ApplicationDefinition \
+                    and cls.__module__ == module_name:
+                if name in found:
+                    raise ValidationError(
+                        f"{file}: app {name} is also defined in {found[name][0]}"
+                    )
+                found[name] = (file, cls)
+    return found
+
+
+def sync_apps(settings: Settings) -> list[str]:
+    """Register or update every app of the site; all or nothing."""
+    classes = load_app_classes(settings.apps_path)
+    rows = []
+    for name, (file, cls) in classes.items():
+        slots = validate_slots(f"{file}: app {name}", cls.transfers)
+        rows.append({"name": name, "source_file": str(file),
+                     "description": cls.description or (cls.__doc__ or "").strip(),
+                     "transfers": slots, "updated_at": utcnow()})
+    db = App._meta.database
+    with db.atomic():
+        for row in rows:
+            App.insert(**row).on_conflict(
+                conflict_target=[App.name],
+                update={App.source_file: row["source_file"], App.description: row["description"],
+                        App.transfers: row["transfers"], App.updated_at: row["updated_at"]},
+            ).execute()
+    return sorted(classes)

@@ -1,0 +1,26 @@
+"""The `balsam` command line."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from balsam_mp.cli.app import app
+from balsam_mp.cli.common import BalsamGroup, site_option
+from balsam_mp.cli.job import job
+from balsam_mp.cli.site import site
+from balsam_mp.cli.transfer import transfer
+
+
+@click.group(cls=BalsamGroup)
+@site_option
+@click.option("-v", "--verbose", is_flag=True, help="Log informational messages.")
+def main(verbose: bool) -> None:
+    """Stage the input and output files of many HPC jobs."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+for group in (site, app, job, transfer):
+    main.add_command(group)

@@ -1,0 +1,64 @@
+"""`balsam job create|ls`."""
+
+from __future__ import annotations
+
+import click
+
+from balsam_mp import api
+from balsam_mp.cli.common import BalsamGroup, emit, format_option, open_site, site_option
+from balsam_mp.errors import ValidationError
+from balsam_mp.states import JOB_STATES
+
+
+def _pairs(option: str, values: tuple[str, ...]) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise ValidationError(f"{option} {value!r}: expected KEY=VALUE")
+        pairs[key] = rest
+    return pairs
+
+
+@click.group(cls=BalsamGroup)
+def job() -> None:
+    """Create and list jobs."""
+
+
+@job.command()
+@site_option
+@click.option("--app", "app_name", required=True, help="App class name.")
+@click.option("--workdir", required=True, help="Work directory, relative to SITE/data.")
+@click.option("-t", "--transfer", "transfers", multiple=True,
+              help="SLOT=ALIAS:/absolute/path (repeatable).")
+@click.option("--tag", "tags", multiple=True, help="KEY=VALUE (repeatable).")
+@format_option
+def create(app_name: str, workdir: str, transfers: tuple[str, ...], tags: tuple[str, ...],
+           output_format: str) -> None:
+    """Create one job."""
+    open_site()
+    new = api.Job.objects.create(app=app_name, workdir=workdir,
+                                 transfers=_pairs("-t", transfers), tags=_pairs("--tag", tags))
+    emit(output_format, [_row(new, {new.app_id: app_name})], ["id", "app", "workdir", "state"])
+
+
+@job.command(name="ls")
+@site_option
+@click.option("--state", type=click.Choice(JOB_STATES), help="Only jobs in this state.")
+@click.option("--tag", "tags", multiple=True, help="KEY=VALUE that jobs must carry.")
+@format_option
+def list_jobs(state: str | None, tags: tuple[str, ...], output_format: str) -> None:
+    """List jobs."""
+    open_site()
+    query = api.Job.objects.all()
+    if state:
+        query = query.filter(state=state)
+    if tags:
+        query = query.filter(tags=_pairs("--tag", tags))
+    app_names = {a.id: a.name for a in api.App.objects.all()}
+    emit(output_format, [_row(j, app_names) for j in query], ["id", "app", "workdir", "state"])
+
+
+def _row(job_row, app_names: dict[int, str]) -> dict:
+    return {"id": job_row.id, "app": app_names[job_row.app_id], "workdir": job_row.workdir,
+            "state": job_row.state, "state_data": job_row.state_data, "tags": job_row.tags}

@@ -1,0 +1,105 @@
+"""One SQLite connection per process, opened after any fork.
+
+A connection that crosses a fork shares file locks and buffers with its parent and
+corrupts the database in ways that surface much later. Two guards make that impossible
+by accident:
+
+- a process that is about to fork calls `forbid_connections()`; any later `connect()`
+  in it raises;
+- a connection inherited through a fork refuses to run a query in the child.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import peewee
+
+from balsam_mp.db.models import ALL_MODELS, SCHEMA_VERSION, Meta, database_proxy
+from balsam_mp.errors import BalsamError, ForkSafetyError
+
+_forbidden_reason: str | None = None
+
+
+class SiteDatabase(peewee.SqliteDatabase):
+    """SqliteDatabase that remembers the process that opened it."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner_pid = os.getpid()
+
+    def cursor(self, *args, **kwargs):
+        if os.getpid() != self.owner_pid:
+            raise ForkSafetyError(
+                f"database connection opened in pid {self.owner_pid} used in pid "
+                f"{os.getpid()}: open a new one after fork"
+            )
+        return super().cursor(*args, **kwargs)
+
+
+def forbid_connections(reason: str) -> None:
+    """Make every later connect() in this process raise (the supervisor, before fork)."""
+    global _forbidden_reason
+    _forbidden_reason = reason
+
+
+def allow_connections() -> None:
+    """In a freshly forked worker: this process may open its own connection."""
+    global _forbidden_reason
+    _forbidden_reason = None
+
+
+def connect(db_path: Path, *, synchronous: str = "NORMAL", create: bool = False) -> SiteDatabase:
+    """Open the site database for this process and bind the models to it."""
+    if _forbidden_reason is not None:
+        raise ForkSafetyError(f"no database connection allowed here: {_forbidden_reason}")
+    if not create and not db_path.exists():
+        raise BalsamError(f"{db_path}: site database missing; run `balsam site init`")
+    db = SiteDatabase(
+        str(db_path),
+        lock_type="IMMEDIATE",  # every atomic() is BEGIN IMMEDIATE: no deferred upgrade
+        pragmas={
+            "journal_mode": "wal",
+            "synchronous": synchronous,
+            "busy_timeout": 30_000,
+            "foreign_keys": 1,
+            "cache_size": -16_000,
+        },
+        timeout=30,
+    )
+    database_proxy.initialize(db)
+    db.connect()
+    if create:
+        _create_schema(db)
+    else:
+        _migrate(db)
+    return db
+
+
+def _create_schema(db: SiteDatabase) -> None:
+    with db.atomic():
+        db.create_tables(ALL_MODELS)
+        Meta.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict_ignore().execute()
+
+
+# Migration hook: version -> function bringing the schema from version-1 to version.
+MIGRATIONS: dict[int, Callable[[SiteDatabase], None]] = {}
+
+
+def _migrate(db: SiteDatabase) -> None:
+    row = Meta.get_or_none(Meta.key == "schema_version")
+    if row is None:
+        raise BalsamError(f"{db.database}: not a balsam site database (no schema_version)")
+    version = int(row.value)
+    if version > SCHEMA_VERSION:
+        raise BalsamError(
+            f"{db.database}: schema version {version} is newer than this balsam_mp "
+            f"({SCHEMA_VERSION}); upgrade balsam_mp"
+        )
+    while version < SCHEMA_VERSION:
+        version += 1
+        with db.atomic():
+            MIGRATIONS[version](db)
+            Meta.update(value=str(version)).where(Meta.key == "schema_version").execute()

@@ -1,0 +1,143 @@
+"""Tables a user can read with sqlite3: app, job, transfer_item, transfer_task, log_event.
+
+States are text, times are ISO-8601 UTC text (sortable as strings), JSON is text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import peewee
+
+SCHEMA_VERSION = 1
+database_proxy = peewee.DatabaseProxy()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class UtcField(peewee.TextField):
+    """A UTC datetime stored as fixed-width ISO-8601 text."""
+
+    def db_value(self, value: dt.datetime | str | None) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        return iso(value)
+
+    def python_value(self, value: str | None) -> dt.datetime | None:
+        if value is None:
+            return None
+        return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=dt.timezone.utc
+        )
+
+
+class JSONField(peewee.TextField):
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, sort_keys=True)
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class Meta(BaseModel):
+    key = peewee.TextField(primary_key=True)
+    value = peewee.TextField()
+
+
+class App(BaseModel):
+    name = peewee.TextField(unique=True)
+    source_file = peewee.TextField()
+    description = peewee.TextField(default="")
+    transfers = JSONField(default=dict)  # slot name -> slot spec
+    updated_at = UtcField(default=utcnow)
+
+
+class Job(BaseModel):
+    app = peewee.ForeignKeyField(App, backref="jobs", on_delete="RESTRICT")
+    workdir = peewee.TextField(unique=True)  # relative to SITE/data
+    state = peewee.TextField(index=True)
+    state_data = JSONField(default=dict)
+    tags = JSONField(default=dict)
+    parameters = JSONField(default=dict)
+    created_at = UtcField(default=utcnow)
+    updated_at = UtcField(default=utcnow)
+
+
+class TransferTask(BaseModel):
+    direction = peewee.TextField()
+    location_alias = peewee.TextField()
+    remote_address = peewee.TextField()
+    protocol = peewee.TextField()
+    state = peewee.TextField(index=True)
+    submission_id = peewee.TextField(null=True, unique=True)
+    task_id = peewee.TextField(null=True, index=True)  # the remote (e.g. Globus) task id
+    remote_status = peewee.TextField(null=True)
+    nice_status = peewee.TextField(null=True)
+    label = peewee.TextField(default="")
+    item_count = peewee.IntegerField(default=0)
+    files_transferred = peewee.IntegerField(default=0)
+    files_skipped = peewee.IntegerField(default=0)
+    bytes_transferred = peewee.BigIntegerField(default=0)
+    bytes_per_second = peewee.FloatField(default=0.0)
+    fatal_error = peewee.TextField(null=True)
+    owner = peewee.TextField(null=True)  # "pid:create_time" of the claiming worker
+    lease_expires = UtcField(null=True)
+    deadline = UtcField(null=True)
+    created_at = UtcField(default=utcnow)
+    updated_at = UtcField(default=utcnow)
+    inactive_since = UtcField(null=True)
+
+
+class TransferItem(BaseModel):
+    job = peewee.ForeignKeyField(Job, backref="transfer_items", on_delete="CASCADE")
+    slot = peewee.TextField()
+    direction = peewee.TextField()
+    location_alias = peewee.TextField()
+    remote_path = peewee.TextField()
+    local_path = peewee.TextField()  # absolute path on this machine
+    recursive = peewee.BooleanField(default=False)
+    state = peewee.TextField()
+    transfer_task = peewee.ForeignKeyField(
+        TransferTask, null=True, backref="items", on_delete="SET NULL"
+    )
+    task_id = peewee.TextField(null=True)  # remote task id, as in Balsam's API
+    attempts = peewee.IntegerField(default=0)
+    not_before = UtcField(null=True)
+    error = peewee.TextField(null=True)
+    owner = peewee.TextField(null=True)
+    lease_expires = UtcField(null=True)
+    created_at = UtcField(default=utcnow)
+    updated_at = UtcField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            # the submitter's claim: pending items of one group, oldest job first
+            (("state", "direction", "location_alias", "job"), False),
+            (("job", "direction"), False),
+        )
+
+
+class LogEvent(BaseModel):
+    job = peewee.ForeignKeyField(Job, null=True, backref="events", on_delete="CASCADE")
+    transfer_item = peewee.ForeignKeyField(TransferItem, null=True, on_delete="CASCADE")
+    from_state = peewee.TextField(null=True)
+    to_state = peewee.TextField(null=True)
+    message = peewee.TextField(default="")
+    timestamp = UtcField(default=utcnow, index=True)
+
+
+ALL_MODELS = [Meta, App, Job, TransferTask, TransferItem, LogEvent]

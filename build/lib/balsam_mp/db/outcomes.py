@@ -1,0 +1,169 @@
+"""The poller's side of the database: what a task's result does to its items and jobs.
+
+Each function is one BEGIN IMMEDIATE transaction: the task, its items and their jobs
+change together or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from balsam_mp import states
+from balsam_mp.db.jobs import advance_jobs
+from balsam_mp.db.models import Job, LogEvent, TransferItem, TransferTask, utcnow
+from balsam_mp.settings import TransferSettings
+from balsam_mp.states import Item, Task
+
+# Codes a retry cannot fix: the service already retried, or the answer will not change.
+PERMANENT_CODES = frozenset({"FILE_NOT_FOUND", "PERMISSION_DENIED", "CANCELED_BY_USER"})
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the poller learned about one task (the backend's TaskStatus, trimmed)."""
+
+    status: str
+    nice_status: str | None
+    files_transferred: int
+    bytes_transferred: int
+    bytes_per_second: float
+    fatal_code: str | None = None
+    fatal_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    item_id: int
+    code: str
+    reason: str
+
+
+def _db():
+    return TransferTask._meta.database
+
+
+def _task_fields(progress: Progress, now: dt.datetime) -> dict:
+    return {TransferTask.remote_status: progress.status,
+            TransferTask.nice_status: progress.nice_status,
+            TransferTask.files_transferred: progress.files_transferred,
+            TransferTask.bytes_transferred: progress.bytes_transferred,
+            TransferTask.bytes_per_second: progress.bytes_per_second,
+            TransferTask.updated_at: now}
+
+
+def record_progress(task_id: int, progress: Progress) -> str | None:
+    """An unfinished task: counters, and ACTIVE <-> INACTIVE for it and its items.
+
+    Returns the new local state when it changed (so the caller can report it)."""
+    now = utcnow()
+    new_state = Task.INACTIVE if progress.status == "INACTIVE" else Task.ACTIVE
+    with _db().atomic():
+        old = TransferTask.get_by_id(task_id)
+        fields = _task_fields(progress, now)
+        fields[TransferTask.state] = new_state
+        if new_state == Task.INACTIVE and old.state != Task.INACTIVE:
+            fields[TransferTask.inactive_since] = now
+        elif new_state == Task.ACTIVE:
+            fields[TransferTask.inactive_since] = None
+        TransferTask.update(fields).where(TransferTask.id == task_id,
+                                          TransferTask.state == old.state).execute()
+        if old.state != new_state:
+            item_from = Item.ACTIVE if new_state == Task.INACTIVE else Item.INACTIVE
+            item_to = Item.INACTIVE if new_state == Task.INACTIVE else Item.ACTIVE
+            TransferItem.update(state=item_to, updated_at=now).where(
+                TransferItem.transfer_task == task_id, TransferItem.state == item_from).execute()
+            return new_state
+    return None
+
+
+def finish_task(task_id: int, progress: Progress, failures: list[Failure],
+                policy: TransferSettings) -> tuple[int, int]:
+    """A finished task: its items become done or failed, their jobs advance or fail.
+
+    Returns (done, failed) item counts."""
+    now = utcnow()
+    final = Task.SUCCEEDED if progress.status == "SUCCEEDED" else Task.FAILED
+    with _db().atomic():
+        fields = _task_fields(progress, now)
+        fields.update({TransferTask.state: final,
+                       TransferTask.fatal_error: _describe(progress)})
+        changed = TransferTask.update(fields).where(
+            TransferTask.id == task_id, TransferTask.state.in_(Task.POLLED)).execute()
+        if not changed:
+            return 0, 0  # another poller got here first: nothing to do twice
+        in_flight = (TransferItem.transfer_task == task_id) & \
+            TransferItem.state.in_(Item.IN_FLIGHT)
+        if final == Task.FAILED:
+            code = progress.fatal_code or "FAILED"
+            failures = [Failure(item_id, code, _describe(progress) or code) for (item_id,) in
+                        TransferItem.select(TransferItem.id).where(in_flight).tuples()]
+        failed = len(failures)
+        jobs_of_task = Job.id.in_(TransferItem.select(TransferItem.job).where(
+            TransferItem.transfer_task == task_id))
+        fail_items(failures, policy, now)  # detaches them from the task first
+        done = TransferItem.update(state=Item.DONE, error=None, updated_at=now).where(
+            in_flight).execute()
+        advance_jobs(jobs_of_task)
+    return done, failed
+
+
+
+def fail_items(failures: Iterable[Failure], policy: TransferSettings,
+               now: dt.datetime | None = None) -> None:
+    """Retry each failed item with backoff, or, when retries are spent or pointless,
+    mark it `error` and fail its job with the reason. Runs inside the caller's transaction."""
+    now = now or utcnow()
+    failures = list(failures)
+    if not failures:
+        return
+    items = {i.id: i for i in TransferItem.select().where(
+        TransferItem.id.in_([f.item_id for f in failures]))}
+    failed_jobs: dict[int, list[dict]] = {}
+    for failure in failures:
+        item = items[failure.item_id]
+        reason = f"{failure.code}: {failure.reason}" if failure.reason != failure.code \
+            else failure.code
+        retry = failure.code not in PERMANENT_CODES and item.attempts < policy.max_retries
+        update = {"error": reason, "attempts": item.attempts + 1, "updated_at": now,
+                  "transfer_task": None, "task_id": None}
+        if retry:
+            delay = min(policy.retry_backoff_max, policy.retry_backoff * 2 ** item.attempts)
+            update.update(state=Item.PENDING,
+                          not_before=now + dt.timedelta(seconds=delay * random.uniform(0.5, 1.5)))
+        else:
+            update.update(state=Item.ERROR)
+            failed_jobs.setdefault(item.job_id, []).append(
+                {"item": item.id, "slot": item.slot, "direction": item.direction,
+                 "remote": f"{item.location_alias}:{item.remote_path}",
+                 "local_path": item.local_path, "reason": reason})
+        TransferItem.update(update).where(TransferItem.id == item.id).execute()
+        LogEvent.create(job=item.job_id, transfer_item=item.id, from_state=item.state,
+                        to_state=update["state"], message=reason, timestamp=now)
+    for job_id, files in failed_jobs.items():
+        fail_job(job_id, files, now)
+
+
+def fail_job(job_id: int, files: list[dict], now: dt.datetime) -> None:
+    """FAILED, naming every failed file and why; remembers the state it left."""
+    job = Job.get_by_id(job_id)
+    data = dict(job.state_data or {})
+    data["failed_files"] = data.get("failed_files", []) + files
+    if job.state == states.FAILED:
+        Job.update(state_data=data, updated_at=now).where(Job.id == job_id).execute()
+        return
+    data["failed_from"] = job.state
+    changed = Job.update(state=states.FAILED, state_data=data, updated_at=now).where(
+        Job.id == job_id, Job.state == job.state).execute()
+    if changed:
+        LogEvent.create(job=job_id, from_state=job.state, to_state=states.FAILED,
+                        message="; ".join(f"{f['remote']}: {f['reason']}" for f in files),
+                        timestamp=now)
+
+
+def _describe(progress: Progress) -> str | None:
+    if progress.fatal_code is None:
+        return None
+    return f"{progress.fatal_code}: {progress.fatal_error or ''}".rstrip(": ")

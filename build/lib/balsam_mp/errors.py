@@ -1,0 +1,33 @@
+"""Every error the product raises on purpose derives from BalsamError.
+
+The CLI maps a BalsamError to one line on stderr and exit code 1; anything else is a bug
+and keeps its traceback.
+"""
+
+
+class BalsamError(Exception):
+    """A user-facing error: its message says what is wrong and where."""
+
+
+class SettingsError(BalsamError):
+    """settings.yml is unreadable or invalid."""
+
+
+class SiteNotFound(BalsamError):
+    """No site directory could be located."""
+
+
+class ValidationError(BalsamError):
+    """Input (a job, an app, a transfer spec) was rejected before anything was written."""
+
+
+class NotFound(BalsamError):
+    """A looked-up object does not exist."""
+
+
+class ForkSafetyError(BalsamError):
+    """A database connection was opened or used across a fork."""
+
+
+class StateConflict(BalsamError):
+    """A compare-and-set found the row in another state than expected."""

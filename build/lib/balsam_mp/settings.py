@@ -1,0 +1,227 @@
+"""Load and validate a site's settings.yml, once, with one clear message per mistake.
+
+The `transfers:` section takes Balsam's keys unchanged, plus the keys this project adds.
+Sections of a full Balsam settings.yml that this site does not use are accepted and
+ignored with one informational log line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from balsam_mp.errors import SettingsError, SiteNotFound
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FILE = "settings.yml"
+PROTOCOLS = ("globus", "local")
+IGNORED_SECTIONS = (
+    "site_id", "title", "logging", "filter_tags", "launcher", "scheduler", "processing",
+    "elastic_queue", "queue_maintainer", "file_cleaner",
+)
+SYNC_LEVELS = ("exists", "size", "mtime", "checksum")
+_ALIAS = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferSettings:
+    """The `transfers:` section. Defaults are documented in site_template/settings.yml."""
+
+    transfer_locations: dict[str, str] = dataclasses.field(
+        default_factory=lambda: {"local": "local://"}
+    )
+    globus_endpoint_id: str | None = None
+    globus_endpoint_site_path: str | None = None
+    globus_client_id: str | None = None
+    max_concurrent_transfers: int = 5
+    transfer_batch_size: int = 100
+    num_items_query_limit: int = 2000
+    service_period: float = 1.0
+    max_retries: int = 3
+    retry_backoff: float = 5.0
+    retry_backoff_max: float = 600.0
+    task_deadline: int = 86400
+    inactive_timeout: int = 3600
+    skip_source_errors: bool = True
+    verify_checksum: bool = True
+    sync_level: str | None = "size"
+    claim_lease: float = 60.0
+    globus_requests_per_second: float = 10.0
+
+
+# key -> (types accepted, minimum, maximum); None bounds are open.
+_NUMBERS: dict[str, tuple[type | tuple[type, ...], float | None, float | None]] = {
+    "max_concurrent_transfers": (int, 1, 1000),
+    "transfer_batch_size": (int, 1, 100_000),
+    "num_items_query_limit": (int, 1, 10_000_000),
+    "service_period": ((int, float), 0.01, 3600),
+    "max_retries": (int, 0, 100),
+    "retry_backoff": ((int, float), 0, 86400),
+    "retry_backoff_max": ((int, float), 0, 7 * 86400),
+    "task_deadline": (int, 1, 30 * 86400),
+    "inactive_timeout": (int, 1, 30 * 86400),
+    "claim_lease": ((int, float), 1, 3600),
+    "globus_requests_per_second": ((int, float), 0.1, 10_000),
+}
+_BOOLS = ("skip_source_errors", "verify_checksum")
+_OPTIONAL_STRINGS = ("globus_endpoint_id", "globus_endpoint_site_path", "globus_client_id",
+                     "sync_level")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    site_path: Path
+    site_name: str
+    transfers: TransferSettings
+    database_path: Path
+
+    @property
+    def data_path(self) -> Path:
+        return self.site_path / "data"
+
+    @property
+    def logs_path(self) -> Path:
+        return self.site_path / "logs"
+
+    @property
+    def apps_path(self) -> Path:
+        return self.site_path / "apps"
+
+    def location(self, alias: str) -> tuple[str, str]:
+        """(protocol, address) of a trusted alias."""
+        protocol, _, address = self.transfers.transfer_locations[alias].partition("://")
+        return protocol, address
+
+
+def find_site(path: str | os.PathLike | None = None) -> Path:
+    """The site directory: `path`, then $BALSAM_SITE_PATH, then cwd and its parents."""
+    if path is None:
+        path = os.environ.get("BALSAM_SITE_PATH")
+    if path is not None:
+        site = Path(path).resolve()
+        if not (site / SETTINGS_FILE).is_file():
+            raise SiteNotFound(f"{site} is not a balsam site: it has no {SETTINGS_FILE}")
+        return site
+    here = Path.cwd().resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / SETTINGS_FILE).is_file():
+            return candidate
+    raise SiteNotFound(
+        f"no balsam site in {here} or its parents; pass --site PATH or set BALSAM_SITE_PATH"
+    )
+
+
+def load(site_path: str | os.PathLike | None = None) -> Settings:
+    site = find_site(site_path)
+    file = site / SETTINGS_FILE
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{file}: malformed YAML: {exc}") from None
+    except OSError as exc:
+        raise SettingsError(f"{file}: cannot read: {exc.strerror}") from None
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{file}: expected a mapping at the top level")
+    return _parse(file, site, raw)
+
+
+def _parse(file: Path, site: Path, raw: dict[str, Any]) -> Settings:
+    def fail(key: str, what: str) -> SettingsError:
+        return SettingsError(f"{file}: {key}: {what}")
+
+    ignored = [key for key in raw if key in IGNORED_SECTIONS]
+    if ignored:
+        log.info("%s: ignoring sections this site does not use: %s", file, ", ".join(ignored))
+    known = {"site_name", "transfers", "database_path", *IGNORED_SECTIONS}
+    for key in raw:
+        if key not in known:
+            raise fail(str(key), "unknown key")
+
+    site_name = raw.get("site_name", site.name)
+    if not isinstance(site_name, str) or not site_name.strip() or "\n" in site_name:
+        raise fail("site_name", f"must be a one-line string, got {site_name!r}")
+
+    database_path = raw.get("database_path")
+    if database_path is None:
+        db_file = site / "site.db"
+    elif isinstance(database_path, str) and database_path:
+        db_file = (site / os.path.expanduser(database_path)).resolve()
+    else:
+        raise fail("database_path", f"must be a path string, got {database_path!r}")
+
+    transfers = _parse_transfers(raw.get("transfers") or {}, fail)
+    return Settings(site, site_name, transfers, db_file)
+
+
+def _parse_transfers(section: Any, fail) -> TransferSettings:
+    if not isinstance(section, dict):
+        raise fail("transfers", "must be a mapping")
+    fields = {f.name for f in dataclasses.fields(TransferSettings)}
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        where = f"transfers.{key}"
+        if key not in fields:
+            raise fail(where, "unknown key")
+        if key in _NUMBERS:
+            types, low, high = _NUMBERS[key]
+            if isinstance(value, bool) or not isinstance(value, types):
+                raise fail(where, f"must be a number, got {value!r}")
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise fail(where, f"{value} is out of range [{low}, {high}]")
+        elif key in _BOOLS:
+            if not isinstance(value, bool):
+                raise fail(where, f"must be true or false, got {value!r}")
+        elif key in _OPTIONAL_STRINGS:
+            if value is not None and not isinstance(value, str):
+                raise fail(where, f"must be a string, got {value!r}")
+        values[key] = value
+
+    if "transfer_locations" in values:
+        values["transfer_locations"] = _parse_locations(values["transfer_locations"], fail)
+    endpoint = values.get("globus_endpoint_id")
+    if endpoint is not None and not _is_uuid(endpoint):
+        raise fail("transfers.globus_endpoint_id", f"{endpoint!r} is not a UUID")
+    site_path = values.get("globus_endpoint_site_path")
+    if site_path is not None and not site_path.startswith("/"):
+        raise fail("transfers.globus_endpoint_site_path", f"{site_path!r} must be absolute")
+    level = values.get("sync_level")
+    if level is not None and level not in SYNC_LEVELS:
+        raise fail("transfers.sync_level", f"{level!r} is not one of {', '.join(SYNC_LEVELS)}")
+    return TransferSettings(**values)
+
+
+def _parse_locations(locations: Any, fail) -> dict[str, str]:
+    if not isinstance(locations, dict) or not locations:
+        raise fail("transfers.transfer_locations", "must be a non-empty mapping alias: URL")
+    parsed = {}
+    for alias, url in locations.items():
+        where = f"transfers.transfer_locations.{alias}"
+        if not isinstance(alias, str) or not _ALIAS.match(alias):
+            raise fail(where, "alias must be letters, digits, '_', '.' or '-'")
+        if not isinstance(url, str) or "://" not in url:
+            raise fail(where, f"{url!r} is not protocol://address")
+        protocol, _, address = url.partition("://")
+        if protocol not in PROTOCOLS:
+            raise fail(where, f"unknown protocol {protocol!r} (use {' or '.join(PROTOCOLS)})")
+        if protocol == "globus" and not _is_uuid(address):
+            raise fail(where, f"globus address {address!r} is not an endpoint UUID")
+        if protocol == "local" and address and not address.startswith("/"):
+            raise fail(where, f"local address {address!r} must be empty or an absolute path")
+        parsed[alias] = url
+    return parsed
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True

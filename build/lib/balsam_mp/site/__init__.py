@@ -1,0 +1,1 @@
+"""The site service: layout, supervisor, workers."""

@@ -1,0 +1,72 @@
+"""The site's pidfile: host, pid and process create time, written atomically.
+
+The create time tells a live supervisor from an unrelated process that reused its pid;
+the host tells a site running on another login node (shared file system) from a dead one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+PIDFILE = "site.pid"
+
+
+@dataclass(frozen=True)
+class PidInfo:
+    host: str
+    pid: int
+    create_time: float
+    workers: dict[str, int] | None = None
+
+    @property
+    def here(self) -> bool:
+        return self.host == socket.gethostname()
+
+    def alive(self) -> bool:
+        """True if this exact process (not a pid reuse) is running on this host."""
+        if not self.here:
+            return False
+        try:
+            process = psutil.Process(self.pid)
+            return process.create_time() == self.create_time and \
+                process.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+
+def path_of(site_path: Path) -> Path:
+    return site_path / PIDFILE
+
+
+def write(site_path: Path, workers: dict[str, int] | None = None) -> PidInfo:
+    me = psutil.Process()
+    info = PidInfo(socket.gethostname(), me.pid, me.create_time(), workers)
+    target = path_of(site_path)
+    partial = target.with_name(f".{target.name}.{me.pid}")
+    partial.write_text(json.dumps(asdict(info)))
+    os.replace(partial, target)
+    return info
+
+
+def read(site_path: Path) -> PidInfo | None:
+    try:
+        data = json.loads(path_of(site_path).read_text())
+        return PidInfo(data["host"], int(data["pid"]), float(data["create_time"]),
+                       data.get("workers"))
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        return PidInfo("?", 0, 0.0)  # unreadable: treated as stale
+
+
+def remove(site_path: Path, pid: int | None = None) -> None:
+    """Remove the pidfile; with `pid`, only if it still names that process."""
+    current = read(site_path)
+    if current is not None and (pid is None or current.pid == pid):
+        path_of(site_path).unlink(missing_ok=True)

@@ -1,0 +1,104 @@
+"""The poller: polls every in-flight task in as few calls as each backend allows, then,
+in one transaction per result, updates the task, its items and their jobs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from balsam_mp.db import claims, outcomes
+from balsam_mp.db.models import TransferItem, TransferTask, utcnow
+from balsam_mp.db.outcomes import Failure, Progress
+from balsam_mp.site.backends import Location, build_locations
+from balsam_mp.site.worker import Worker
+from balsam_mp.states import Item, Task
+from balsam_mp.transfer.base import ConsentRequired, LoginRequired, TaskStatus, TransferBackend
+
+FASTEST_POLL = 0.05  # seconds; the interval grows to service_period while nothing changes
+
+
+class Poller(Worker):
+    name = "poller"
+
+    def initialize(self) -> None:
+        super().initialize()
+        self.locations: dict[str, Location] = build_locations(self.settings)
+        self.interval = FASTEST_POLL
+
+    def step(self) -> bool:
+        tasks = list(TransferTask.select(TransferTask.id, TransferTask.task_id,
+                                         TransferTask.direction, TransferTask.location_alias,
+                                         TransferTask.state, TransferTask.inactive_since)
+                     .where(TransferTask.state.in_(Task.POLLED)))
+        by_backend: dict[int, tuple[TransferBackend, list[TransferTask]]] = {}
+        for task in tasks:
+            location = self.locations.get(task.location_alias)
+            if location is not None:
+                by_backend.setdefault(id(location.backend), (location.backend, []))[1].append(task)
+        changed = False
+        for backend, group in by_backend.values():
+            try:
+                statuses = backend.poll([t.task_id for t in group])
+            except (ConsentRequired, LoginRequired) as exc:
+                claims.record_site_event("ACTION_REQUIRED", str(exc))
+                raise
+            for task in group:
+                status = statuses.get(task.task_id)
+                if status is not None:
+                    changed |= self.apply(backend, task, status)
+        self.interval = FASTEST_POLL if changed else min(
+            self.interval * 1.5, self.settings.transfers.service_period)
+        return False
+
+    def apply(self, backend: TransferBackend, task: TransferTask, status: TaskStatus) -> bool:
+        progress = Progress(status.status, status.nice_status, status.files_transferred,
+                            status.bytes_transferred, status.bytes_per_second,
+                            status.fatal_code, status.fatal_error)
+        if status.status == "INACTIVE" and self.inactive_too_long(task):
+            backend.cancel(task.task_id)  # it holds a slot; its items go round again
+            progress = Progress("FAILED", status.nice_status, status.files_transferred,
+                                status.bytes_transferred, status.bytes_per_second,
+                                "INACTIVE_TIMEOUT", f"inactive for over "
+                                f"{self.settings.transfers.inactive_timeout} s; cancelled")
+            outcomes.finish_task(task.id, progress, [], self.settings.transfers)
+            self.log.warning("task %s cancelled: %s", task.task_id, progress.fatal_error)
+            return True
+        if not status.finished:
+            new_state = outcomes.record_progress(task.id, progress)
+            if new_state == Task.INACTIVE:
+                claims.record_site_event(
+                    "ACTION_REQUIRED", f"transfer task {task.task_id} is INACTIVE "
+                    f"({status.nice_status}): credentials expired or consent missing; run "
+                    "`balsam site globus-login` (the task resumes by itself afterwards)")
+            return new_state is not None
+        failures = self.failures(backend, task, status)
+        done, failed = outcomes.finish_task(task.id, progress, failures, self.settings.transfers)
+        self.log.info("task %s %s: %d done, %d failed", task.task_id, status.status, done, failed)
+        return True
+
+    def inactive_too_long(self, task: TransferTask) -> bool:
+        if task.inactive_since is None:
+            return False
+        waited = (utcnow() - task.inactive_since).total_seconds()
+        return waited > self.settings.transfers.inactive_timeout
+
+    def failures(self, backend: TransferBackend, task: TransferTask,
+                 status: TaskStatus) -> list[Failure]:
+        """Items named by the task's per-file failures (the rest of the batch succeeded)."""
+        if status.status != "SUCCEEDED" or not status.skipped_errors:
+            return []
+        by_paths: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for item_id, remote, local in (TransferItem.select(
+                TransferItem.id, TransferItem.remote_path, TransferItem.local_path)
+                .where(TransferItem.transfer_task == task.id,
+                       TransferItem.state.in_(Item.IN_FLIGHT)).tuples()):
+            key = (remote, local) if task.direction == "in" else (local, remote)
+            by_paths[key].append(item_id)
+        found = []
+        for failure in backend.failures(task.task_id, task.direction):
+            for item_id in by_paths.get((failure.src, failure.dest), []):
+                found.append(Failure(item_id, failure.code, failure.details or failure.code))
+        return found
+
+    def idle(self) -> None:
+        if self.wait_for_change(self.interval):
+            self.interval = FASTEST_POLL

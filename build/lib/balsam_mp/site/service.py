@@ -1,0 +1,172 @@
+"""What `balsam site start|stop|sync|status` do, apart from printing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import peewee
+import psutil
+
+from balsam_mp import api, settings
+from balsam_mp.db import models
+from balsam_mp.db.filesystem import check_database_location
+from balsam_mp.errors import BalsamError
+from balsam_mp.settings import Settings
+from balsam_mp.site import pidfile
+from balsam_mp.site.logs import configure_logging
+from balsam_mp.site.supervisor import WORKERS, Supervisor
+from balsam_mp.site.worker import ready_file
+
+START_TIMEOUT = 30.0
+
+
+def check_not_running(site: Settings) -> str | None:
+    """Refuse if a site runs; clean up a stale pidfile (returns a note saying so)."""
+    info = pidfile.read(site.site_path)
+    if info is None:
+        return None
+    if not info.here:
+        raise BalsamError(f"site {site.site_name} is running on host {info.host} "
+                          f"(pid {info.pid}); stop it there")
+    if info.alive():
+        raise BalsamError(f"site {site.site_name} is already running (pid {info.pid})")
+    pidfile.remove(site.site_path)
+    return f"removed a stale pidfile (pid {info.pid} is not running)"
+
+
+def start(site: Settings, foreground: bool = False) -> str:
+    note = check_not_running(site)
+    check_database_location(site.database_path, site.site_path / settings.SETTINGS_FILE)
+    for name in WORKERS:
+        ready_file(site, name).unlink(missing_ok=True)
+    if foreground:
+        configure_logging(site, "supervisor")
+        code = Supervisor(site).run()
+        if code:
+            raise BalsamError(f"site stopped with errors; see {site.logs_path}/")
+        return "site stopped"
+    if os.fork() == 0:  # daemon: detach twice, then supervise
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        _detach_stdio(site)
+        configure_logging(site, "supervisor")
+        code = 1
+        try:
+            code = Supervisor(site).run()
+        finally:
+            os._exit(code)
+    os.wait()
+    info = _wait_until_ready(site)
+    return "\n".join(filter(None, [note, f"site {site.site_name} started (pid {info.pid})"]))
+
+
+def _detach_stdio(site: Settings) -> None:
+    out = os.open(site.logs_path / "supervisor.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    sys.stderr = os.fdopen(2, "w", buffering=1)
+
+
+def _wait_until_ready(site: Settings) -> pidfile.PidInfo:
+    deadline = time.monotonic() + START_TIMEOUT
+    seen = None
+    while time.monotonic() < deadline:
+        info = pidfile.read(site.site_path)
+        if info is not None and info.alive():
+            seen = info
+            workers = info.workers or {}
+            ready = all(_ready_pid(site, n) == workers.get(n) for n in WORKERS)
+            if ready and len(workers) == len(WORKERS):
+                return info
+        elif seen is not None:  # it was up and is gone: a worker failed at boot
+            break
+        time.sleep(0.05)
+    raise BalsamError(f"site {site.site_name} failed to start; see "
+                      f"{site.logs_path / 'supervisor.log'} and the worker logs there")
+
+
+def _ready_pid(site: Settings, name: str) -> int | None:
+    try:
+        return int(ready_file(site, name).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def stop(site: Settings, timeout: float = 30.0) -> str:
+    info = pidfile.read(site.site_path)
+    if info is None:
+        raise BalsamError(f"site {site.site_name} is not running (no pidfile)")
+    if not info.here:
+        raise BalsamError(f"site {site.site_name} runs on host {info.host} (pid {info.pid}); "
+                          "stop it there")
+    if not info.alive():
+        pidfile.remove(site.site_path)
+        return f"site was not running; removed a stale pidfile (pid {info.pid})"
+    process = psutil.Process(info.pid)
+    children = process.children(recursive=True)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except psutil.TimeoutExpired:
+        for proc in [process, *children]:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        pidfile.remove(site.site_path, info.pid)
+        return f"site did not stop within {timeout:.0f}s; killed it"
+    return f"site {site.site_name} stopped"
+
+
+def sync(site_path) -> str:
+    """Validate settings.yml, re-register apps, then restart the workers of a running site."""
+    site = settings.load(site_path)  # raises on a bad file: the running site is untouched
+    api.use_site(site.site_path)
+    api.App.sync()
+    info = pidfile.read(site.site_path)
+    if info is None or not info.alive():
+        return "settings are valid and apps synced; the site is not running"
+    os.kill(info.pid, signal.SIGHUP)
+    return f"settings are valid and apps synced; restarting the workers of pid {info.pid}"
+
+
+def status(site: Settings) -> dict:
+    info = pidfile.read(site.site_path)
+    running = info is not None and info.alive()
+    api.use_site(site.site_path)
+    api.connect()
+    items = [{"direction": d, "state": s, "count": n} for d, s, n in (
+        models.TransferItem.select(models.TransferItem.direction, models.TransferItem.state,
+                                   peewee.fn.COUNT(models.TransferItem.id)).group_by(
+            models.TransferItem.direction, models.TransferItem.state).tuples())]
+    in_flight = [{"id": t.id, "task_id": t.task_id, "state": t.state, "direction": t.direction,
+                  "alias": t.location_alias, "items": t.item_count,
+                  "nice_status": t.nice_status, "bytes": t.bytes_transferred}
+                 for t in models.TransferTask.select().where(
+                     models.TransferTask.state.in_(("submitting", "active", "inactive")))]
+    site_events = models.LogEvent.select().where(models.LogEvent.job.is_null()).order_by(
+        models.LogEvent.id.desc())
+    action = site_events.where(models.LogEvent.to_state == "ACTION_REQUIRED").first()
+    inactive = [t for t in in_flight if t["state"] == "inactive"]
+    last_error = (models.TransferItem.select(models.TransferItem.error)
+                  .where(models.TransferItem.error.is_null(False))
+                  .order_by(models.TransferItem.updated_at.desc()).first())
+    return {
+        "site": site.site_name, "running": running,
+        "pid": info.pid if running else None, "host": info.host if info else None,
+        "workers": (info.workers or {}) if running else {},
+        "items": items, "tasks_in_flight": in_flight,
+        "last_error": last_error.error if last_error else None,
+        "action_required": action.message if action and (inactive or _recent(action)) else None,
+    }
+
+
+def _recent(event: models.LogEvent, seconds: float = 300) -> bool:
+    return (models.utcnow() - event.timestamp).total_seconds() < seconds

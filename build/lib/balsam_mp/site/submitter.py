@@ -1,0 +1,135 @@
+"""The submitter: claims pending items, batches them, submits each batch exactly once.
+
+Exactly once: a batch's submission id is stored with its claim before anything is sent,
+and a batch left `submitting` by a crash is sent again with that same id, which the
+service answers with the original task.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from balsam_mp.db import claims
+from balsam_mp.db.claims import Claim, Group
+from balsam_mp.db.models import utcnow
+from balsam_mp.site.backends import Location, build_locations
+from balsam_mp.site.worker import Worker
+from balsam_mp.transfer.base import (
+    ConsentRequired,
+    FileSpec,
+    LoginRequired,
+    PermanentError,
+    RetryableError,
+    TaskOptions,
+    task_label,
+)
+
+SENDERS = 8  # concurrent requests to the transfer service
+CRASH_HOOK = "BALSAM_MP_TEST_CRASH_AFTER_SUBMIT"  # tests: a file whose existence means "die"
+
+
+class Submitter(Worker):
+    name = "submitter"
+    synchronous = "FULL"  # a claim must survive a power cut before its batch is sent
+
+    def initialize(self) -> None:
+        super().initialize()
+        self.owner = claims.owner_id()
+        self.locations: dict[str, Location] = build_locations(self.settings)
+        self.last_served: dict[Group, float] = {}
+        self.spare_ids: dict[int, list[str]] = {}  # backend -> unused submission ids
+        self.pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="send")
+
+    def step(self) -> bool:
+        config = self.settings.transfers
+        leftover = claims.my_unsubmitted(self.owner)
+        if leftover:
+            claims.renew_leases(self.owner, config.claim_lease)
+        self.submit(leftover + claims.take_over_abandoned(self.owner, config.claim_lease))
+        new = self.claim_new()
+        self.submit(new)
+        return bool(new)
+
+    def claim_new(self) -> list[Claim]:
+        """Claim batches round-robin over (direction, alias), oldest job first in each."""
+        config = self.settings.transfers
+        capacity = config.max_concurrent_transfers - claims.in_flight_count()
+        if capacity <= 0:
+            return []
+        groups = claims.ready_groups([Group(direction, alias) for alias in self.locations
+                                      for direction in ("in", "out")], utcnow())
+        if not groups:
+            return []
+        groups.sort(key=lambda g: self.last_served.get(g, 0.0))  # least recently served first
+        self.stock_submission_ids(groups, capacity)
+        new = claims.claim_batches(
+            [(g, self.locations[g.alias].address, self.locations[g.alias].protocol)
+             for g in groups],
+            capacity, config.num_items_query_limit, config.transfer_batch_size,
+            self.take_submission_id, self.owner, config.claim_lease,
+            utcnow() + dt.timedelta(seconds=config.task_deadline))
+        for claim in new:
+            self.last_served[Group(claim.direction, claim.alias)] = time.monotonic()
+        return new
+
+    def stock_submission_ids(self, groups: list[Group], capacity: int) -> None:
+        """Fetch submission ids before claiming: step 1 stores one with each claim."""
+        for backend in {id(self.locations[g.alias].backend): self.locations[g.alias].backend
+                        for g in groups}.values():
+            spare = self.spare_ids.setdefault(id(backend), [])
+            wanted = capacity - len(spare)
+            spare.extend(self.pool.map(lambda _, b=backend: b.get_submission_id(), range(wanted)))
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True)
+        super().shutdown()
+
+    def take_submission_id(self, group: Group) -> str:
+        return self.spare_ids[id(self.locations[group.alias].backend)].pop()
+
+    def submit(self, batch: list[Claim]) -> None:
+        submitted: list[tuple[Claim, str]] = []
+        retry_later: Exception | None = None
+        # the sends wait on the network, so they overlap; results are handled here, in order
+        futures = [(claim, self.pool.submit(self.send, claim)) for claim in batch]
+        for claim, future in futures:
+            try:
+                submitted.append((claim, future.result()))
+            except (ConsentRequired, LoginRequired) as exc:
+                if claims.record_site_event("ACTION_REQUIRED", str(exc)):
+                    self.log.error("action required: %s", exc)
+                retry_later = exc
+            except RetryableError as exc:
+                retry_later = exc
+            except PermanentError as exc:
+                self.log.error("task %s refused: %s", claim.task_id, exc)
+                claims.abandon(claim, "REFUSED", str(exc), self.settings.transfers)
+        if submitted:
+            claims.mark_submitted(submitted, self.owner)
+            self.log.info("submitted %d task(s), %d item(s)", len(submitted),
+                          sum(len(c.items) for c, _ in submitted))
+        if retry_later is not None:
+            raise retry_later  # the loop backs off; the claims stay ours to resend
+
+    def send(self, claim: Claim) -> str:
+        location = self.locations[claim.alias]
+        config = self.settings.transfers
+        inbound = claim.direction == "in"
+        files = [FileSpec(remote, local, recursive) if inbound else
+                 FileSpec(local, remote, recursive)
+                 for _, remote, local, recursive in claim.items]
+        options = TaskOptions(
+            label=task_label(self.settings.site_name, claim.direction, claim.alias, len(files)),
+            deadline=claim.deadline, sync_level=config.sync_level,
+            verify_checksum=config.verify_checksum, skip_source_errors=config.skip_source_errors)
+        remote_id = location.backend.submit(claim.direction, location.address, files,
+                                            claim.submission_id, options)
+        hook = os.environ.get(CRASH_HOOK)
+        if hook and os.path.exists(hook):  # tests: die between submit and record
+            os.unlink(hook)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return remote_id

@@ -1,0 +1,187 @@
+"""The supervisor: forks the submitter and the poller, restarts them, stops them.
+
+Modelled on gunicorn's arbiter: children are reaped with waitpid(WNOHANG); one that dies
+is restarted with backoff and its death (exit code or signal) is logged; one that fails
+at boot halts the supervisor. The supervisor never opens the database: workers open
+their own after the fork. SIGTERM/SIGINT stop the site; SIGHUP restarts the workers
+with freshly loaded settings (`balsam site sync`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from balsam_mp import db, settings
+from balsam_mp.settings import Settings
+from balsam_mp.site import pidfile
+from balsam_mp.site.logs import configure_logging
+from balsam_mp.site.poller import Poller
+from balsam_mp.site.submitter import Submitter
+from balsam_mp.site.worker import BOOT_FAILURE, Worker
+
+WORKERS: dict[str, type[Worker]] = {"submitter": Submitter, "poller": Poller}
+STOP_TIMEOUT = 20.0  # seconds workers get to finish their step before SIGKILL
+MAX_BACKOFF = 30.0
+
+
+@dataclass
+class Child:
+    name: str
+    pid: int = 0
+    started: float = 0.0
+    restarts: int = 0
+    restart_at: float = 0.0
+
+
+class HaltError(Exception):
+    pass
+
+
+class Supervisor:
+    def __init__(self, site_settings: Settings) -> None:
+        self.settings = site_settings
+        self.log = logging.getLogger("balsam_mp.supervisor")
+        self.children = {name: Child(name) for name in WORKERS}
+        self.stopping = False
+        self.reload = False
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.initialize()
+        try:
+            self.loop()
+            return 0
+        except HaltError as exc:
+            self.log.error("halting: %s", exc)
+            return 1
+        finally:
+            self.shutdown()
+
+    def initialize(self) -> None:
+        db.forbid_connections("the supervisor forks workers; only they open the database")
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGHUP, self._reload)
+        pidfile.write(self.settings.site_path)
+        for child in self.children.values():
+            self.spawn(child)
+        self.log.info("site %s started (pid %d)", self.settings.site_name, os.getpid())
+
+    def _stop(self, *_: object) -> None:
+        self.stopping = True
+
+    def _reload(self, *_: object) -> None:
+        self.reload = True
+
+    def loop(self) -> None:
+        while not self.stopping:
+            self.reap()
+            if self.reload:
+                self.reload = False
+                self.restart_all()
+            now = time.monotonic()
+            for child in self.children.values():
+                if child.pid == 0 and now >= child.restart_at:
+                    self.spawn(child)
+            time.sleep(0.05)
+
+    def shutdown(self) -> None:
+        self.stop_children()
+        pidfile.remove(self.settings.site_path, os.getpid())
+        self.log.info("site stopped")
+
+    # -- children -------------------------------------------------------------------
+
+    def spawn(self, child: Child) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker: fresh signal handlers, own log, own database
+            code = 1
+            try:
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                db.allow_connections()  # a new process: it opens its own connection
+                configure_logging(self.settings, child.name)
+                code = WORKERS[child.name](self.settings).run()
+            finally:
+                os._exit(code)
+        child.pid, child.started = pid, time.monotonic()
+        pidfile.write(self.settings.site_path, self.worker_pids())
+        self.log.info("started %s (pid %d)", child.name, pid)
+
+    def worker_pids(self) -> dict[str, int]:
+        return {name: c.pid for name, c in self.children.items() if c.pid}
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = next((c for c in self.children.values() if c.pid == pid), None)
+            if child is None:
+                continue
+            self.on_exit(child, status)
+
+    def on_exit(self, child: Child, status: int) -> None:
+        how = describe_exit(status)
+        child.pid = 0
+        pidfile.write(self.settings.site_path, self.worker_pids())
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == BOOT_FAILURE:
+            raise HaltError(f"{child.name} failed at boot ({how}); see its log in "
+                            f"{self.settings.logs_path}")
+        if self.stopping:
+            return
+        lived = time.monotonic() - child.started
+        child.restarts = 0 if lived > 60 else child.restarts + 1
+        delay = min(MAX_BACKOFF, 0.1 * 2 ** child.restarts) if child.restarts else 0.0
+        child.restart_at = time.monotonic() + delay
+        self.log.warning("%s %s; restarting in %.1fs", child.name, how, delay)
+
+    def restart_all(self) -> None:
+        """Validate settings, then replace both workers (nothing in flight is lost)."""
+        try:
+            self.settings = settings.load(self.settings.site_path)
+        except Exception as exc:  # a bad file leaves the running workers alone
+            self.log.error("sync refused, keeping the running workers: %s", exc)
+            return
+        self.log.info("settings reloaded; restarting workers")
+        self.stop_children()
+        for child in self.children.values():
+            child.restarts, child.restart_at = 0, 0.0
+
+    def stop_children(self) -> None:
+        running = {c.pid: c for c in self.children.values() if c.pid}
+        for pid in running:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while running and time.monotonic() < deadline:
+            for pid in list(running):
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    self.log.info("%s %s", running.pop(pid).name, describe_exit(status))
+            time.sleep(0.02)
+        for pid, child in running.items():
+            self.log.warning("%s did not stop in %.0fs; killing it", child.name, STOP_TIMEOUT)
+            _signal(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        for child in self.children.values():
+            child.pid = 0
+
+
+def describe_exit(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with code {os.WEXITSTATUS(status)}"
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass

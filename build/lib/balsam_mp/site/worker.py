@@ -1,0 +1,122 @@
+"""What the submitter and the poller share: initialize() / loop() / shutdown().
+
+Signal handlers only set flags; the loop acts on them between steps. A worker whose
+initialize() fails exits with BOOT_FAILURE so the supervisor halts instead of
+respawning it forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+import traceback
+from pathlib import Path
+
+import peewee
+
+from balsam_mp import db
+from balsam_mp.errors import BalsamError
+from balsam_mp.settings import Settings
+
+BOOT_FAILURE = 3
+FIRST_TICK = 0.002  # seconds between cheap checks for new work, right after some work...
+IDLE_TICK = 0.05  # ...growing to this while nothing happens
+
+
+def ready_file(settings: Settings, name: str) -> Path:
+    """Written by a worker once it has booted: `site start` waits for both."""
+    folder = settings.site_path / ".run"
+    folder.mkdir(exist_ok=True)
+    return folder / f"{name}.ready"
+
+
+class Worker:
+    name = "worker"
+    synchronous = "NORMAL"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.log = logging.getLogger(f"balsam_mp.{self.name}")
+        self.stopping = False
+        self.database: peewee.Database | None = None
+        self._data_version = -1
+        self._error_backoff = 0.0
+        self.parent_pid = os.getppid()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        try:
+            self.initialize()
+        except Exception as exc:
+            self.log.error("%s failed to start: %s", self.name, exc)
+            if not isinstance(exc, BalsamError):
+                self.log.error("%s", traceback.format_exc())
+            return BOOT_FAILURE
+        ready_file(self.settings, self.name).write_text(str(os.getpid()))
+        self.log.info("%s started", self.name)
+        try:
+            self.loop()
+        finally:
+            self.shutdown()
+        self.log.info("%s stopped", self.name)
+        return 0
+
+    def initialize(self) -> None:
+        self.database = db.connect(self.settings.database_path, synchronous=self.synchronous)
+
+    def loop(self) -> None:
+        while not self.stopping:
+            if os.getppid() != self.parent_pid:  # the supervisor died: do not linger
+                self.log.warning("%s: supervisor %d is gone; exiting", self.name, self.parent_pid)
+                return
+            try:
+                busy = self.step()
+                self._error_backoff = 0.0
+            except (BalsamError, peewee.OperationalError) as exc:
+                self._error_backoff = min(30.0, max(0.5, self._error_backoff * 2))
+                self.log.warning("%s: %s; retrying in %.1fs", self.name, exc, self._error_backoff)
+                self.sleep(self._error_backoff)
+                continue
+            if not busy:
+                self.idle()
+
+    def step(self) -> bool:
+        """One pass; returns True if there may be more work right away."""
+        raise NotImplementedError
+
+    def idle(self) -> None:
+        self.wait_for_change(self.settings.transfers.service_period)
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Wait until another process commits to the database (True) or `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        tick = FIRST_TICK
+        while not self.stopping and time.monotonic() < deadline:
+            if self.database_changed():
+                return True
+            time.sleep(min(tick, max(0.0, deadline - time.monotonic())))
+            tick = min(tick * 1.5, IDLE_TICK)
+        return False
+
+    def database_changed(self) -> bool:
+        """True when another connection committed since we last looked (PRAGMA data_version)."""
+        version = self.database.execute_sql("PRAGMA data_version").fetchone()[0]
+        changed = version != self._data_version
+        self._data_version = version
+        return changed
+
+    def sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(IDLE_TICK, deadline - time.monotonic()))
+
+    def shutdown(self) -> None:
+        if self.database is not None:
+            self.database.close()

@@ -1,0 +1,1 @@
+"""Test, benchmark and demo support that ships with the product."""

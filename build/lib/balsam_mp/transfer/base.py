@@ -1,0 +1,116 @@
+"""The transfer backend interface, its value types, and its typed errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from balsam_mp.errors import BalsamError
+
+FINISHED = ("SUCCEEDED", "FAILED")
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file (or directory, if recursive) to move; both paths as the caller names them."""
+
+    src: str
+    dest: str
+    recursive: bool = False
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    label: str
+    deadline: dt.datetime
+    sync_level: str | None = "size"
+    verify_checksum: bool = True
+    skip_source_errors: bool = True
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    task_id: str
+    status: str  # ACTIVE | INACTIVE | SUCCEEDED | FAILED
+    nice_status: str | None = None
+    files: int = 0
+    files_transferred: int = 0
+    files_skipped: int = 0
+    bytes_transferred: int = 0
+    bytes_per_second: float = 0.0
+    skipped_errors: int = 0
+    fatal_code: str | None = None
+    fatal_error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+@dataclass(frozen=True)
+class FileFailure:
+    """A file a finished task could not move (the task itself may have SUCCEEDED)."""
+
+    src: str
+    dest: str
+    code: str
+    details: str
+
+
+class TransferError(BalsamError):
+    """Base of every backend error."""
+
+
+class RetryableError(TransferError):
+    """Worth trying again later: network trouble, 5xx, rate limits."""
+
+
+class PermanentError(TransferError):
+    """Will fail the same way again: bad request, permission denied, bad path."""
+
+
+class LoginRequired(TransferError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"{detail}; run `balsam site globus-login`")
+
+
+class ConsentRequired(TransferError):
+    def __init__(self, endpoints: list[str]) -> None:
+        self.endpoints = endpoints
+        self.command = "balsam site globus-login " + " ".join(f"-e {ep}" for ep in endpoints)
+        super().__init__(
+            f"Globus needs your data_access consent for endpoint(s) {', '.join(endpoints)}; "
+            f"run `{self.command}`"
+        )
+
+
+class TransferBackend(ABC):
+    """What the site's workers need from a transfer service."""
+
+    @abstractmethod
+    def get_submission_id(self) -> str:
+        """An id that makes a later submit idempotent."""
+
+    @abstractmethod
+    def submit(self, direction: str, remote_address: str, files: list[FileSpec],
+               submission_id: str, options: TaskOptions) -> str:
+        """Submit one batch; returns the remote task id. Same submission id -> same task."""
+
+    @abstractmethod
+    def poll(self, task_ids: list[str]) -> dict[str, TaskStatus]:
+        """Status of many tasks in as few calls as the service allows. Unknown ids are absent."""
+
+    @abstractmethod
+    def failures(self, task_id: str, direction: str) -> list[FileFailure]:
+        """Per-file failures of a finished task, paths named as they were submitted."""
+
+    @abstractmethod
+    def cancel(self, task_id: str) -> None:
+        """Cancel a task; a finished task is left as it is."""
+
+
+def task_label(site_name: str, direction: str, alias: str, count: int) -> str:
+    """`balsam <site> <in|out> <alias> <n> items`, on one line, at most 128 characters."""
+    label = f"balsam {site_name} {direction} {alias} {count} items"
+    return " ".join(label.split())[:128]

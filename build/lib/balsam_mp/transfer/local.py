@@ -1,0 +1,130 @@
+"""The local backend: copies on this machine, no account needed (`local://` aliases).
+
+Each task is a folder under `state_dir` named by its submission id (which is also its
+task id). The copy runs in a detached process (`local_runner`), so a worker restart
+does not kill it; its progress and result are JSON files written atomically, so status
+survives any restart. Creating the folder is the exactly-once step: a second submit of
+the same id finds it and only restarts a runner that died before it finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+
+import psutil
+
+from balsam_mp.transfer.base import (
+    FileFailure,
+    FileSpec,
+    PermanentError,
+    TaskOptions,
+    TaskStatus,
+    TransferBackend,
+)
+
+START_GRACE = 30.0  # seconds a new task may go without a runner before it counts as lost
+
+
+def write_json(path: Path, data: object) -> None:
+    partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    partial.write_text(json.dumps(data))
+    os.replace(partial, path)
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def runner_alive(task_dir: Path) -> bool:
+    """True if the task's runner process is still the one that wrote runner.json."""
+    runner = read_json(task_dir / "runner.json")
+    if runner is None:
+        return False
+    try:
+        process = psutil.Process(runner["pid"])
+        return process.create_time() == runner["create_time"] and \
+            process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+class LocalBackend(TransferBackend):
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+
+    def get_submission_id(self) -> str:
+        return str(uuid.uuid4())
+
+    def submit(self, direction: str, remote_address: str, files: list[FileSpec],
+               submission_id: str, options: TaskOptions) -> str:
+        if not files:
+            raise PermanentError("refusing to submit an empty batch")
+        if not all(c.isalnum() or c == "-" for c in submission_id):
+            raise PermanentError(f"bad submission id {submission_id!r}")
+        task_dir = self.state_dir / submission_id
+        spec = {"direction": direction, "root": remote_address or "/",
+                "files": [asdict(f) for f in files], "submitted": time.time(),
+                "options": dict(asdict(options), deadline=options.deadline.timestamp())}
+        try:
+            task_dir.mkdir()
+        except FileExistsError:  # same submission id: never a second task
+            if read_json(task_dir / "spec.json") is None:
+                write_json(task_dir / "spec.json", spec)
+        else:
+            write_json(task_dir / "spec.json", spec)
+        if read_json(task_dir / "result.json") is None and not runner_alive(task_dir):
+            self._launch(task_dir)
+        return submission_id
+
+    def _launch(self, task_dir: Path) -> None:
+        # the runner forks and detaches; this returns once the intermediate parent exits
+        subprocess.run([sys.executable, "-m", "balsam_mp.transfer.local_runner", str(task_dir)],
+                       check=True, stdin=subprocess.DEVNULL)
+
+    def poll(self, task_ids: list[str]) -> dict[str, TaskStatus]:
+        found = {}
+        for task_id in task_ids:
+            task_dir = self.state_dir / task_id
+            spec = read_json(task_dir / "spec.json")
+            if spec is None:
+                continue
+            state = read_json(task_dir / "result.json") or read_json(task_dir / "progress.json")
+            if state is None or state.get("status") not in ("SUCCEEDED", "FAILED"):
+                started = (task_dir / "runner.json").exists()
+                if not runner_alive(task_dir) and (
+                        started or time.time() - spec["submitted"] > START_GRACE):
+                    state = {"status": "FAILED", "fatal_code": "RUNNER_LOST",
+                             "fatal_error": "the copy process died before it finished"}
+            state = state or {"status": "ACTIVE", "nice_status": "Queued"}
+            fields = TaskStatus.__dataclass_fields__
+            found[task_id] = TaskStatus(task_id=task_id, **{
+                k: v for k, v in state.items() if k in fields and k != "task_id"})
+        return found
+
+    def failures(self, task_id: str, direction: str) -> list[FileFailure]:
+        result = read_json(self.state_dir / task_id / "result.json") or {}
+        return [FileFailure(**f) for f in result.get("failures", [])]
+
+    def cancel(self, task_id: str) -> None:
+        task_dir = self.state_dir / task_id
+        if not task_dir.is_dir():
+            raise PermanentError(f"no local transfer task {task_id}")
+        (task_dir / "cancel").touch()
+        runner = read_json(task_dir / "runner.json")
+        if runner and runner_alive(task_dir):
+            os.kill(runner["pid"], signal.SIGTERM)
+        elif read_json(task_dir / "result.json") is None:
+            write_json(task_dir / "result.json", {
+                "status": "FAILED", "fatal_code": "CANCELED", "fatal_error": "cancelled"})

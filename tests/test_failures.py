@@ -47,16 +47,17 @@ def test_a_failed_task_is_retried(sitekit):
     assert {i.attempts for i in api.TransferItem.objects.all()} == {1}
 
 
-def test_spent_retries_fail_the_job_and_retry_brings_it_back(sitekit):
-    kit = sitekit(transfers="  max_retries: 1\n")
-    kit.emulator.deny(REMOTE_EP)  # every submit refused: permission denied
+def test_permission_denied_fails_at_once_and_retry_brings_it_back(sitekit):
+    kit = sitekit(transfers="  max_retries: 3\n")
+    kit.emulator.deny(REMOTE_EP)  # every submit refused: permission denied, no retries
     jobs = kit.make_jobs(3, stage_out=False)
     kit.start()
     kit.wait_jobs(jobs, states.FAILED)
     failed = api.Job.objects.get(id=jobs[0]).state_data["failed_files"][0]
     assert failed["remote"] == "remote:/in/job0.dat" and "EndpointPermissionDenied" in \
         failed["reason"]
-    assert api.TransferItem.objects.get(job_id=jobs[0]).attempts == 2
+    assert api.TransferItem.objects.get(job_id=jobs[0]).attempts == 1
+    assert len(kit.emulator.submissions()) == 0
     unknown = kit.balsam("transfer", "retry", "999999", check=False)
     assert unknown.returncode == 1 and "no transfer item with id 999999" in unknown.stderr
     kit.emulator.deny(REMOTE_EP, False)

@@ -188,8 +188,8 @@ def mark_submitted(claims: list[tuple[Claim, str]], owner: str) -> None:
                        .where(TransferTask.id == claim.task_id,
                               TransferTask.state == Task.SUBMITTING,
                               TransferTask.owner == owner).execute())
-            if not changed:
-                raise StateConflict(f"task {claim.task_id} is no longer ours to record")
+            if not changed:  # our lease ran out and another submitter took it over: its
+                continue     # resend with the same submission id records the same task
             (TransferItem.update(state=Item.ACTIVE, task_id=remote_id, updated_at=now)
              .where(TransferItem.transfer_task == claim.task_id,
                     TransferItem.state == Item.SUBMITTING).execute())

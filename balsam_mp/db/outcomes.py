@@ -18,7 +18,8 @@ from balsam_mp.settings import TransferSettings
 from balsam_mp.states import Item, Task
 
 # Codes a retry cannot fix: the service already retried, or the answer will not change.
-PERMANENT_CODES = frozenset({"FILE_NOT_FOUND", "PERMISSION_DENIED", "CANCELED_BY_USER"})
+PERMANENT_CODES = frozenset({"FILE_NOT_FOUND", "PERMISSION_DENIED", "BAD_REQUEST",
+                             "CANCELED_BY_USER"})
 
 
 @dataclass(frozen=True)

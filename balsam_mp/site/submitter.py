@@ -107,7 +107,7 @@ class Submitter(Worker):
                 retry_later = exc
             except PermanentError as exc:
                 self.log.error("task %s refused: %s", claim.task_id, exc)
-                claims.abandon(claim, "REFUSED", str(exc), self.settings.transfers)
+                claims.abandon(claim, exc.code, str(exc), self.settings.transfers)
         if submitted:
             claims.mark_submitted(submitted, self.owner)
             self.log.info("submitted %d task(s), %d item(s)", len(submitted),

@@ -69,6 +69,10 @@ class RetryableError(TransferError):
 class PermanentError(TransferError):
     """Will fail the same way again: bad request, permission denied, bad path."""
 
+    def __init__(self, message: str, code: str = "BAD_REQUEST") -> None:
+        super().__init__(message)
+        self.code = code  # PERMISSION_DENIED or BAD_REQUEST: retrying will not help
+
 
 class LoginRequired(TransferError):
     def __init__(self, detail: str) -> None:

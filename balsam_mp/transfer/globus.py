@@ -170,5 +170,5 @@ def _mapped_errors(endpoints: list[str] | None = None) -> Iterator[None]:
             raise LoginRequired(f"Globus rejected the credentials ({code})") from err
         if status == 429 or status >= 500 or code == "LimitExceeded":
             raise RetryableError(f"Globus is unavailable: {status} {code}") from err
-        raise PermanentError(f"Globus refused the request: {status} {code}: {err.message}") \
-            from err
+        raise PermanentError(f"Globus refused the request: {status} {code}: {err.message}",
+                             "PERMISSION_DENIED" if status == 403 else "BAD_REQUEST") from err

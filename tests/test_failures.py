@@ -13,7 +13,9 @@ from globus_sdk.token_storage import SQLiteTokenStorage, TokenStorageData
 from balsam_mp import api, states
 from balsam_mp.db.filesystem import check_database_location, filesystem_of
 from balsam_mp.errors import BalsamError
+from balsam_mp.testing.globus_emulator import EmulatorProcess
 from tests.conftest import REMOTE_EP, wait_for
+from tests.sitekit import CLIENT
 
 
 def first_task(kit) -> str:
@@ -231,3 +233,23 @@ def test_a_failed_file_leaves_the_jobs_other_transfers_to_finish(sitekit):
     assert (kit.site / "data" / "pair" / "a.dat").read_text() == "good"
     failed = api.Job.objects.get(id=job.id).state_data["failed_files"]
     assert [f["remote"] for f in failed] == ["remote:/missing.dat"]
+
+
+def test_a_service_restart_refuses_connections_then_loses_the_task(sitekit):
+    kit = sitekit(emulator_args=("--startup-delay", "30"), transfers="  task_deadline: 3\n")
+    jobs = kit.make_jobs(3, stage_out=False)
+    kit.start()
+    first_task(kit)
+    port = kit.emulator.base_url.rstrip("/").rsplit(":", 1)[1]
+    kit.emulator.stop()  # connections refused from here on
+    wait_for(lambda: "cannot reach Globus" in (kit.site / "logs" / "poller.log").read_text(),
+             what="the poller to notice the outage")
+    assert kit.pids()["poller"]  # still running, backing off
+    from tests.conftest import REMOTE_EP as REMOTE
+    from tests.conftest import SITE_EP as SITE
+
+    kit.emulator = EmulatorProcess({SITE: kit.site, REMOTE: kit.remote}, "--port", port,
+                                   "--client", ":".join(CLIENT))  # a new service: no tasks
+    kit.wait_jobs(jobs, states.STAGED_IN, timeout=60)
+    assert "lost by the service" in (kit.site / "logs" / "poller.log").read_text()
+    assert api.Job.objects.filter(state="FAILED").count() == 0

@@ -27,7 +27,8 @@ class Poller(Worker):
     def step(self) -> bool:
         tasks = list(TransferTask.select(TransferTask.id, TransferTask.task_id,
                                          TransferTask.direction, TransferTask.location_alias,
-                                         TransferTask.state, TransferTask.inactive_since)
+                                         TransferTask.state, TransferTask.inactive_since,
+                                         TransferTask.deadline)
                      .where(TransferTask.state.in_(Task.POLLED)))
         by_backend: dict[int, tuple[TransferBackend, list[TransferTask]]] = {}
         for task in tasks:
@@ -45,6 +46,8 @@ class Poller(Worker):
                 status = statuses.get(task.task_id)
                 if status is not None:
                     changed |= self.apply(backend, task, status)
+                elif task.deadline is not None and utcnow() > task.deadline:
+                    changed |= self.lost(task)
         self.interval = FASTEST_POLL if changed else min(
             self.interval * 1.5, self.settings.transfers.service_period)
         return False
@@ -73,6 +76,15 @@ class Poller(Worker):
         failures = self.failures(backend, task, status)
         done, failed = outcomes.finish_task(task.id, progress, failures, self.settings.transfers)
         self.log.info("task %s %s: %d done, %d failed", task.task_id, status.status, done, failed)
+        return True
+
+    def lost(self, task: TransferTask) -> bool:
+        """Past its deadline the service would report a task as expired; one it does not
+        know at all is lost. Its items go round again rather than wait forever."""
+        progress = Progress("FAILED", None, 0, 0, 0.0, "LOST",
+                            "the transfer service no longer knows this task")
+        outcomes.finish_task(task.id, progress, [], self.settings.transfers)
+        self.log.warning("task %s lost by the service; its items will be retried", task.task_id)
         return True
 
     def inactive_too_long(self, task: TransferTask) -> bool:

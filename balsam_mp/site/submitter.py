@@ -81,6 +81,8 @@ class Submitter(Worker):
         for backend in {id(self.locations[g.alias].backend): self.locations[g.alias].backend
                         for g in groups}.values():
             spare = self.spare_ids.setdefault(id(backend), [])
+            if not spare and capacity:  # one call alone first: it logs in once for all
+                spare.append(backend.get_submission_id())
             wanted = capacity - len(spare)
             spare.extend(self.pool.map(lambda _, b=backend: b.get_submission_id(), range(wanted)))
 

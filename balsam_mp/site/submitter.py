@@ -118,7 +118,10 @@ class Submitter(Worker):
             raise retry_later  # the loop backs off; the claims stay ours to resend
 
     def send(self, claim: Claim) -> str:
-        location = self.locations[claim.alias]
+        location = self.locations.get(claim.alias)
+        if location is None:  # settings changed since the claim: the alias is not trusted
+            raise PermanentError(f"location alias {claim.alias!r} is no longer in "
+                                 "transfer_locations")
         config = self.settings.transfers
         inbound = claim.direction == "in"
         files = [FileSpec(remote, local, recursive) if inbound else

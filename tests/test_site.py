@@ -111,6 +111,13 @@ def test_start_twice_stop_stale_and_not_running(sitekit):
     kit.start()
     twice = kit.balsam("site", "start", check=False)
     assert twice.returncode == 1 and "already running" in twice.stderr
+    saved = (kit.site / "site.pid").read_text()
+    (kit.site / "site.pid").unlink()  # as if a second start raced past the pidfile check
+    raced = kit.balsam("site", "start", "--foreground", check=False)
+    assert raced.returncode == 1
+    assert "another supervisor already runs this site" in \
+        (kit.site / "logs" / "supervisor.log").read_text()
+    (kit.site / "site.pid").write_text(saved)
     assert "stopped" in kit.balsam("site", "stop").stdout
     nothing = kit.balsam("site", "stop", check=False)
     assert nothing.returncode == 1 and "not running" in nothing.stderr

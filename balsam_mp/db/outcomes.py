@@ -104,12 +104,11 @@ def finish_task(task_id: int, progress: Progress, failures: list[Failure],
         failed = len(failures)
         jobs_of_task = Job.id.in_(TransferItem.select(TransferItem.job).where(
             TransferItem.transfer_task == task_id))
-        fail_items(failures, policy, now)  # detaches them from the task first
+        fail_items(failures, policy, now)  # detaches them, so the update below skips them
         done = TransferItem.update(state=Item.DONE, error=None, updated_at=now).where(
             in_flight).execute()
         advance_jobs(jobs_of_task)
     return done, failed
-
 
 
 def fail_items(failures: Iterable[Failure], policy: TransferSettings,

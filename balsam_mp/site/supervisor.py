@@ -9,6 +9,7 @@ with freshly loaded settings (`balsam site sync`).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -52,7 +53,11 @@ class Supervisor:
     # -- lifecycle ------------------------------------------------------------------
 
     def run(self) -> int:
-        self.initialize()
+        try:
+            self.initialize()
+        except HaltError as exc:
+            self.log.error("not starting: %s", exc)
+            return 1
         try:
             self.loop()
             return 0
@@ -63,6 +68,7 @@ class Supervisor:
             self.shutdown()
 
     def initialize(self) -> None:
+        self.hold_site_lock()
         db.forbid_connections("the supervisor forks workers; only they open the database")
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
@@ -71,6 +77,16 @@ class Supervisor:
         for child in self.children.values():
             self.spawn(child)
         self.log.info("site %s started (pid %d)", self.settings.site_name, os.getpid())
+
+    def hold_site_lock(self) -> None:
+        """One supervisor per site, even if two `site start` race past the pidfile check."""
+        folder = self.settings.site_path / ".run"
+        folder.mkdir(exist_ok=True)
+        self.lock_file = open(folder / "supervisor.lock", "w")  # held until we exit
+        try:
+            fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise HaltError("another supervisor already runs this site") from None
 
     def _stop(self, *_: object) -> None:
         self.stopping = True
@@ -102,6 +118,7 @@ class Supervisor:
         if pid == 0:  # the worker: fresh signal handlers, own log, own database
             code = 1
             try:
+                self.lock_file.close()  # the lock is the supervisor's alone
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 db.allow_connections()  # a new process: it opens its own connection
                 configure_logging(self.settings, child.name)

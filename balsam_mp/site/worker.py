@@ -71,11 +71,13 @@ class Worker:
     def initialize(self) -> None:
         self.database = db.connect(self.settings.database_path, synchronous=self.synchronous)
 
+    @property
+    def running(self) -> bool:
+        """Neither asked to stop nor orphaned (a killed supervisor's workers leave too)."""
+        return not self.stopping and os.getppid() == self.parent_pid
+
     def loop(self) -> None:
-        while not self.stopping:
-            if os.getppid() != self.parent_pid:  # the supervisor died: do not linger
-                self.log.warning("%s: supervisor %d is gone; exiting", self.name, self.parent_pid)
-                return
+        while self.running:
             try:
                 busy = self.step()
                 self._error_backoff = 0.0
@@ -86,6 +88,8 @@ class Worker:
                 continue
             if not busy:
                 self.idle()
+        if not self.stopping:
+            self.log.warning("%s: supervisor %d is gone; exiting", self.name, self.parent_pid)
 
     def step(self) -> bool:
         """One pass; returns True if there may be more work right away."""
@@ -98,7 +102,7 @@ class Worker:
         """Wait until another process commits to the database (True) or `timeout` passes."""
         deadline = time.monotonic() + timeout
         tick = FIRST_TICK
-        while not self.stopping and time.monotonic() < deadline:
+        while self.running and time.monotonic() < deadline:
             if self.database_changed():
                 return True
             time.sleep(min(tick, max(0.0, deadline - time.monotonic())))
@@ -114,7 +118,7 @@ class Worker:
 
     def sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < deadline:
+        while self.running and time.monotonic() < deadline:
             time.sleep(min(IDLE_TICK, deadline - time.monotonic()))
 
     def shutdown(self) -> None:

@@ -155,15 +155,17 @@ def status(site: Settings) -> dict:
         models.LogEvent.id.desc())
     action = site_events.where(models.LogEvent.to_state == "ACTION_REQUIRED").first()
     inactive = [t for t in in_flight if t["state"] == "inactive"]
-    last_error = (models.TransferItem.select(models.TransferItem.error)
-                  .where(models.TransferItem.error.is_null(False))
-                  .order_by(models.TransferItem.updated_at.desc()).first())
+    # every item failure writes an event (newest id first is an index walk, not a scan)
+    last_error = (models.LogEvent.select(models.LogEvent.message)
+                  .where(models.LogEvent.transfer_item.is_null(False),
+                         models.LogEvent.from_state != "error")
+                  .order_by(models.LogEvent.id.desc()).first())
     return {
         "site": site.site_name, "running": running,
         "pid": info.pid if running else None, "host": info.host if info else None,
         "workers": (info.workers or {}) if running else {},
         "items": items, "tasks_in_flight": in_flight,
-        "last_error": last_error.error if last_error else None,
+        "last_error": last_error.message if last_error else None,
         "action_required": action.message if action and (inactive or _recent(action)) else None,
     }
 

@@ -1,4 +1,4 @@
-"""Bulk inserts for thousands of rows at once.
+"""Bulk inserts and id lists for thousands of rows at once.
 
 peewee builds the SQL of an insert_many row by row in Python, which cost about two
 thirds of the time of creating 20,000 jobs. Here the statement is built once and
@@ -7,6 +7,7 @@ sqlite3's executemany binds every row; values still go through each field's db_v
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import peewee
@@ -26,3 +27,11 @@ def insert_rows(model: type[peewee.Model], rows: list[dict[str, Any]]) -> None:
     sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({marks})'
     values = [[field.db_value(row[field.name]) for field in fields] for row in rows]
     model._meta.database.cursor().executemany(sql, values)
+
+
+def id_list(ids: list[int]) -> peewee.SQL:
+    """Many ids as ONE bound parameter, for `field.in_(id_list(ids))`.
+
+    A list of a hundred ids costs peewee a node per id to build, and SQLite a variable
+    each; one JSON array read by json_each costs neither."""
+    return peewee.SQL("(SELECT value FROM json_each(?))", (json.dumps(ids),))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import peewee
 import psutil
 
+from balsam_mp.db.bulk import id_list
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, utcnow
 from balsam_mp.db.outcomes import Failure, fail_items
 from balsam_mp.errors import StateConflict
@@ -104,7 +105,8 @@ def claim_batches(groups: list[tuple[Group, str, str]], capacity: int, budget: i
                     updated_at=now)
                 claimed = (TransferItem.update(state=Item.SUBMITTING, transfer_task=task.id,
                                                updated_at=now)
-                           .where(TransferItem.id.in_(_due_ids(group, len(items), now)))
+                           .where(TransferItem.id.in_(id_list([i[0] for i in items])),
+                                  TransferItem.state == Item.PENDING)
                            .execute())
                 if claimed != len(items):
                     raise StateConflict(f"claimed {claimed} of {len(items)} items under a lock")
@@ -118,11 +120,6 @@ def _due(group: Group, now: dt.datetime) -> peewee.Expression:
     return ((TransferItem.state == Item.PENDING) & (TransferItem.direction == group.direction) &
             (TransferItem.location_alias == group.alias) &
             (TransferItem.not_before.is_null() | (TransferItem.not_before <= now)))
-
-
-def _due_ids(group: Group, limit: int, now: dt.datetime) -> peewee.ModelSelect:
-    return (TransferItem.select(TransferItem.id).where(_due(group, now))
-            .order_by(TransferItem.job, TransferItem.id).limit(limit))
 
 
 def _due_items(group: Group, limit: int, now: dt.datetime) -> list[tuple[int, str, str, bool]]:

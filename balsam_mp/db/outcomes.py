@@ -97,18 +97,18 @@ def finish_task(task_id: int, progress: Progress, failures: list[Failure],
             return 0, 0  # another poller got here first: nothing to do twice
         in_flight = (TransferItem.transfer_task == task_id) & \
             TransferItem.state.in_(Item.IN_FLIGHT)
+        items = list(TransferItem.select(TransferItem.id, TransferItem.job, TransferItem.direction)
+                     .where(in_flight).tuples())
         if final == Task.FAILED:
             code = progress.fatal_code or "FAILED"
-            failures = [Failure(item_id, code, _describe(progress) or code) for (item_id,) in
-                        TransferItem.select(TransferItem.id).where(in_flight).tuples()]
-        failed = len(failures)
-        jobs_of_task = Job.id.in_(TransferItem.select(TransferItem.job).where(
-            TransferItem.transfer_task == task_id))
+            failures = [Failure(item_id, code, _describe(progress) or code)
+                        for item_id, _, _ in items]
         fail_items(failures, policy, now)  # detaches them, so the update below skips them
         done = TransferItem.update(state=Item.DONE, error=None, updated_at=now).where(
             in_flight).execute()
-        advance_jobs(jobs_of_task)
-    return done, failed
+        if items:
+            advance_jobs(list({job_id for _, job_id, _ in items}), items[0][2])
+    return done, len(failures)
 
 
 def fail_items(failures: Iterable[Failure], policy: TransferSettings,

@@ -123,10 +123,12 @@ def _due(group: Group, now: dt.datetime) -> peewee.Expression:
 
 
 def _due_items(group: Group, limit: int, now: dt.datetime) -> list[tuple[int, str, str, bool]]:
-    return list(TransferItem.select(TransferItem.id, TransferItem.remote_path,
-                                    TransferItem.local_path, TransferItem.recursive)
-                .where(_due(group, now)).order_by(TransferItem.job, TransferItem.id)
-                .limit(limit).tuples())
+    query = (TransferItem.select(TransferItem.id, TransferItem.remote_path,
+                                 TransferItem.local_path, TransferItem.recursive)
+             .where(_due(group, now)).order_by(TransferItem.job, TransferItem.id).limit(limit))
+    # plain rows straight from the cursor: these columns need no conversion
+    return [(i, remote, local, bool(recursive))
+            for i, remote, local, recursive in _db().execute(query).fetchall()]
 
 
 def take_over_abandoned(owner: str, lease: float) -> list[Claim]:

@@ -1,3 +1,0 @@
-from balsam_mp.cli import main
-
-main()

@@ -1,1 +1,0 @@
-"""The site service: layout, supervisor, workers."""

@@ -1,1 +1,0 @@
-"""Test, benchmark and demo support that ships with the product."""

@@ -16,6 +16,7 @@ import time
 
 from balsam_mp import api, states
 from balsam_mp.site import pidfile
+from tests.conftest import wait_for
 
 JOBS = int(os.environ.get("BALSAM_CHAOS_JOBS", "5000"))
 MIN_KILLS = 15
@@ -86,8 +87,8 @@ def kill_one(kit, chaos: random.Random) -> str | None:
     except ProcessLookupError:
         return None
     if role == "supervisor":
-        while any(_alive(p) for p in info.workers.values()):  # workers leave on their own
-            time.sleep(0.05)
+        wait_for(lambda: not any(_alive(p) for p in info.workers.values()),
+                 what="the orphaned workers to leave on their own")
         kit.start()
     return role
 

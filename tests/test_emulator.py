@@ -95,7 +95,7 @@ def test_skip_source_errors_both_ways(emulator, endpoint_dirs):
 
 def test_at_most_three_tasks_run_the_rest_queue(emulator, endpoint_dirs):
     (endpoint_dirs[REMOTE_EP] / "a.dat").write_text("x")
-    emulator.knobs(startup_delay=0.5)
+    emulator.knobs(startup_delay=2)  # long enough to see the queue even on a slow machine
     tc = client(emulator)
     ids = [submit(tc, [("/a.dat", f"/{n}/a.dat")]) for n in range(5)]
 
@@ -222,7 +222,7 @@ def test_injected_faults(emulator, fault, retried):
 
 def test_inactive_and_failed_by_control(emulator, endpoint_dirs):
     (endpoint_dirs[REMOTE_EP] / "a.dat").write_text("x")
-    emulator.knobs(startup_delay=0.3)
+    emulator.knobs(startup_delay=2)
     tc = client(emulator)
     task_id = submit(tc, [("/a.dat", "/a.dat")])
     assert emulator.set_inactive(task_id)["status"] == "INACTIVE"

@@ -40,7 +40,7 @@ def test_an_outage_never_fails_items_and_the_site_resumes(sitekit):
 
 
 def test_a_failed_task_is_retried(sitekit):
-    kit = sitekit(emulator_args=("--startup-delay", "1"))
+    kit = sitekit(emulator_args=("--startup-delay", "3"))
     jobs = kit.make_jobs(10, stage_out=False)
     kit.start()
     kit.emulator.fail_task(first_task(kit), "ENDPOINT_ERROR", "storage offline")
@@ -81,7 +81,7 @@ def test_expired_tasks_are_retried_then_fail(sitekit):
 
 
 def test_inactive_task_is_reported_and_resumes(sitekit):
-    kit = sitekit(emulator_args=("--startup-delay", "1"))
+    kit = sitekit(emulator_args=("--startup-delay", "3"))
     jobs = kit.make_jobs(4, stage_out=False)
     kit.start()
     task_id = first_task(kit)
@@ -96,7 +96,7 @@ def test_inactive_task_is_reported_and_resumes(sitekit):
 
 
 def test_a_task_inactive_too_long_is_cancelled_and_retried(sitekit):
-    kit = sitekit(emulator_args=("--startup-delay", "1"), transfers="  inactive_timeout: 1\n")
+    kit = sitekit(emulator_args=("--startup-delay", "3"), transfers="  inactive_timeout: 1\n")
     jobs = kit.make_jobs(4, stage_out=False)
     kit.start()
     task_id = first_task(kit)

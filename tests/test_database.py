@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
 
 import pytest
 
@@ -68,3 +70,14 @@ def test_an_older_schema_is_migrated_through_the_hook(site, monkeypatch):
     version = database.execute_sql("select value from meta where key='schema_version'")
     assert version.fetchone()[0] == "1"
     database.close()
+
+
+def test_a_writer_waits_for_the_lock_then_proceeds(site):
+    api.connect()
+    other = sqlite3.connect(str(site.database_path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock...
+    threading.Timer(0.3, other.execute, args=("COMMIT",)).start()  # ...for 0.3 s
+    api.Job.objects.bulk_create([{"app": "MySim", "workdir": "w",
+                                  "transfers": {"input_file": "laptop:/in.dat"}}])
+    assert api.Job.objects.count() == 1
+    other.close()

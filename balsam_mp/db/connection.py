@@ -12,6 +12,8 @@ by accident:
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from balsam_mp.db.models import ALL_MODELS, SCHEMA_VERSION, Meta, database_proxy
 from balsam_mp.errors import BalsamError, ForkSafetyError
 
 _forbidden_reason: str | None = None
+BUSY_TIMEOUT = 30.0  # seconds a writer waits for the lock before it gives up
 
 
 class SiteDatabase(peewee.SqliteDatabase):
@@ -37,6 +40,29 @@ class SiteDatabase(peewee.SqliteDatabase):
                 f"{os.getpid()}: open a new one after fork"
             )
         return super().cursor(*args, **kwargs)
+
+    def begin(self, lock_type: str | None = None) -> None:
+        """BEGIN IMMEDIATE, waiting for the write lock in steps of a fraction of a ms.
+
+        SQLite's own busy handler sleeps 1, 2, 5, 10... ms, so a writer that finds the
+        lock taken for 4 ms waits 8; between two workers trading the lock hundreds of
+        times a second that idles both. This retries sooner, for as long in total."""
+        deadline, pause = time.monotonic() + BUSY_TIMEOUT, 0.0002
+        statement = f"BEGIN {lock_type or self._lock_type}"
+        cursor = self.cursor()
+        cursor.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    cursor.execute(statement)
+                    return
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                        raise peewee.OperationalError(*exc.args) from exc
+                time.sleep(pause)
+                pause = min(pause * 1.5, 0.005)
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
 
 
 def forbid_connections(reason: str) -> None:
@@ -63,7 +89,7 @@ def connect(db_path: Path, *, synchronous: str = "NORMAL", create: bool = False)
         pragmas={
             "journal_mode": "wal",
             "synchronous": synchronous,
-            "busy_timeout": 30_000,
+            "busy_timeout": int(BUSY_TIMEOUT * 1000),
             "foreign_keys": 1,
             "cache_size": -16_000,
         },

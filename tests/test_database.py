@@ -74,7 +74,8 @@ def test_an_older_schema_is_migrated_through_the_hook(site, monkeypatch):
 
 def test_a_writer_waits_for_the_lock_then_proceeds(site):
     api.connect()
-    other = sqlite3.connect(str(site.database_path), isolation_level=None)
+    other = sqlite3.connect(str(site.database_path), isolation_level=None,
+                            check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")  # another process holds the write lock...
     threading.Timer(0.3, other.execute, args=("COMMIT",)).start()  # ...for 0.3 s
     api.Job.objects.bulk_create([{"app": "MySim", "workdir": "w",

@@ -106,7 +106,8 @@ def claim_batches(groups: list[tuple[Group, str, str]], capacity: int, budget: i
                 claimed = (TransferItem.update(state=Item.SUBMITTING, transfer_task=task.id,
                                                updated_at=now)
                            .where(TransferItem.id.in_(id_list([i[0] for i in items])),
-                                  TransferItem.state == Item.PENDING)
+                                  # `|| ''` keeps SQLite on the ids, off the state index
+                                  TransferItem.state.concat("") == Item.PENDING)
                            .execute())
                 if claimed != len(items):
                     raise StateConflict(f"claimed {claimed} of {len(items)} items under a lock")

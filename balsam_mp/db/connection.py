@@ -86,6 +86,7 @@ def connect(db_path: Path, *, synchronous: str = "NORMAL", create: bool = False)
     db = SiteDatabase(
         str(db_path),
         lock_type="IMMEDIATE",  # every atomic() is BEGIN IMMEDIATE: no deferred upgrade
+        returning_clause=True,  # UPDATE ... RETURNING (SQLite 3.35+): a CAS that says who moved
         pragmas={
             "journal_mode": "wal",
             "synchronous": synchronous,

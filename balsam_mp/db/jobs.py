@@ -27,15 +27,9 @@ def move_jobs(job_ids: list[int], from_state: str, to_state: str,
     """Compare-and-set: those of `job_ids` that are in `from_state` move; returns them."""
     if not job_ids:
         return []
-    moved = [job_id for (job_id,) in Job.select(Job.id).where(
-        Job.id.in_(id_list(job_ids)), Job.state == from_state).tuples()]
-    if not moved:
-        return []
     now = utcnow()
-    count = Job.update(state=to_state, updated_at=now).where(
-        Job.id.in_(id_list(moved)), Job.state == from_state).execute()
-    if count != len(moved):  # impossible inside BEGIN IMMEDIATE; fail loudly
-        raise StateConflict(f"jobs changed under a write lock ({count}/{len(moved)})")
+    moved = [job_id for (job_id,) in Job.update(state=to_state, updated_at=now).where(
+        Job.id.in_(id_list(job_ids)), Job.state == from_state).returning(Job.id).tuples()]
     stamp = iso(now)  # formatted once for the whole batch
     insert_rows(LogEvent, [{"job": job_id, "from_state": from_state, "to_state": to_state,
                             "message": message, "timestamp": stamp} for job_id in moved])

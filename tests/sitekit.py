@@ -20,8 +20,6 @@ CLIENT = ("site-service-account", "site-secret")
 
 
 class SiteKit:
-    CLIENT_ID = CLIENT[0]  # the service account's identity in the emulator
-
     def __init__(self, tmp_path: Path, transfers: str = "", emulator_args=()) -> None:
         self.site = init_site(tmp_path / "site").site_path
         self.remote = tmp_path / "remote"

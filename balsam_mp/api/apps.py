@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from balsam_mp.db.models import App, utcnow
 from balsam_mp.errors import ValidationError
 from balsam_mp.settings import Settings
+from balsam_mp.states import DIRECTIONS
 
 SLOT_KEYS = {"required", "direction", "local_path", "description", "recursive"}
 
@@ -53,7 +54,7 @@ def validate_slots(where: str, transfers: Any) -> dict[str, dict[str, Any]]:
         if unknown:
             raise ValidationError(f"{at}: unknown key(s) {', '.join(sorted(unknown))}")
         direction = spec.get("direction")
-        if direction not in ("in", "out"):
+        if direction not in DIRECTIONS:
             raise ValidationError(f"{at}: direction must be 'in' or 'out', got {direction!r}")
         local_path = spec.get("local_path", ".")
         check_relative_path(f"{at}: local_path", local_path)

@@ -9,7 +9,7 @@ from typing import Any
 
 from balsam_mp import states
 from balsam_mp.api.apps import check_relative_path
-from balsam_mp.db.bulk import insert_rows
+from balsam_mp.db.bulk import insert_rows, value_list
 from balsam_mp.db.models import App, Job, LogEvent, TransferItem, utcnow
 from balsam_mp.errors import ValidationError
 from balsam_mp.settings import Settings
@@ -73,11 +73,8 @@ def create_jobs(settings: Settings, specs: list[JobSpec]) -> list[Job]:
 
 
 def _ids_by_workdir(workdirs: list[str]) -> dict[str, int]:
-    ids = {}
-    for start in range(0, len(workdirs), 500):
-        chunk = workdirs[start:start + 500]
-        ids.update(Job.select(Job.workdir, Job.id).where(Job.workdir.in_(chunk)).tuples())
-    return ids
+    return dict(Job.select(Job.workdir, Job.id).where(Job.workdir.in_(value_list(workdirs)))
+                .tuples())
 
 
 def _plan(where: str, spec: JobSpec, apps: dict[str, App], settings: Settings,
@@ -124,7 +121,6 @@ def _plan(where: str, spec: JobSpec, apps: dict[str, App], settings: Settings,
 
 
 def _reject_used_workdirs(workdirs: list[str]) -> None:
-    for start in range(0, len(workdirs), 500):
-        used = Job.select(Job.workdir).where(Job.workdir.in_(workdirs[start:start + 500])).first()
-        if used is not None:
-            raise ValidationError(f"job {used.workdir!r}: workdir is already used by another job")
+    used = Job.select(Job.workdir).where(Job.workdir.in_(value_list(workdirs))).first()
+    if used is not None:
+        raise ValidationError(f"job {used.workdir!r}: workdir is already used by another job")

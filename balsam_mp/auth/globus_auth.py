@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import globus_sdk
@@ -48,7 +48,6 @@ class CredentialSource:
     app: globus_sdk.GlobusApp | None = None
     authorizer: globus_sdk.authorizers.GlobusAuthorizer | None = None
     identity: str | None = None
-    extras: dict = field(default_factory=dict)
 
     def transfer_client(self, endpoints: list[str] = ()) -> globus_sdk.TransferClient:
         if self.app is not None:
@@ -133,8 +132,7 @@ def _globus_cli() -> CredentialSource | None:
         else:
             authorizer = globus_sdk.AccessTokenAuthorizer(data.access_token)
         return CredentialSource("globus-cli", f"{path} ({namespace})", authorizer=authorizer,
-                                identity=data.identity_id,
-                                extras={"expires_at": data.expires_at_seconds})
+                                identity=data.identity_id)
     return None
 
 

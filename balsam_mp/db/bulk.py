@@ -1,4 +1,4 @@
-"""Bulk inserts and id lists for thousands of rows at once.
+"""Bulk inserts and value lists for thousands of rows at once.
 
 peewee builds the SQL of an insert_many row by row in Python, which cost about two
 thirds of the time of creating 20,000 jobs. Here the statement is built once and
@@ -29,9 +29,10 @@ def insert_rows(model: type[peewee.Model], rows: list[dict[str, Any]]) -> None:
     model._meta.database.cursor().executemany(sql, values)
 
 
-def id_list(ids: list[int]) -> peewee.SQL:
-    """Many ids as ONE bound parameter, for `field.in_(id_list(ids))`.
+def value_list(values: list[int] | list[str]) -> peewee.SQL:
+    """Many ids (or names) as ONE bound parameter, for `field.in_(value_list(values))`.
 
-    A list of a hundred ids costs peewee a node per id to build, and SQLite a variable
-    each; one JSON array read by json_each costs neither."""
-    return peewee.SQL("(SELECT value FROM json_each(?))", (json.dumps(ids),))
+    A list of a hundred values costs peewee a node per value to build, and SQLite a
+    variable each (with a limit on how many); one JSON array read by json_each costs
+    neither, whatever its length."""
+    return peewee.SQL("(SELECT value FROM json_each(?))", (json.dumps(values),))

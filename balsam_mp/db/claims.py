@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import peewee
 import psutil
 
-from balsam_mp.db.bulk import id_list
+from balsam_mp.db.bulk import value_list
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, utcnow
 from balsam_mp.db.outcomes import Failure, fail_items
 from balsam_mp.errors import StateConflict
@@ -49,7 +49,7 @@ class Claim:
     task_id: int  # local transfer_task.id
     direction: str
     alias: str
-    submission_id: str | None
+    submission_id: str
     deadline: dt.datetime
     items: list[tuple[int, str, str, bool]]  # (item id, remote path, local path, recursive)
 
@@ -105,7 +105,7 @@ def claim_batches(groups: list[tuple[Group, str, str]], capacity: int, budget: i
                     updated_at=now)
                 claimed = (TransferItem.update(state=Item.SUBMITTING, transfer_task=task.id,
                                                updated_at=now)
-                           .where(TransferItem.id.in_(id_list([i[0] for i in items])),
+                           .where(TransferItem.id.in_(value_list([i[0] for i in items])),
                                   # `|| ''` keeps SQLite on the ids, off the state index
                                   TransferItem.state.concat("") == Item.PENDING)
                            .execute())
@@ -206,7 +206,7 @@ def abandon(claim: Claim, code: str, reason: str, policy: TransferSettings) -> N
 
 
 def record_site_event(kind: str, message: str) -> bool:
-    """A site-level event (no job): ACTION_REQUIRED, ERROR or OK. Skips exact repeats."""
+    """A site-level event (no job), e.g. ACTION_REQUIRED. Skips an exact repeat."""
     last = (LogEvent.select().where(LogEvent.job.is_null(), LogEvent.transfer_item.is_null())
             .order_by(LogEvent.id.desc()).first())
     if last is not None and last.to_state == kind and last.message == message:

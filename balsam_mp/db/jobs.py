@@ -8,7 +8,7 @@ BEGIN IMMEDIATE).
 from __future__ import annotations
 
 from balsam_mp import states
-from balsam_mp.db.bulk import id_list, insert_rows
+from balsam_mp.db.bulk import insert_rows, value_list
 from balsam_mp.db.models import Job, LogEvent, TransferItem, iso, utcnow
 from balsam_mp.errors import StateConflict
 from balsam_mp.states import Item
@@ -29,7 +29,7 @@ def move_jobs(job_ids: list[int], from_state: str, to_state: str,
         return []
     now = utcnow()
     moved = [job_id for (job_id,) in Job.update(state=to_state, updated_at=now).where(
-        Job.id.in_(id_list(job_ids)), Job.state == from_state).returning(Job.id).tuples()]
+        Job.id.in_(value_list(job_ids)), Job.state == from_state).returning(Job.id).tuples()]
     stamp = iso(now)  # formatted once for the whole batch
     insert_rows(LogEvent, [{"job": job_id, "from_state": from_state, "to_state": to_state,
                             "message": message, "timestamp": stamp} for job_id in moved])
@@ -39,7 +39,7 @@ def move_jobs(job_ids: list[int], from_state: str, to_state: str,
 def release_stage_out(job_ids: list[int]) -> None:
     """Jobs just POSTPROCESSED: their stage-out items become pending; jobs with none finish."""
     TransferItem.update(state=Item.PENDING, updated_at=utcnow()).where(
-        TransferItem.job.in_(id_list(job_ids)),
+        TransferItem.job.in_(value_list(job_ids)),
         TransferItem.direction == "out",
         TransferItem.state == Item.AWAITING_JOB,
     ).execute()
@@ -62,6 +62,6 @@ def _all_done(job_ids: list[int], direction: str) -> list[int]:
     if not job_ids:
         return []
     waiting = {job_id for (job_id,) in TransferItem.select(TransferItem.job).where(
-        TransferItem.job.in_(id_list(job_ids)), TransferItem.direction == direction,
+        TransferItem.job.in_(value_list(job_ids)), TransferItem.direction == direction,
         TransferItem.state != Item.DONE).distinct().tuples()}
     return [job_id for job_id in job_ids if job_id not in waiting]

@@ -18,6 +18,7 @@ from balsam_mp.db.claims import Claim, Group
 from balsam_mp.db.models import utcnow
 from balsam_mp.site.backends import Location, build_locations
 from balsam_mp.site.worker import Worker
+from balsam_mp.states import DIRECTIONS
 from balsam_mp.transfer.base import (
     ConsentRequired,
     FileSpec,
@@ -61,7 +62,7 @@ class Submitter(Worker):
         if capacity <= 0:
             return []
         groups = claims.ready_groups([Group(direction, alias) for alias in self.locations
-                                      for direction in ("in", "out")], utcnow())
+                                      for direction in DIRECTIONS], utcnow())
         if not groups:
             return []
         groups.sort(key=lambda g: self.last_served.get(g, 0.0))  # least recently served first

@@ -1,22 +1,41 @@
-"""Bulk inserts and value lists for thousands of rows at once.
+"""Bulk inserts, value lists and plain SQL: for thousands of rows, and for hot paths.
 
 peewee builds the SQL of an insert_many row by row in Python, which cost about two
 thirds of the time of creating 20,000 jobs. Here the statement is built once and
 sqlite3's executemany binds every row; values still go through each field's db_value.
+
+The statements the workers run for every batch (claim, submit, finish, advance jobs)
+are written out as SQL and run with `run()`: building them with peewee cost about as
+much CPU as SQLite spent executing them (measured: scripts/bench_site.py (b)).
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import peewee
 
+from balsam_mp.db.models import database_proxy
+
 
 def insert_rows(model: type[peewee.Model], rows: list[dict[str, Any]]) -> None:
     """INSERT every row (dicts with the same keys) in the caller's transaction."""
-    if not rows:
-        return
+    if rows:
+        sql, values = _insert_statement(model, rows)
+        model._meta.database.cursor().executemany(sql, values)
+
+
+def insert_row(model: type[peewee.Model], row: dict[str, Any]) -> int:
+    """INSERT one row in the caller's transaction; returns its id."""
+    sql, values = _insert_statement(model, [row])
+    return model._meta.database.cursor().execute(sql, values[0]).lastrowid
+
+
+def _insert_statement(model: type[peewee.Model],
+                      rows: list[dict[str, Any]]) -> tuple[str, list[list[Any]]]:
+    """One INSERT for rows with the same keys, with the fields' defaults filled in."""
     defaults = {name: field.default() if callable(field.default) else field.default
                 for name, field in model._meta.fields.items()
                 if field.default is not None and name not in rows[0]}
@@ -25,8 +44,7 @@ def insert_rows(model: type[peewee.Model], rows: list[dict[str, Any]]) -> None:
     columns = ", ".join(f'"{field.column_name}"' for field in fields)
     marks = ", ".join("?" for _ in fields)
     sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({marks})'
-    values = [[field.db_value(row[field.name]) for field in fields] for row in rows]
-    model._meta.database.cursor().executemany(sql, values)
+    return sql, [[field.db_value(row[field.name]) for field in fields] for row in rows]
 
 
 def value_list(values: list[int] | list[str]) -> peewee.SQL:
@@ -36,3 +54,9 @@ def value_list(values: list[int] | list[str]) -> peewee.SQL:
     variable each (with a limit on how many); one JSON array read by json_each costs
     neither, whatever its length."""
     return peewee.SQL("(SELECT value FROM json_each(?))", (json.dumps(values),))
+
+
+def run(sql: str, params: dict[str, Any] | None = None) -> sqlite3.Cursor:
+    """Plain SQL with named parameters on this process's connection."""
+    return database_proxy.execute_sql(sql, params)
+

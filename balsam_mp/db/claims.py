@@ -8,14 +8,15 @@ Every function here runs its own BEGIN IMMEDIATE transaction.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import peewee
 import psutil
 
-from balsam_mp.db.bulk import value_list
-from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, utcnow
+from balsam_mp.db.bulk import insert_row, run
+from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
 from balsam_mp.db.outcomes import Failure, fail_items
 from balsam_mp.errors import StateConflict
 from balsam_mp.settings import TransferSettings
@@ -59,7 +60,29 @@ def _db() -> peewee.Database:
 
 
 def in_flight_count() -> int:
-    return TransferTask.select().where(TransferTask.state.in_(Task.IN_FLIGHT)).count()
+    return run("SELECT count(*) FROM transfer_task WHERE state IN (:submitting, :active, "
+               ":inactive)", {"submitting": Task.SUBMITTING, "active": Task.ACTIVE,
+                              "inactive": Task.INACTIVE}).fetchone()[0]
+
+
+# Pending items of one (direction, alias) that are due now, oldest job first: the
+# claim's query, served by the (state, direction, location_alias, job) index.
+_DUE_ITEMS = """
+    SELECT {columns} FROM transfer_item
+    WHERE state = :pending AND direction = :direction AND location_alias = :alias
+      AND (not_before IS NULL OR not_before <= :now)
+    ORDER BY job_id, id LIMIT :limit"""
+_CLAIM_ITEMS = """
+    UPDATE transfer_item SET state = :submitting, transfer_task_id = :task, updated_at = :now
+    WHERE id IN (SELECT value FROM json_each(:ids))
+      AND state || '' = :pending  -- `|| ''` keeps SQLite on the ids, off the state index
+"""
+
+
+def _due(group: Group, now: str, limit: int, columns: str) -> list[tuple]:
+    return run(_DUE_ITEMS.format(columns=columns),
+               {"pending": Item.PENDING, "direction": group.direction, "alias": group.alias,
+                "now": now, "limit": limit}).fetchall()
 
 
 def ready_groups(candidates: list[Group], now: dt.datetime) -> list[Group]:
@@ -68,10 +91,9 @@ def ready_groups(candidates: list[Group], now: dt.datetime) -> list[Group]:
     One index lookup per group, whatever the number of pending items."""
     oldest = {}
     for group in candidates:
-        first = (TransferItem.select(TransferItem.job).where(_due(group, now))
-                 .order_by(TransferItem.job).limit(1).tuples().first())
-        if first is not None:
-            oldest[group] = first[0]
+        first = _due(group, iso(now), 1, "job_id")
+        if first:
+            oldest[group] = first[0][0]
     return sorted(oldest, key=oldest.get)
 
 
@@ -92,72 +114,52 @@ def claim_batches(groups: list[tuple[Group, str, str]], capacity: int, budget: i
                 if capacity <= 0 or budget <= 0:
                     break
                 group, remote_address, protocol = entry
-                items = _due_items(group, min(batch_size, budget), now)
+                items = [(i, remote, local, bool(recursive)) for i, remote, local, recursive in
+                         _due(group, iso(now), min(batch_size, budget),
+                              "id, remote_path, local_path, recursive")]
                 if not items:
                     active.remove(entry)
                     continue
                 sid = take_submission_id(group)
-                task = TransferTask.create(
+                task_id = insert_row(TransferTask, dict(
                     direction=group.direction, location_alias=group.alias, protocol=protocol,
                     remote_address=remote_address, state=Task.SUBMITTING, submission_id=sid,
                     item_count=len(items), owner=owner, deadline=deadline,
                     lease_expires=now + dt.timedelta(seconds=lease), created_at=now,
-                    updated_at=now)
-                claimed = (TransferItem.update(state=Item.SUBMITTING, transfer_task=task.id,
-                                               updated_at=now)
-                           .where(TransferItem.id.in_(value_list([i[0] for i in items])),
-                                  # `|| ''` keeps SQLite on the ids, off the state index
-                                  TransferItem.state.concat("") == Item.PENDING)
-                           .execute())
+                    updated_at=now))
+                claimed = run(_CLAIM_ITEMS, {
+                    "submitting": Item.SUBMITTING, "pending": Item.PENDING, "task": task_id,
+                    "now": iso(now), "ids": json.dumps([i[0] for i in items])}).rowcount
                 if claimed != len(items):
                     raise StateConflict(f"claimed {claimed} of {len(items)} items under a lock")
-                claims.append(Claim(task.id, group.direction, group.alias, sid, deadline, items))
+                claims.append(Claim(task_id, group.direction, group.alias, sid, deadline, items))
                 capacity -= 1
                 budget -= len(items)
     return claims
 
 
-def _due(group: Group, now: dt.datetime) -> peewee.Expression:
-    return ((TransferItem.state == Item.PENDING) & (TransferItem.direction == group.direction) &
-            (TransferItem.location_alias == group.alias) &
-            (TransferItem.not_before.is_null() | (TransferItem.not_before <= now)))
-
-
-def _due_items(group: Group, limit: int, now: dt.datetime) -> list[tuple[int, str, str, bool]]:
-    query = (TransferItem.select(TransferItem.id, TransferItem.remote_path,
-                                 TransferItem.local_path, TransferItem.recursive)
-             .where(_due(group, now)).order_by(TransferItem.job, TransferItem.id).limit(limit))
-    # plain rows straight from the cursor: these columns need no conversion
-    return [(i, remote, local, bool(recursive))
-            for i, remote, local, recursive in _db().execute(query).fetchall()]
-
-
-def take_over_abandoned(owner: str, lease: float) -> list[Claim]:
-    """Submitting tasks whose owner died or whose lease ran out become ours."""
-    now = utcnow()
-    others = list(TransferTask.select().where(TransferTask.state == Task.SUBMITTING,
-                                              TransferTask.owner != owner))
-    if not others:  # the common case: no write transaction at all
+def unsubmitted(owner: str, lease: float) -> list[Claim]:
+    """Batches claimed but not yet submitted that are ours to send (again): our own
+    (a submit that failed with a retryable error; their leases are renewed) and those
+    whose owner died or whose lease ran out (taken over)."""
+    waiting = run("SELECT id, owner, lease_expires FROM transfer_task WHERE state = :submitting",
+                  {"submitting": Task.SUBMITTING}).fetchall()
+    if not waiting:  # the common case: no write transaction at all
         return []
+    now = utcnow()
     mine = []
     with _db().atomic():
-        for task in others:
-            if task.owner == owner or (owner_alive(task.owner) and task.lease_expires > now):
-                continue
+        for task_id, task_owner, expires in waiting:
+            leased = expires is not None and expires > iso(now)  # ISO text sorts as time
+            if task_owner != owner and leased and owner_alive(task_owner):
+                continue  # a live submitter's claim
             changed = (TransferTask.update(owner=owner, updated_at=now,
                                            lease_expires=now + dt.timedelta(seconds=lease))
-                       .where(TransferTask.id == task.id, TransferTask.state == Task.SUBMITTING,
-                              TransferTask.owner == task.owner).execute())
+                       .where(TransferTask.id == task_id, TransferTask.state == Task.SUBMITTING,
+                              TransferTask.owner == task_owner).execute())
             if changed:
-                mine.append(task.id)
+                mine.append(task_id)
     return [_claim_of(task_id) for task_id in mine]
-
-
-def my_unsubmitted(owner: str) -> list[Claim]:
-    """Our own submitting tasks (a submit that failed with a retryable error)."""
-    tasks = TransferTask.select(TransferTask.id).where(
-        TransferTask.state == Task.SUBMITTING, TransferTask.owner == owner)
-    return [_claim_of(t.id) for t in tasks]
 
 
 def _claim_of(task_id: int) -> Claim:
@@ -171,28 +173,26 @@ def _claim_of(task_id: int) -> Claim:
                  task.deadline, items)
 
 
-def renew_leases(owner: str, lease: float) -> None:
-    now = utcnow()
-    with _db().atomic():
-        TransferTask.update(lease_expires=now + dt.timedelta(seconds=lease)).where(
-            TransferTask.state == Task.SUBMITTING, TransferTask.owner == owner).execute()
+_TASK_SUBMITTED = """
+    UPDATE transfer_task SET state = :task_active, task_id = :remote_id, owner = NULL,
+        lease_expires = NULL, updated_at = :now
+    WHERE id = :task AND state = :task_submitting AND owner = :owner"""
+_ITEMS_SUBMITTED = """
+    UPDATE transfer_item SET state = :item_active, task_id = :remote_id, updated_at = :now
+    WHERE transfer_task_id = :task AND state = :item_submitting"""
 
 
 def mark_submitted(claims: list[tuple[Claim, str]], owner: str) -> None:
     """Record the remote task ids: tasks and their items become active, in one go."""
-    now = utcnow()
+    params = {"task_active": Task.ACTIVE, "task_submitting": Task.SUBMITTING,
+              "item_active": Item.ACTIVE, "item_submitting": Item.SUBMITTING,
+              "owner": owner, "now": iso(utcnow())}
     with _db().atomic():
         for claim, remote_id in claims:
-            changed = (TransferTask.update(state=Task.ACTIVE, task_id=remote_id, owner=None,
-                                           lease_expires=None, updated_at=now)
-                       .where(TransferTask.id == claim.task_id,
-                              TransferTask.state == Task.SUBMITTING,
-                              TransferTask.owner == owner).execute())
-            if not changed:  # our lease ran out and another submitter took it over: its
-                continue     # resend with the same submission id records the same task
-            (TransferItem.update(state=Item.ACTIVE, task_id=remote_id, updated_at=now)
-             .where(TransferItem.transfer_task == claim.task_id,
-                    TransferItem.state == Item.SUBMITTING).execute())
+            params.update(task=claim.task_id, remote_id=remote_id)
+            if not run(_TASK_SUBMITTED, params).rowcount:  # our lease ran out and another
+                continue  # submitter took it over: its resend records the same task
+            run(_ITEMS_SUBMITTED, params)
 
 
 def abandon(claim: Claim, code: str, reason: str, policy: TransferSettings) -> None:

@@ -1,15 +1,17 @@
 """Job state changes: each one a compare-and-set that writes a log_event row.
 
 Each function moves a whole batch of jobs in a few statements (ids travel as one JSON
-parameter). Callers run these inside a writing transaction (`db.atomic()`, which is
-BEGIN IMMEDIATE).
+parameter, read by json_each). Callers run these inside a writing transaction
+(`db.atomic()`, which is BEGIN IMMEDIATE).
 """
 
 from __future__ import annotations
 
+import json
+
 from balsam_mp import states
-from balsam_mp.db.bulk import insert_rows, value_list
-from balsam_mp.db.models import Job, LogEvent, TransferItem, iso, utcnow
+from balsam_mp.db.bulk import run, value_list
+from balsam_mp.db.models import TransferItem, iso, utcnow
 from balsam_mp.errors import StateConflict
 from balsam_mp.states import Item
 
@@ -22,17 +24,33 @@ def set_job_state(job_id: int, from_state: str, to_state: str, message: str = ""
         release_stage_out([job_id])
 
 
-def move_jobs(job_ids: list[int], from_state: str, to_state: str,
-              message: str = "") -> list[int]:
-    """Compare-and-set: those of `job_ids` that are in `from_state` move; returns them."""
+# The compare-and-set, and its log rows, as two statements whatever the number of jobs.
+_MOVE = """
+    UPDATE job SET state = :to_state, updated_at = :now
+    WHERE id IN (SELECT value FROM json_each(:ids)) AND state = :from_state {condition}
+    RETURNING id"""
+_ALL_ITEMS_DONE = """
+    AND NOT EXISTS (SELECT 1 FROM transfer_item AS item WHERE item.job_id = job.id
+                    AND item.direction = :direction AND item.state != :done)"""
+_LOG_MOVES = """
+    INSERT INTO log_event (job_id, from_state, to_state, message, timestamp)
+    SELECT value, :from_state, :to_state, :message, :now FROM json_each(:ids)"""
+
+
+def move_jobs(job_ids: list[int], from_state: str, to_state: str, message: str = "",
+              *, all_done: str | None = None) -> list[int]:
+    """Compare-and-set: those of `job_ids` that are in `from_state` move; returns them.
+
+    all_done: a direction; only jobs whose items in that direction are all done move."""
     if not job_ids:
         return []
-    now = utcnow()
-    moved = [job_id for (job_id,) in Job.update(state=to_state, updated_at=now).where(
-        Job.id.in_(value_list(job_ids)), Job.state == from_state).returning(Job.id).tuples()]
-    stamp = iso(now)  # formatted once for the whole batch
-    insert_rows(LogEvent, [{"job": job_id, "from_state": from_state, "to_state": to_state,
-                            "message": message, "timestamp": stamp} for job_id in moved])
+    params = {"ids": json.dumps(job_ids), "from_state": from_state, "to_state": to_state,
+              "now": iso(utcnow()), "message": message, "direction": all_done,
+              "done": Item.DONE}
+    condition = _ALL_ITEMS_DONE if all_done else ""
+    moved = [job_id for (job_id,) in run(_MOVE.format(condition=condition), params).fetchall()]
+    if moved:
+        run(_LOG_MOVES, {**params, "ids": json.dumps(moved)})
     return moved
 
 
@@ -49,19 +67,10 @@ def release_stage_out(job_ids: list[int]) -> None:
 def advance_jobs(job_ids: list[int], direction: str) -> None:
     """Of `job_ids`, move those whose `direction` transfers are all done:
     READY -> STAGED_IN (in), or POSTPROCESSED -> STAGED_OUT -> JOB_FINISHED (out)."""
-    done = _all_done(job_ids, direction)
     if direction == "in":
-        move_jobs(done, states.READY, states.STAGED_IN, "all stage-in files arrived")
+        move_jobs(job_ids, states.READY, states.STAGED_IN, "all stage-in files arrived",
+                  all_done="in")
     else:
-        staged_out = move_jobs(done, states.POSTPROCESSED, states.STAGED_OUT,
-                               "all stage-out files left")
+        staged_out = move_jobs(job_ids, states.POSTPROCESSED, states.STAGED_OUT,
+                               "all stage-out files left", all_done="out")
         move_jobs(staged_out, states.STAGED_OUT, states.JOB_FINISHED)
-
-
-def _all_done(job_ids: list[int], direction: str) -> list[int]:
-    if not job_ids:
-        return []
-    waiting = {job_id for (job_id,) in TransferItem.select(TransferItem.job).where(
-        TransferItem.job.in_(value_list(job_ids)), TransferItem.direction == direction,
-        TransferItem.state != Item.DONE).distinct().tuples()}
-    return [job_id for job_id in job_ids if job_id not in waiting]

@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from balsam_mp import states
+from balsam_mp.db.bulk import run
 from balsam_mp.db.jobs import advance_jobs
-from balsam_mp.db.models import Job, LogEvent, TransferItem, TransferTask, utcnow
+from balsam_mp.db.models import Job, LogEvent, TransferItem, TransferTask, iso, utcnow
 from balsam_mp.settings import TransferSettings
 from balsam_mp.states import Item, Task
 
@@ -80,6 +81,17 @@ def record_progress(task_id: int, progress: Progress) -> str | None:
     return None
 
 
+_CLOSE_TASK = """
+    UPDATE transfer_task SET state = :final, remote_status = :status, nice_status = :nice,
+        files_transferred = :files, bytes_transferred = :bytes, bytes_per_second = :rate,
+        fatal_error = :fatal, updated_at = :now
+    WHERE id = :task AND state IN (:task_active, :task_inactive)"""
+_ITEMS_DONE = """
+    UPDATE transfer_item SET state = :done, error = NULL, updated_at = :now
+    WHERE transfer_task_id = :task AND state IN (:submitting, :active, :inactive)
+    RETURNING job_id, direction"""
+
+
 def finish_task(task_id: int, progress: Progress, failures: list[Failure],
                 policy: TransferSettings) -> tuple[int, int]:
     """A finished task: its items become done or failed, their jobs advance or fail.
@@ -87,28 +99,26 @@ def finish_task(task_id: int, progress: Progress, failures: list[Failure],
     Returns (done, failed) item counts."""
     now = utcnow()
     final = Task.SUCCEEDED if progress.status == "SUCCEEDED" else Task.FAILED
+    params = {"task": task_id, "final": final, "status": progress.status,
+              "nice": progress.nice_status, "files": progress.files_transferred,
+              "bytes": progress.bytes_transferred, "rate": progress.bytes_per_second,
+              "fatal": _describe(progress), "now": iso(now), "done": Item.DONE,
+              "submitting": Item.SUBMITTING, "active": Item.ACTIVE, "inactive": Item.INACTIVE,
+              "task_active": Task.ACTIVE, "task_inactive": Task.INACTIVE}
     with _db().atomic():
-        fields = _task_fields(progress, now)
-        fields.update({TransferTask.state: final,
-                       TransferTask.fatal_error: _describe(progress)})
-        changed = TransferTask.update(fields).where(
-            TransferTask.id == task_id, TransferTask.state.in_(Task.POLLED)).execute()
-        if not changed:
+        if not run(_CLOSE_TASK, params).rowcount:
             return 0, 0  # another poller got here first: nothing to do twice
-        in_flight = (TransferItem.transfer_task == task_id) & \
-            TransferItem.state.in_(Item.IN_FLIGHT)
-        items = list(TransferItem.select(TransferItem.id, TransferItem.job, TransferItem.direction)
-                     .where(in_flight).tuples())
         if final == Task.FAILED:
             code = progress.fatal_code or "FAILED"
-            failures = [Failure(item_id, code, _describe(progress) or code)
-                        for item_id, _, _ in items]
+            failures = [Failure(item_id, code, _describe(progress) or code) for (item_id,) in
+                        TransferItem.select(TransferItem.id).where(
+                            TransferItem.transfer_task == task_id,
+                            TransferItem.state.in_(Item.IN_FLIGHT)).tuples()]
         fail_items(failures, policy, now)  # detaches them, so the update below skips them
-        done = TransferItem.update(state=Item.DONE, error=None, updated_at=now).where(
-            in_flight).execute()
-        if items:
-            advance_jobs(list({job_id for _, job_id, _ in items}), items[0][2])
-    return done, len(failures)
+        done = run(_ITEMS_DONE, params).fetchall()
+        if done:
+            advance_jobs(list(dict.fromkeys(job_id for job_id, _ in done)), done[0][1])
+    return len(done), len(failures)
 
 
 def fail_items(failures: Iterable[Failure], policy: TransferSettings,

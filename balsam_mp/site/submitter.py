@@ -46,11 +46,7 @@ class Submitter(Worker):
         self.pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="send")
 
     def step(self) -> bool:
-        config = self.settings.transfers
-        leftover = claims.my_unsubmitted(self.owner)
-        if leftover:
-            claims.renew_leases(self.owner, config.claim_lease)
-        self.submit(leftover + claims.take_over_abandoned(self.owner, config.claim_lease))
+        self.submit(claims.unsubmitted(self.owner, self.settings.transfers.claim_lease))
         new = self.claim_new()
         self.submit(new)
         return bool(new)

@@ -17,6 +17,7 @@ from balsam_mp.db import claims
 from balsam_mp.db.claims import Claim, Group
 from balsam_mp.db.models import utcnow
 from balsam_mp.site.backends import Location, build_locations
+from balsam_mp.site.submission_ids import SubmissionIds
 from balsam_mp.site.worker import Worker
 from balsam_mp.states import DIRECTIONS
 from balsam_mp.transfer.base import (
@@ -42,8 +43,9 @@ class Submitter(Worker):
         self.owner = claims.owner_id()
         self.locations: dict[str, Location] = build_locations(self.settings)
         self.last_served: dict[Group, float] = {}
-        self.spare_ids: dict[int, list[str]] = {}  # backend -> unused submission ids
         self.pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="send")
+        self.submission_ids = {id(location.backend): SubmissionIds(location.backend, self.pool)
+                               for location in self.locations.values()}
 
     def step(self) -> bool:
         self.submit(claims.unsubmitted(self.owner, self.settings.transfers.claim_lease))
@@ -62,7 +64,8 @@ class Submitter(Worker):
         if not groups:
             return []
         groups.sort(key=lambda g: self.last_served.get(g, 0.0))  # least recently served first
-        self.stock_submission_ids(groups, capacity)
+        for backend_key in {id(self.locations[g.alias].backend) for g in groups}:
+            self.submission_ids[backend_key].stock(capacity)
         new = claims.claim_batches(
             [(g, self.locations[g.alias].address, self.locations[g.alias].protocol)
              for g in groups],
@@ -73,28 +76,22 @@ class Submitter(Worker):
             self.last_served[Group(claim.direction, claim.alias)] = time.monotonic()
         return new
 
-    def stock_submission_ids(self, groups: list[Group], capacity: int) -> None:
-        """Fetch submission ids before claiming: step 1 stores one with each claim."""
-        for backend in {id(self.locations[g.alias].backend): self.locations[g.alias].backend
-                        for g in groups}.values():
-            spare = self.spare_ids.setdefault(id(backend), [])
-            if not spare and capacity:  # one call alone first: it logs in once for all
-                spare.append(backend.get_submission_id())
-            wanted = capacity - len(spare)
-            spare.extend(self.pool.map(lambda _, b=backend: b.get_submission_id(), range(wanted)))
-
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True)
         super().shutdown()
 
     def take_submission_id(self, group: Group) -> str:
-        return self.spare_ids[id(self.locations[group.alias].backend)].pop()
+        return self.submission_ids[id(self.locations[group.alias].backend)].take()
 
     def submit(self, batch: list[Claim]) -> None:
         submitted: list[tuple[Claim, str]] = []
         retry_later: Exception | None = None
         # the sends wait on the network, so they overlap; results are handled here, in order
         futures = [(claim, self.pool.submit(self.send, claim)) for claim in batch]
+        # the ids for the next batches arrive while these are in flight
+        for location in {self.locations[c.alias] for c in batch if c.alias in self.locations}:
+            self.submission_ids[id(location.backend)].fetch_ahead(
+                self.settings.transfers.max_concurrent_transfers)
         for claim, future in futures:
             try:
                 submitted.append((claim, future.result()))

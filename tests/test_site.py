@@ -141,3 +141,18 @@ def test_a_worker_that_cannot_boot_halts_the_site(sitekit):
     assert pidfile.read(kit.site) is None
     log = (kit.site / "logs" / "supervisor.log").read_text()
     assert "failed at boot" in log
+
+
+def test_a_task_that_does_not_change_is_not_rewritten(sitekit):
+    """A long transfer reports the same status poll after poll: its row stays as it was,
+    so it ages and the poller backs off to service_period instead of polling at full
+    speed (and waking the submitter) for as long as the transfer runs."""
+    kit = sitekit(emulator_args=("--startup-delay", "60"))
+    kit.make_jobs(3, stage_out=False)
+    kit.start()
+    task = wait_for(lambda: api.TransferTask.objects.filter(remote_status="ACTIVE").first(),
+                    what="the task to be seen ACTIVE")
+    polls = kit.emulator.counts()["task_list"]
+    wait_for(lambda: kit.emulator.counts()["task_list"] >= polls + 3, what="three more polls")
+    again = api.TransferTask.objects.get(id=task.id)
+    assert (again.state, again.updated_at) == ("active", task.updated_at)

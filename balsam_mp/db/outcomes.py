@@ -59,20 +59,27 @@ def _task_fields(progress: Progress, now: dt.datetime) -> dict:
 def record_progress(task_id: int, progress: Progress) -> str | None:
     """An unfinished task: counters, and ACTIVE <-> INACTIVE for it and its items.
 
-    Returns the new local state when it changed (so the caller can report it)."""
+    Nothing is written when nothing changed: the row keeps its age, which tells the poller
+    to back off. Returns the new local state when it changed (so the caller can report it)."""
     now = utcnow()
     new_state = Task.INACTIVE if progress.status == "INACTIVE" else Task.ACTIVE
+    old = TransferTask.get_by_id(task_id)
+    reported = (old.remote_status, old.nice_status, old.files_transferred,
+                old.bytes_transferred, old.bytes_per_second)
+    if old.state == new_state and reported == (
+            progress.status, progress.nice_status, progress.files_transferred,
+            progress.bytes_transferred, progress.bytes_per_second):
+        return None
     with _db().atomic():
-        old = TransferTask.get_by_id(task_id)
         fields = _task_fields(progress, now)
         fields[TransferTask.state] = new_state
         if new_state == Task.INACTIVE and old.state != Task.INACTIVE:
             fields[TransferTask.inactive_since] = now
         elif new_state == Task.ACTIVE:
             fields[TransferTask.inactive_since] = None
-        TransferTask.update(fields).where(TransferTask.id == task_id,
-                                          TransferTask.state == old.state).execute()
-        if old.state != new_state:
+        changed = TransferTask.update(fields).where(TransferTask.id == task_id,
+                                                    TransferTask.state == old.state).execute()
+        if changed and old.state != new_state:
             item_from = Item.ACTIVE if new_state == Task.INACTIVE else Item.INACTIVE
             item_to = Item.INACTIVE if new_state == Task.INACTIVE else Item.ACTIVE
             TransferItem.update(state=item_to, updated_at=now).where(

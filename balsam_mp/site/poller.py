@@ -14,7 +14,7 @@ from balsam_mp.states import Item, Task
 from balsam_mp.transfer.base import ConsentRequired, LoginRequired, TaskStatus, TransferBackend
 
 FASTEST_POLL = 0.05  # seconds; the interval grows to service_period while nothing changes
-FRESH = 2.0  # seconds after its submission or last change that a task is polled fast
+FRESH = 2.0  # seconds after its claim that a task is polled fast (short tasks end early)
 
 
 class Poller(Worker):
@@ -29,7 +29,7 @@ class Poller(Worker):
         tasks = list(TransferTask.select(TransferTask.id, TransferTask.task_id,
                                          TransferTask.direction, TransferTask.location_alias,
                                          TransferTask.state, TransferTask.inactive_since,
-                                         TransferTask.deadline, TransferTask.updated_at)
+                                         TransferTask.deadline, TransferTask.created_at)
                      .where(TransferTask.state.in_(Task.POLLED)))
         by_backend: dict[int, tuple[TransferBackend, list[TransferTask]]] = {}
         for task in tasks:
@@ -49,8 +49,8 @@ class Poller(Worker):
                     changed |= self.apply(backend, task, status)
                 elif task.deadline is not None and utcnow() > task.deadline:
                     changed |= self.lost(task)
-        # poll fast while anything moves or was just submitted; back off on old tasks
-        fresh = any((utcnow() - t.updated_at).total_seconds() < FRESH for t in tasks)
+        # poll fast while tasks finish or were just submitted; back off on long ones
+        fresh = any((utcnow() - t.created_at).total_seconds() < FRESH for t in tasks)
         self.interval = FASTEST_POLL if changed or fresh else min(
             self.interval * 1.5, self.settings.transfers.service_period)
         return False

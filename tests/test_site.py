@@ -11,7 +11,7 @@ import socket
 from balsam_mp import api, states
 from balsam_mp.site import pidfile
 from balsam_mp.site.submitter import CRASH_HOOK
-from tests.conftest import wait_for
+from tests.conftest import REMOTE_EP, wait_for
 
 BATCH = 20
 
@@ -101,7 +101,8 @@ def test_sync_applies_settings_and_refuses_a_broken_file(sitekit):
     settings_file.write_text(good.replace(f"transfer_batch_size: {BATCH}",
                                           "transfer_batch_size: 5"))
     kit.balsam("site", "sync")
-    wait_for(lambda: kit.pids()["submitter"] != before["submitter"], what="new workers")
+    wait_for(lambda: kit.pids().get("submitter") not in (None, before["submitter"]),
+             what="new workers")
     jobs = kit.make_jobs(12, stage_out=False)
     kit.wait_jobs(jobs, states.STAGED_IN)
     assert sorted(len(s["items"]) for s in kit.accepted()) == [2, 5, 5]
@@ -156,3 +157,36 @@ def test_a_task_that_does_not_change_is_not_rewritten(sitekit):
     wait_for(lambda: kit.emulator.counts()["task_list"] >= polls + 3, what="three more polls")
     again = api.TransferTask.objects.get(id=task.id)
     assert (again.state, again.updated_at) == ("active", task.updated_at)
+
+
+def test_an_alias_removed_while_in_use(sitekit):
+    """Tasks already sent on an alias that settings.yml then drops are followed to their
+    end; its items not sent yet wait, and `site status` says why and what to do."""
+    kit = sitekit(transfers="  transfer_batch_size: 3\n  max_concurrent_transfers: 1\n",
+                  emulator_args=("--max-active", "0"))  # the service accepts, runs nothing
+    settings_file = kit.site / "settings.yml"
+    with_other = settings_file.read_text().replace(
+        f"    remote: globus://{REMOTE_EP}\n",
+        f"    remote: globus://{REMOTE_EP}\n    other: globus://{REMOTE_EP}\n")
+    settings_file.write_text(with_other)
+    api.use_site(kit.site)
+    (kit.remote / "in").mkdir()
+    for n in range(5):
+        (kit.remote / "in" / f"o{n}.dat").write_text(f"other {n}")
+    jobs = [job.id for job in api.Job.objects.bulk_create([
+        {"app": "MySim", "workdir": f"other/{n}",
+         "transfers": {"input_file": f"other:/in/o{n}.dat"}} for n in range(5)])]
+    kit.start()
+    wait_for(lambda: api.TransferItem.objects.filter(state="active").count() == 3,
+             what="the first batch in flight")
+    settings_file.write_text(with_other.replace(f"    other: globus://{REMOTE_EP}\n", ""))
+    before = kit.pids()
+    kit.balsam("site", "sync")
+    wait_for(lambda: kit.pids().get("poller") not in (None, before["poller"]), what="new workers")
+    status = json.loads(kit.balsam("site", "status", "--format", "json").stdout)
+    assert status["unknown_aliases"] == {"other": 2}
+    assert "'other' (2 items)" in status["action_required"]
+    kit.emulator.knobs(max_active=3)
+    kit.wait_jobs(jobs[:3], states.STAGED_IN)
+    assert [j.state for j in api.Job.objects.filter(id__in=jobs[3:])] == ["READY", "READY"]
+    assert api.TransferItem.objects.filter(state="pending").count() == 2

@@ -35,13 +35,16 @@ def test_ids_are_held_fetched_ahead_and_never_given_twice(ids, emulator):
     assert len(set(taken)) == 8
 
 
-def test_a_failed_fetch_is_raised_by_the_stock_that_needs_it(ids, emulator):
+def test_a_failed_fetch_ahead_is_dropped_and_a_failing_stock_raises(ids, emulator):
     ids.stock(1)
     ids.take()
-    emulator.fault("submission_id", status=503, count=10)
-    ids.fetch_ahead(1)
-    with pytest.raises(RetryableError):
+    emulator.fault("submission_id", status=503, count=1_000_000)
+    ids.fetch_ahead(2)  # both fail in the background
+    wait_for(lambda: all(f.done() for f in ids.coming), what="the failed fetches")
+    with pytest.raises(RetryableError):  # the ids it needs now cannot be had
         ids.stock(1)
-    emulator.clear_faults()
+    ids.fetch_ahead(2)
+    wait_for(lambda: all(f.done() for f in ids.coming), what="the failed fetches")
+    emulator.clear_faults()  # the outage is over: old failures do not count any more
     ids.stock(2)
-    assert len({ids.take(), ids.take()}) == 2
+    assert len({ids.take(), ids.take()}) == 2 and not ids.coming

@@ -46,3 +46,12 @@ def _backend(settings: Settings, protocol: str) -> TransferBackend:
     return GlobusBackend(client, endpoint, str(settings.site_path),
                          settings.transfers.globus_endpoint_site_path,
                          settings.transfers.globus_requests_per_second)
+
+
+def backend_of_task(locations: dict[str, Location], alias: str,
+                    protocol: str) -> TransferBackend | None:
+    """The backend that follows a submitted task: its alias's, or, when the alias has left
+    transfer_locations since, the one of its protocol (its files are already moving)."""
+    if alias in locations:
+        return locations[alias].backend
+    return next((loc.backend for loc in locations.values() if loc.protocol == protocol), None)

@@ -8,7 +8,7 @@ from collections import defaultdict
 from balsam_mp.db import claims, outcomes
 from balsam_mp.db.models import TransferItem, TransferTask, utcnow
 from balsam_mp.db.outcomes import Failure, Progress
-from balsam_mp.site.backends import Location, build_locations
+from balsam_mp.site.backends import Location, backend_of_task, build_locations
 from balsam_mp.site.worker import Worker
 from balsam_mp.states import Item, Task
 from balsam_mp.transfer.base import ConsentRequired, LoginRequired, TaskStatus, TransferBackend
@@ -26,16 +26,16 @@ class Poller(Worker):
         self.interval = FASTEST_POLL
 
     def step(self) -> bool:
-        tasks = list(TransferTask.select(TransferTask.id, TransferTask.task_id,
-                                         TransferTask.direction, TransferTask.location_alias,
-                                         TransferTask.state, TransferTask.inactive_since,
-                                         TransferTask.deadline, TransferTask.created_at)
-                     .where(TransferTask.state.in_(Task.POLLED)))
+        tasks = list(TransferTask.select(
+            TransferTask.id, TransferTask.task_id, TransferTask.direction,
+            TransferTask.location_alias, TransferTask.protocol, TransferTask.state,
+            TransferTask.inactive_since, TransferTask.deadline, TransferTask.created_at,
+        ).where(TransferTask.state.in_(Task.POLLED)))
         by_backend: dict[int, tuple[TransferBackend, list[TransferTask]]] = {}
         for task in tasks:
-            location = self.locations.get(task.location_alias)
-            if location is not None:
-                by_backend.setdefault(id(location.backend), (location.backend, []))[1].append(task)
+            backend = backend_of_task(self.locations, task.location_alias, task.protocol)
+            if backend is not None:
+                by_backend.setdefault(id(backend), (backend, []))[1].append(task)
         changed = False
         for backend, group in by_backend.values():
             try:

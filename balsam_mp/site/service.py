@@ -19,6 +19,7 @@ from balsam_mp.site import pidfile
 from balsam_mp.site.logs import configure_logging
 from balsam_mp.site.supervisor import WORKERS, Supervisor
 from balsam_mp.site.worker import ready_file
+from balsam_mp.states import Item
 
 START_TIMEOUT = 30.0
 
@@ -160,14 +161,31 @@ def status(site: Settings) -> dict:
                   .where(models.LogEvent.transfer_item.is_null(False),
                          models.LogEvent.from_state != "error")
                   .order_by(models.LogEvent.id.desc()).first())
+    actions = [action.message] if action and (inactive or _recent(action)) else []
+    untrusted = _items_on_unknown_aliases(site)
+    if untrusted:
+        names = ", ".join(f"{alias!r} ({count} items)" for alias, count in untrusted.items())
+        actions.append(f"items wait on location aliases that transfer_locations no longer "
+                       f"has: {names}; add them back to settings.yml and run `balsam site "
+                       "sync`")
     return {
         "site": site.site_name, "running": running,
         "pid": info.pid if running else None, "host": info.host if info else None,
         "workers": (info.workers or {}) if running else {},
         "items": items, "tasks_in_flight": in_flight,
         "last_error": last_error.message if last_error else None,
-        "action_required": action.message if action and (inactive or _recent(action)) else None,
+        "unknown_aliases": untrusted,
+        "action_required": "; ".join(actions) or None,
     }
+
+
+def _items_on_unknown_aliases(site: Settings) -> dict[str, int]:
+    """Items not yet sent whose alias was removed from settings: no one will send them."""
+    item = models.TransferItem
+    return dict(item.select(item.location_alias, peewee.fn.COUNT(item.id))
+                .where(item.state.in_((Item.AWAITING_JOB, Item.PENDING)),
+                       item.location_alias.not_in(list(site.transfers.transfer_locations)))
+                .group_by(item.location_alias).tuples())
 
 
 def _recent(event: models.LogEvent, seconds: float = 300) -> bool:

@@ -25,13 +25,18 @@ class SubmissionIds:
         self.called = False
 
     def stock(self, count: int) -> None:
-        """Hold `count` ids, waiting on fetches only as far as that needs."""
+        """Hold `count` ids. A fetch started ahead counts if it worked; one that failed is
+        dropped (the outage it met may be over), and what is still missing is fetched now,
+        raising the errors of those fetches."""
         if not self.called:  # the very first call alone: it logs in once for all
             self.in_hand.append(self.backend.get_submission_id())
             self.called = True
-        self.fetch_ahead(count)
         while self.coming and (len(self.in_hand) < count or self.coming[0].done()):
-            self.in_hand.append(self.coming.popleft().result())
+            fetch = self.coming.popleft()
+            if fetch.exception() is None:
+                self.in_hand.append(fetch.result())
+        missing = range(count - len(self.in_hand))
+        self.in_hand.extend(self.pool.map(lambda _: self.backend.get_submission_id(), missing))
 
     def fetch_ahead(self, count: int) -> None:
         """Start fetches so that `count` ids are in hand or on their way."""

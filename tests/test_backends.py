@@ -248,3 +248,23 @@ def test_local_root_cannot_be_escaped(tmp_path, endpoint_dirs):
     rig.finish(task_id)
     assert {f.code for f in rig.backend.failures(task_id, "in")} == {"PERMISSION_DENIED"}
     assert not (rig.site_root / "a").exists() and not (rig.site_root / "b").exists()
+
+
+def test_local_task_folders_are_pruned_a_week_after_they_finish(tmp_path, endpoint_dirs):
+    remote = endpoint_dirs[REMOTE_EP]
+    rig = Rig(LocalBackend(tmp_path / "tasks"), str(remote), remote, endpoint_dirs[SITE_EP])
+    rig.remote("f.dat").write_text("x")
+    old, recent = (rig.submit("in", [FileSpec("/f.dat", str(rig.site_root / name))])
+                   for name in ("old", "recent"))
+    rig.finish(old), rig.finish(recent)
+    fifo = _blocking_fifo(rig)
+    running = rig.submit("in", [FileSpec("/fifo.dat", str(rig.site_root / "a"))],
+                         verify_checksum=False)  # a checksum would read the FIFO twice
+    eight_days_ago = time.time() - 8 * 86400
+    os.utime(tmp_path / "tasks" / old / "result.json", (eight_days_ago, eight_days_ago))
+    assert rig.backend.prune() == 1
+    assert sorted(p.name for p in (tmp_path / "tasks").iterdir()) == sorted([recent, running])
+    assert rig.backend.poll([recent])[recent].status == "SUCCEEDED"
+    with open(fifo, "w") as writer:  # let the running one finish: no process left behind
+        writer.write("unblock")
+    assert rig.finish(running).status == "SUCCEEDED"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +32,10 @@ from balsam_mp.transfer.base import (
 )
 
 START_GRACE = 30.0  # seconds a new task may go without a runner before it counts as lost
+# A finished task's folder is kept this long (seconds), as Globus keeps its task history:
+# a resubmission of its id, which it answers, comes within a claim lease, not days later.
+KEEP_FINISHED = 7 * 86400
+PRUNE_EVERY = 3600.0  # seconds between two looks for folders to remove
 
 
 def write_json(path: Path, data: object) -> None:
@@ -63,6 +68,21 @@ class LocalBackend(TransferBackend):
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
+        self.pruned_at: float | None = None  # time.monotonic() of the last prune
+
+    def prune(self) -> int:
+        """Remove the folders of tasks that finished over KEEP_FINISHED ago; how many."""
+        removed = 0
+        for task_dir in self.state_dir.iterdir():
+            try:
+                finished_at = (task_dir / "result.json").stat().st_mtime
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # not finished (or not a task folder)
+            if time.time() - finished_at > KEEP_FINISHED and not runner_alive(task_dir):
+                shutil.rmtree(task_dir, ignore_errors=True)
+                removed += 1
+        self.pruned_at = time.monotonic()
+        return removed
 
     def get_submission_id(self) -> str:
         return str(uuid.uuid4())
@@ -73,6 +93,8 @@ class LocalBackend(TransferBackend):
             raise PermanentError("refusing to submit an empty batch")
         if not all(c.isalnum() or c == "-" for c in submission_id):
             raise PermanentError(f"bad submission id {submission_id!r}")
+        if self.pruned_at is None or time.monotonic() - self.pruned_at > PRUNE_EVERY:
+            self.prune()
         task_dir = self.state_dir / submission_id
         spec = {"direction": direction, "root": remote_address or "/",
                 "files": [asdict(f) for f in files], "submitted": time.time(),

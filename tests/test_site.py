@@ -159,30 +159,44 @@ def test_a_task_that_does_not_change_is_not_rewritten(sitekit):
     assert (again.state, again.updated_at) == ("active", task.updated_at)
 
 
+OTHER = f"    other: globus://{REMOTE_EP}\n"
+
+
+def other_alias_jobs(kit, count: int) -> tuple[str, list[int]]:
+    """Add the alias `other` to the kit's settings and make `count` jobs that use it;
+    returns the settings text with `other` in it, and the job ids."""
+    settings_file = kit.site / "settings.yml"
+    with_other = settings_file.read_text().replace(
+        f"    remote: globus://{REMOTE_EP}\n", f"    remote: globus://{REMOTE_EP}\n{OTHER}")
+    settings_file.write_text(with_other)
+    api.use_site(kit.site)
+    (kit.remote / "in").mkdir()
+    for n in range(count):
+        (kit.remote / "in" / f"o{n}.dat").write_text(f"other {n}")
+    return with_other, [job.id for job in api.Job.objects.bulk_create([
+        {"app": "MySim", "workdir": f"other/{n}",
+         "transfers": {"input_file": f"other:/in/o{n}.dat"}} for n in range(count)])]
+
+
+def sync_settings(kit, text: str) -> None:
+    """Write settings.yml, `site sync`, and wait for both workers to be new ones."""
+    (kit.site / "settings.yml").write_text(text)
+    before = kit.pids()
+    kit.balsam("site", "sync")
+    wait_for(lambda: all(kit.pids().get(w) not in (None, before[w])
+                         for w in ("submitter", "poller")), what="new workers")
+
+
 def test_an_alias_removed_while_in_use(sitekit):
     """Tasks already sent on an alias that settings.yml then drops are followed to their
     end; its items not sent yet wait, and `site status` says why and what to do."""
     kit = sitekit(transfers="  transfer_batch_size: 3\n  max_concurrent_transfers: 1\n",
                   emulator_args=("--max-active", "0"))  # the service accepts, runs nothing
-    settings_file = kit.site / "settings.yml"
-    with_other = settings_file.read_text().replace(
-        f"    remote: globus://{REMOTE_EP}\n",
-        f"    remote: globus://{REMOTE_EP}\n    other: globus://{REMOTE_EP}\n")
-    settings_file.write_text(with_other)
-    api.use_site(kit.site)
-    (kit.remote / "in").mkdir()
-    for n in range(5):
-        (kit.remote / "in" / f"o{n}.dat").write_text(f"other {n}")
-    jobs = [job.id for job in api.Job.objects.bulk_create([
-        {"app": "MySim", "workdir": f"other/{n}",
-         "transfers": {"input_file": f"other:/in/o{n}.dat"}} for n in range(5)])]
+    with_other, jobs = other_alias_jobs(kit, 5)
     kit.start()
     wait_for(lambda: api.TransferItem.objects.filter(state="active").count() == 3,
              what="the first batch in flight")
-    settings_file.write_text(with_other.replace(f"    other: globus://{REMOTE_EP}\n", ""))
-    before = kit.pids()
-    kit.balsam("site", "sync")
-    wait_for(lambda: kit.pids().get("poller") not in (None, before["poller"]), what="new workers")
+    sync_settings(kit, with_other.replace(OTHER, ""))
     status = json.loads(kit.balsam("site", "status", "--format", "json").stdout)
     assert status["unknown_aliases"] == {"other": 2}
     assert "'other' (2 items)" in status["action_required"]
@@ -190,3 +204,25 @@ def test_an_alias_removed_while_in_use(sitekit):
     kit.wait_jobs(jobs[:3], states.STAGED_IN)
     assert [j.state for j in api.Job.objects.filter(id__in=jobs[3:])] == ["READY", "READY"]
     assert api.TransferItem.objects.filter(state="pending").count() == 2
+
+
+def test_a_claim_on_a_removed_alias_keeps_its_submission_id(sitekit):
+    """A batch claimed but not yet accepted when its alias is removed may have reached
+    the service before a crash: it is neither sent nor failed, and once the alias is back
+    it goes out with the submission id it was claimed with."""
+    kit = sitekit()
+    kit.emulator.fault("submit_transfer", status=503, count=1_000_000)
+    with_other, jobs = other_alias_jobs(kit, 3)
+    kit.start()
+    task = wait_for(lambda: api.TransferTask.objects.filter(state="submitting").first(),
+                    what="a claim")
+    sync_settings(kit, with_other.replace(OTHER, ""))
+    kit.emulator.clear_faults()
+    log = kit.site / "logs" / "submitter.log"
+    wait_for(lambda: f"task {task.id} waits" in log.read_text(), what="the claim to be held")
+    assert kit.accepted() == []
+    status = json.loads(kit.balsam("site", "status", "--format", "json").stdout)
+    assert status["unknown_aliases"] == {"other": 3}
+    sync_settings(kit, with_other)
+    kit.wait_jobs(jobs, states.STAGED_IN)
+    assert [s["submission_id"] for s in kit.accepted()] == [task.submission_id]

@@ -180,10 +180,10 @@ def status(site: Settings) -> dict:
 
 
 def _items_on_unknown_aliases(site: Settings) -> dict[str, int]:
-    """Items not yet sent whose alias was removed from settings: no one will send them."""
+    """Items not sent whose alias was removed from settings: no one will send them."""
     item = models.TransferItem
     return dict(item.select(item.location_alias, peewee.fn.COUNT(item.id))
-                .where(item.state.in_((Item.AWAITING_JOB, Item.PENDING)),
+                .where(item.state.in_((Item.AWAITING_JOB, Item.PENDING, Item.SUBMITTING)),
                        item.location_alias.not_in(list(site.transfers.transfer_locations)))
                 .group_by(item.location_alias).tuples())
 

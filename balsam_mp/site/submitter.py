@@ -43,6 +43,7 @@ class Submitter(Worker):
         self.owner = claims.owner_id()
         self.locations: dict[str, Location] = build_locations(self.settings)
         self.last_served: dict[Group, float] = {}
+        self.held: set[int] = set()  # claims waiting for their alias to come back
         self.pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="send")
         self.submission_ids = {id(location.backend): SubmissionIds(location.backend, self.pool)
                                for location in self.locations.values()}
@@ -84,12 +85,13 @@ class Submitter(Worker):
         return self.submission_ids[id(self.locations[group.alias].backend)].take()
 
     def submit(self, batch: list[Claim]) -> None:
+        batch = [claim for claim in batch if self.trusted(claim)]
         submitted: list[tuple[Claim, str]] = []
         retry_later: Exception | None = None
         # the sends wait on the network, so they overlap; results are handled here, in order
         futures = [(claim, self.pool.submit(self.send, claim)) for claim in batch]
         # the ids for the next batches arrive while these are in flight
-        for location in {self.locations[c.alias] for c in batch if c.alias in self.locations}:
+        for location in {self.locations[claim.alias] for claim in batch}:
             self.submission_ids[id(location.backend)].fetch_ahead(
                 self.settings.transfers.max_concurrent_transfers)
         for claim, future in futures:
@@ -111,11 +113,20 @@ class Submitter(Worker):
         if retry_later is not None:
             raise retry_later  # the loop backs off; the claims stay ours to resend
 
+    def trusted(self, claim: Claim) -> bool:
+        """A claim whose alias left transfer_locations since is not sent, nor failed: it
+        may have been sent before a crash, so it keeps its submission id until the alias
+        is back (`site status` lists it; `transfer cancel` gives it up)."""
+        if claim.alias in self.locations:
+            return True
+        if claim.task_id not in self.held:
+            self.held.add(claim.task_id)
+            self.log.warning("task %s waits: location alias %r is no longer in "
+                             "transfer_locations", claim.task_id, claim.alias)
+        return False
+
     def send(self, claim: Claim) -> str:
-        location = self.locations.get(claim.alias)
-        if location is None:  # settings changed since the claim: the alias is not trusted
-            raise PermanentError(f"location alias {claim.alias!r} is no longer in "
-                                 "transfer_locations")
+        location = self.locations[claim.alias]
         config = self.settings.transfers
         inbound = claim.direction == "in"
         files = [FileSpec(remote, local, recursive) if inbound else

@@ -78,7 +78,7 @@ class Submitter(Worker):
         return new
 
     def shutdown(self) -> None:
-        self.pool.shutdown(wait=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)  # ids fetched ahead: not needed
         super().shutdown()
 
     def take_submission_id(self, group: Group) -> str:

@@ -59,4 +59,3 @@ def value_list(values: list[int] | list[str]) -> peewee.SQL:
 def run(sql: str, params: dict[str, Any] | None = None) -> sqlite3.Cursor:
     """Plain SQL with named parameters on this process's connection."""
     return database_proxy.execute_sql(sql, params)
-

@@ -164,7 +164,8 @@ def status(site: Settings) -> dict:
     actions = [action.message] if action and (inactive or _recent(action)) else []
     untrusted = _items_on_unknown_aliases(site)
     if untrusted:
-        names = ", ".join(f"{alias!r} ({count} items)" for alias, count in untrusted.items())
+        names = ", ".join(f"{alias!r} ({count} item{'s' if count > 1 else ''})"
+                          for alias, count in untrusted.items())
         actions.append(f"items wait on location aliases that transfer_locations no longer "
                        f"has: {names}; add them back to settings.yml and run `balsam site "
                        "sync`")

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 SETTINGS_FILE = "settings.yml"
 PROTOCOLS = ("globus", "local")
 IGNORED_SECTIONS = (
-    "site_id", "title", "logging", "filter_tags", "launcher", "scheduler", "processing",
+    "site_id", "title", "filter_tags", "launcher", "scheduler", "processing",
     "elastic_queue", "queue_maintainer", "file_cleaner",
 )
 SYNC_LEVELS = ("exists", "size", "mtime", "checksum")
@@ -77,11 +77,28 @@ _OPTIONAL_STRINGS = ("globus_endpoint_id", "globus_endpoint_site_path", "globus_
 
 
 @dataclasses.dataclass(frozen=True)
+class LogSettings:
+    """The `logging:` section: Balsam's level/format/datefmt, plus rotation."""
+
+    level: str = "INFO"
+    format: str = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+    datefmt: str | None = None
+    max_bytes: int = 20 * 2**20  # a log file is rotated past this size ...
+    backup_count: int = 5  # ... keeping this many old files per process
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Balsam's other logging keys (buffering and the like) mean nothing to a site: ignored.
+IGNORED_LOG_KEYS = ("buffer_num_records", "flush_period", "color", "topic_filter")
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     site_path: Path
     site_name: str
     transfers: TransferSettings
     database_path: Path
+    logging: LogSettings = LogSettings()
 
     @property
     def data_path(self) -> Path:
@@ -140,7 +157,7 @@ def _parse(file: Path, site: Path, raw: dict[str, Any]) -> Settings:
     ignored = [key for key in raw if key in IGNORED_SECTIONS]
     if ignored:
         log.info("%s: ignoring sections this site does not use: %s", file, ", ".join(ignored))
-    known = {"site_name", "transfers", "database_path", *IGNORED_SECTIONS}
+    known = {"site_name", "transfers", "database_path", "logging", *IGNORED_SECTIONS}
     for key in raw:
         if key not in known:
             raise fail(str(key), "unknown key")
@@ -158,7 +175,39 @@ def _parse(file: Path, site: Path, raw: dict[str, Any]) -> Settings:
         raise fail("database_path", f"must be a path string, got {database_path!r}")
 
     transfers = _parse_transfers(raw.get("transfers") or {}, fail)
-    return Settings(site, site_name, transfers, db_file)
+    return Settings(site, site_name, transfers, db_file, _parse_logging(raw.get("logging"), fail))
+
+
+def _parse_logging(section: Any, fail) -> LogSettings:
+    if section is None:
+        return LogSettings()
+    if not isinstance(section, dict):
+        raise fail("logging", "must be a mapping")
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        where = f"logging.{key}"
+        if key in IGNORED_LOG_KEYS:
+            continue
+        if key == "level":
+            if not isinstance(value, str) or value.upper() not in LOG_LEVELS:
+                raise fail(where, f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+            value = value.upper()
+        elif key in ("format", "datefmt"):
+            if not isinstance(value, str) or not value:
+                raise fail(where, f"must be a non-empty string, got {value!r}")
+        elif key in ("max_bytes", "backup_count"):
+            low = 1024 if key == "max_bytes" else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise fail(where, f"must be a whole number >= {low}, got {value!r}")
+        else:
+            raise fail(where, "unknown key")
+        values[key] = value
+    if "format" in values:
+        try:  # a bad format would only show when the first line is logged
+            logging.Formatter(values["format"], values.get("datefmt"), validate=True)
+        except ValueError as exc:
+            raise fail("logging.format", str(exc)) from None
+    return LogSettings(**values)
 
 
 def _parse_transfers(section: Any, fail) -> TransferSettings:

@@ -31,9 +31,13 @@ def init(path: Path, name: str | None) -> None:
 @site.command()
 @site_option
 @click.option("--foreground", is_flag=True, help="Do not daemonize (for debugging).")
-def start(foreground: bool) -> None:
+@click.option("--if-not-running", is_flag=True,
+              help="Exit 0 quietly if the site already runs on this host (for crontab).")
+def start(foreground: bool, if_not_running: bool) -> None:
     """Start the site: a supervisor with a submitter and a poller."""
-    click.echo(service.start(open_site(), foreground))
+    message = service.start(open_site(), foreground, if_not_running)
+    if message:
+        click.echo(message)
 
 
 @site.command()

@@ -23,6 +23,8 @@ class PidInfo:
     pid: int
     create_time: float
     workers: dict[str, int] | None = None
+    # worker -> {"last_error", "crash_looping", "next_try" (epoch seconds)} of dead workers
+    down: dict[str, dict] | None = None
 
     @property
     def here(self) -> bool:
@@ -44,9 +46,10 @@ def path_of(site_path: Path) -> Path:
     return site_path / PIDFILE
 
 
-def write(site_path: Path, workers: dict[str, int] | None = None) -> PidInfo:
+def write(site_path: Path, workers: dict[str, int] | None = None,
+          down: dict[str, dict] | None = None) -> PidInfo:
     me = psutil.Process()
-    info = PidInfo(socket.gethostname(), me.pid, me.create_time(), workers)
+    info = PidInfo(socket.gethostname(), me.pid, me.create_time(), workers, down)
     target = path_of(site_path)
     partial = target.with_name(f".{target.name}.{me.pid}")
     partial.write_text(json.dumps(asdict(info)))
@@ -58,7 +61,7 @@ def read(site_path: Path) -> PidInfo | None:
     try:
         data = json.loads(path_of(site_path).read_text())
         return PidInfo(data["host"], int(data["pid"]), float(data["create_time"]),
-                       data.get("workers"))
+                       data.get("workers"), data.get("down"))
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):

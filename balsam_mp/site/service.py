@@ -24,6 +24,10 @@ from balsam_mp.states import Item
 START_TIMEOUT = 30.0
 
 
+class AlreadyRunning(BalsamError):
+    """This site already runs on this host."""
+
+
 def check_not_running(site: Settings) -> str | None:
     """Refuse if a site runs; clean up a stale pidfile (returns a note saying so)."""
     info = pidfile.read(site.site_path)
@@ -33,26 +37,34 @@ def check_not_running(site: Settings) -> str | None:
         raise BalsamError(f"site {site.site_name} is running on host {info.host} "
                           f"(pid {info.pid}); stop it there")
     if info.alive():
-        raise BalsamError(f"site {site.site_name} is already running (pid {info.pid})")
+        raise AlreadyRunning(f"site {site.site_name} is already running (pid {info.pid})")
     pidfile.remove(site.site_path)
     return f"removed a stale pidfile (pid {info.pid} is not running)"
 
 
-def start(site: Settings, foreground: bool = False) -> str:
-    note = check_not_running(site)
+def start(site: Settings, foreground: bool = False, if_not_running: bool = False) -> str:
+    """Start the site; with `if_not_running`, a site already running here is success."""
+    try:
+        note = check_not_running(site)
+    except AlreadyRunning:
+        if if_not_running:
+            return ""
+        raise
     check_database_location(site.database_path, site.site_path / settings.SETTINGS_FILE)
-    for name in WORKERS:
-        ready_file(site, name).unlink(missing_ok=True)
     if foreground:
         configure_logging(site, "supervisor")
         code = Supervisor(site).run()
         if code:
             raise BalsamError(f"site stopped with errors; see {site.logs_path}/")
         return "site stopped"
+    reader, writer = os.pipe()
     if os.fork() == 0:  # daemon: detach twice, then supervise
+        os.close(reader)
         os.setsid()
         if os.fork() != 0:
             os._exit(0)
+        os.write(writer, f"{os.getpid()}\n".encode())  # tells `start` which daemon is ours
+        os.close(writer)
         _detach_stdio(site)
         configure_logging(site, "supervisor")
         code = 1
@@ -60,8 +72,16 @@ def start(site: Settings, foreground: bool = False) -> str:
             code = Supervisor(site).run()
         finally:
             os._exit(code)
+    os.close(writer)
     os.wait()
-    info = _wait_until_ready(site)
+    with os.fdopen(reader) as pipe:
+        daemon = int(pipe.readline() or 0)
+    try:
+        info = _wait_until_ready(site, daemon)
+    except AlreadyRunning:  # a racing `site start` won the site lock
+        if if_not_running:
+            return ""
+        raise
     return "\n".join(filter(None, [note, f"site {site.site_name} started (pid {info.pid})"]))
 
 
@@ -75,19 +95,21 @@ def _detach_stdio(site: Settings) -> None:
     sys.stderr = os.fdopen(2, "w", buffering=1)
 
 
-def _wait_until_ready(site: Settings) -> pidfile.PidInfo:
+def _wait_until_ready(site: Settings, daemon: int) -> pidfile.PidInfo:
+    """Wait until our daemon runs both workers; raise AlreadyRunning if a rival won."""
     deadline = time.monotonic() + START_TIMEOUT
-    seen = None
     while time.monotonic() < deadline:
         info = pidfile.read(site.site_path)
-        if info is not None and info.alive():
-            seen = info
+        if info is not None and info.pid == daemon and info.alive():
             workers = info.workers or {}
             ready = all(_ready_pid(site, n) == workers.get(n) for n in WORKERS)
             if ready and len(workers) == len(WORKERS):
                 return info
-        elif seen is not None:  # it was up and is gone: a worker failed at boot
-            break
+        elif not psutil.pid_exists(daemon):
+            if info is not None and info.alive():
+                raise AlreadyRunning(f"site {site.site_name} is already running "
+                                     f"(pid {info.pid})")
+            break  # it failed at boot
         time.sleep(0.05)
     raise BalsamError(f"site {site.site_name} failed to start; see "
                       f"{site.logs_path / 'supervisor.log'} and the worker logs there")

@@ -14,19 +14,19 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from balsam_mp import db, settings
 from balsam_mp.settings import Settings
 from balsam_mp.site import pidfile
+from balsam_mp.site.crashes import RestartPolicy, read_note, record_death
 from balsam_mp.site.logs import configure_logging
 from balsam_mp.site.poller import Poller
 from balsam_mp.site.submitter import Submitter
-from balsam_mp.site.worker import BOOT_FAILURE, Worker
+from balsam_mp.site.worker import BOOT_FAILURE, Worker, ready_file
 
 WORKERS: dict[str, type[Worker]] = {"submitter": Submitter, "poller": Poller}
 STOP_TIMEOUT = 20.0  # seconds workers get to finish their step before SIGKILL
-MAX_BACKOFF = 30.0
 
 
 @dataclass
@@ -34,8 +34,9 @@ class Child:
     name: str
     pid: int = 0
     started: float = 0.0
-    restarts: int = 0
-    restart_at: float = 0.0
+    restart_at: float = 0.0  # time.monotonic() of the next start
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    last_death: str | None = None  # how it last died, with its exception's last line
 
 
 class HaltError(Exception):
@@ -73,6 +74,8 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._reload)
+        for name in WORKERS:  # `site start` waits for fresh ones (ours, not a rival's)
+            ready_file(self.settings, name).unlink(missing_ok=True)
         pidfile.write(self.settings.site_path)
         for child in self.children.values():
             self.spawn(child)
@@ -126,11 +129,16 @@ class Supervisor:
             finally:
                 os._exit(code)
         child.pid, child.started = pid, time.monotonic()
-        pidfile.write(self.settings.site_path, self.worker_pids())
+        self.write_pidfile()
         self.log.info("started %s (pid %d)", child.name, pid)
 
-    def worker_pids(self) -> dict[str, int]:
-        return {name: c.pid for name, c in self.children.items() if c.pid}
+    def write_pidfile(self) -> None:
+        """The pidfile names the running workers and says why any other one is down."""
+        running = {name: c.pid for name, c in self.children.items() if c.pid}
+        down = {name: {"last_error": c.last_death, "crash_looping": c.policy.crash_looping,
+                       "next_try": time.time() + max(0.0, c.restart_at - time.monotonic())}
+                for name, c in self.children.items() if not c.pid and not self.stopping}
+        pidfile.write(self.settings.site_path, running, down)
 
     def reap(self) -> None:
         while True:
@@ -146,19 +154,23 @@ class Supervisor:
             self.on_exit(child, status)
 
     def on_exit(self, child: Child, status: int) -> None:
-        how = describe_exit(status)
-        child.pid = 0
-        pidfile.write(self.settings.site_path, self.worker_pids())
+        error = read_note(self.settings, child.name, child.pid)
+        how = describe_exit(status) + (f": {error}" if error else "")
+        child.pid, child.last_death = 0, f"{child.name} {how}"
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == BOOT_FAILURE:
             raise HaltError(f"{child.name} failed at boot ({how}); see its log in "
                             f"{self.settings.logs_path}")
         if self.stopping:
             return
-        lived = time.monotonic() - child.started
-        child.restarts = 0 if lived > 60 else child.restarts + 1
-        delay = min(MAX_BACKOFF, 0.1 * 2 ** child.restarts) if child.restarts else 0.0
+        delay = child.policy.after_death(time.monotonic() - child.started)
         child.restart_at = time.monotonic() + delay
-        self.log.warning("%s %s; restarting in %.1fs", child.name, how, delay)
+        self.write_pidfile()
+        record_death(self.settings, child.last_death)
+        if child.policy.crash_looping:
+            self.log.error("%s; crash-looping: next try in %.0fs (see %s)", child.last_death,
+                           delay, self.settings.logs_path / f"{child.name}.log")
+        else:
+            self.log.warning("%s; restarting in %.1fs", child.last_death, delay)
 
     def restart_all(self) -> None:
         """Validate settings, then replace both workers (nothing in flight is lost)."""
@@ -169,8 +181,9 @@ class Supervisor:
             return
         self.log.info("settings reloaded; restarting workers")
         self.stop_children()
-        for child in self.children.values():
-            child.restarts, child.restart_at = 0, 0.0
+        for child in self.children.values():  # a sync is a fresh start, crash loops too
+            child.policy.reset()
+            child.restart_at, child.last_death = 0.0, None
 
     def stop_children(self) -> None:
         running = {c.pid: c for c in self.children.values() if c.pid}

@@ -19,8 +19,10 @@ import peewee
 from balsam_mp import db
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
+from balsam_mp.site import crashes
 
 BOOT_FAILURE = 3
+CRASHED = 1
 FIRST_TICK = 0.002  # seconds between cheap checks for new work, right after some work...
 IDLE_TICK = 0.05  # ...growing to this while nothing happens
 
@@ -63,6 +65,10 @@ class Worker:
         self.log.info("%s started", self.name)
         try:
             self.loop()
+        except Exception as exc:  # a bug or an unforeseen failure: say what, then die
+            self.log.exception("%s crashed", self.name)
+            crashes.write_note(self.settings, self.name, exc)
+            return CRASHED
         finally:
             self.shutdown()
         self.log.info("%s stopped", self.name)

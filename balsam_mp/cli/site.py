@@ -10,6 +10,7 @@ import click
 from balsam_mp.cli.common import BalsamGroup, format_option, open_site, site_option
 from balsam_mp.cli.globus import globus_login, globus_whoami
 from balsam_mp.site import service
+from balsam_mp.site import status as site_status
 from balsam_mp.site.layout import init_site
 
 
@@ -61,27 +62,55 @@ def sync() -> None:
 @site_option
 @format_option
 def status(output_format: str) -> None:
-    """Whether the site runs, its workers, items by state, tasks in flight, actions."""
-    report = service.status(open_site())
+    """Whether the site runs, its workers, items by state, throughput, tasks, actions."""
+    report = site_status.status(open_site())
     if output_format == "json":
         click.echo(json.dumps(report, indent=2, default=str))
         return
-    if report["running"]:
-        workers = ", ".join(f"{n} {p}" for n, p in report["workers"].items())
-        click.echo(f"site {report['site']}: running (pid {report['pid']}; {workers})")
-    else:
-        click.echo(f"site {report['site']}: not running")
+    where = f"pid {report['pid']} on {report['host']}"
+    state = f"running ({where})" if report["running"] else "not running"
+    click.echo(f"site {report['site']}: {state}")
+    for name, worker in report["workers"].items():
+        if worker["state"] == "running":
+            click.echo(f"  {name:<10} running (pid {worker['pid']})")
+        else:
+            click.echo(f"  {name:<10} {worker['state']}: {worker['last_error']}; "
+                       f"next try at {worker['next_try']}")
     click.echo("items:")
     for row in report["items"] or [{"direction": "-", "state": "none", "count": 0}]:
         click.echo(f"  {row['direction']:>3}  {row['state']:<13} {row['count']}")
+    drain = report["drain_estimate_s"]
+    click.echo(f"done: {report['done_last_minute']} in the last minute, "
+               f"{report['done_last_hour']} in the last hour"
+               + (f"; what waits drains in about {_duration(drain)}" if drain else ""))
+    if report["oldest_pending_age_s"] is not None:
+        click.echo(f"oldest pending item: {_duration(report['oldest_pending_age_s'])}")
     click.echo(f"tasks in flight: {len(report['tasks_in_flight'])}")
     for task in report["tasks_in_flight"]:
         click.echo(f"  {task['task_id'] or '(submitting)'}  {task['state']}  {task['direction']} "
-                   f"{task['alias']}  {task['items']} items  {task['nice_status'] or ''}")
+                   f"{task['alias']}  {_plural(task['items'], 'item')}  "
+                   f"{task['nice_status'] or ''}".rstrip())
+    sizes = report["sizes"]
+    click.echo(f"disk: site.db {_megabytes(sizes['database'])}, WAL "
+               f"{_megabytes(sizes['wal'])}, logs {_megabytes(sizes['logs'])}")
     if report["last_error"]:
         click.echo(f"last error: {report['last_error']}")
     if report["action_required"]:
         click.echo(f"ACTION REQUIRED: {report['action_required']}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
 
 
 site.add_command(globus_login)

@@ -7,11 +7,9 @@ import signal
 import sys
 import time
 
-import peewee
 import psutil
 
 from balsam_mp import api, settings
-from balsam_mp.db import models
 from balsam_mp.db.filesystem import check_database_location
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
@@ -19,7 +17,6 @@ from balsam_mp.site import pidfile
 from balsam_mp.site.logs import configure_logging
 from balsam_mp.site.supervisor import WORKERS, Supervisor
 from balsam_mp.site.worker import ready_file
-from balsam_mp.states import Item
 
 START_TIMEOUT = 30.0
 
@@ -158,58 +155,3 @@ def sync(site_path) -> str:
         return "settings are valid and apps synced; the site is not running"
     os.kill(info.pid, signal.SIGHUP)
     return f"settings are valid and apps synced; restarting the workers of pid {info.pid}"
-
-
-def status(site: Settings) -> dict:
-    info = pidfile.read(site.site_path)
-    running = info is not None and info.alive()
-    api.use_site(site.site_path)
-    api.connect()
-    items = [{"direction": d, "state": s, "count": n} for d, s, n in (
-        models.TransferItem.select(models.TransferItem.direction, models.TransferItem.state,
-                                   peewee.fn.COUNT(models.TransferItem.id)).group_by(
-            models.TransferItem.direction, models.TransferItem.state).tuples())]
-    in_flight = [{"id": t.id, "task_id": t.task_id, "state": t.state, "direction": t.direction,
-                  "alias": t.location_alias, "items": t.item_count,
-                  "nice_status": t.nice_status, "bytes": t.bytes_transferred}
-                 for t in models.TransferTask.select().where(
-                     models.TransferTask.state.in_(("submitting", "active", "inactive")))]
-    site_events = models.LogEvent.select().where(models.LogEvent.job.is_null()).order_by(
-        models.LogEvent.id.desc())
-    action = site_events.where(models.LogEvent.to_state == "ACTION_REQUIRED").first()
-    inactive = [t for t in in_flight if t["state"] == "inactive"]
-    # every item failure writes an event (newest id first is an index walk, not a scan)
-    last_error = (models.LogEvent.select(models.LogEvent.message)
-                  .where(models.LogEvent.transfer_item.is_null(False),
-                         models.LogEvent.from_state != "error")
-                  .order_by(models.LogEvent.id.desc()).first())
-    actions = [action.message] if action and (inactive or _recent(action)) else []
-    untrusted = _items_on_unknown_aliases(site)
-    if untrusted:
-        names = ", ".join(f"{alias!r} ({count} item{'s' if count > 1 else ''})"
-                          for alias, count in untrusted.items())
-        actions.append(f"items wait on location aliases that transfer_locations no longer "
-                       f"has: {names}; add them back to settings.yml and run `balsam site "
-                       "sync`")
-    return {
-        "site": site.site_name, "running": running,
-        "pid": info.pid if running else None, "host": info.host if info else None,
-        "workers": (info.workers or {}) if running else {},
-        "items": items, "tasks_in_flight": in_flight,
-        "last_error": last_error.message if last_error else None,
-        "unknown_aliases": untrusted,
-        "action_required": "; ".join(actions) or None,
-    }
-
-
-def _items_on_unknown_aliases(site: Settings) -> dict[str, int]:
-    """Items not sent whose alias was removed from settings: no one will send them."""
-    item = models.TransferItem
-    return dict(item.select(item.location_alias, peewee.fn.COUNT(item.id))
-                .where(item.state.in_((Item.AWAITING_JOB, Item.PENDING, Item.SUBMITTING)),
-                       item.location_alias.not_in(list(site.transfers.transfer_locations)))
-                .group_by(item.location_alias).tuples())
-
-
-def _recent(event: models.LogEvent, seconds: float = 300) -> bool:
-    return (models.utcnow() - event.timestamp).total_seconds() < seconds

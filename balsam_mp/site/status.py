@@ -1,0 +1,170 @@
+"""`balsam site status`: one consistent snapshot of a site, short enough to read.
+
+Every count comes from one read transaction (SQLite's snapshot isolation), so the items
+by state agree with the tasks in flight. The queries use indexes only: counts by state
+walk the claim index, recent throughput looks at tasks (one per batch), and the oldest
+pending item is the first of each claim group, which is the one the submitter takes next.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import peewee
+
+from balsam_mp import api
+from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, utcnow
+from balsam_mp.settings import Settings
+from balsam_mp.site import pidfile
+from balsam_mp.site.supervisor import WORKERS
+from balsam_mp.states import Item, Task
+
+LINE = 160  # characters: longer messages and paths are cut in the middle
+ACTION_FRESH = 300.0  # seconds an ACTION_REQUIRED event stays news without an INACTIVE task
+
+
+def elide(text: str | None, width: int = LINE) -> str | None:
+    """'/very/long/.../path.dat': keeps both ends, which say the most."""
+    if text is None or len(text) <= width:
+        return text
+    keep = (width - 3) // 2
+    return f"{text[:keep]}...{text[len(text) - keep:]}"
+
+
+def status(site: Settings) -> dict:
+    info = pidfile.read(site.site_path)
+    running = info is not None and info.alive()
+    api.use_site(site.site_path)
+    api.connect()
+    with TransferItem._meta.database.atomic("DEFERRED"):  # one read snapshot for every number below
+        report = _snapshot(site)
+    workers = _workers(info) if running else {}
+    actions = report.pop("actions")
+    actions += [f"{name} is crash-looping ({w['last_error']}); next try at {w['next_try']}; "
+                f"see {site.logs_path / (name + '.log')}"
+                for name, w in workers.items() if w["state"] == "crash-looping"]
+    return {
+        "site": site.site_name, "running": running,
+        "pid": info.pid if running else None, "host": info.host if info else None,
+        "workers": workers, **report,
+        "sizes": _sizes(site),
+        "action_required": elide("; ".join(actions), 4 * LINE) or None,
+    }
+
+
+def _workers(info: pidfile.PidInfo) -> dict[str, dict]:
+    """Each worker: running (pid), restarting, or crash-looping (why, next try)."""
+    found = {}
+    for name in WORKERS:
+        pid = (info.workers or {}).get(name)
+        down = (info.down or {}).get(name) or {}
+        if pid:
+            found[name] = {"state": "running", "pid": pid}
+            continue
+        next_try = down.get("next_try")
+        found[name] = {
+            "state": "crash-looping" if down.get("crash_looping") else "restarting",
+            "pid": None, "last_error": elide(down.get("last_error")),
+            "next_try": time.strftime("%H:%M:%S", time.localtime(next_try))
+            if next_try else None}
+    return found
+
+
+def _snapshot(site: Settings) -> dict:
+    item, task = TransferItem, TransferTask
+    groups = list(item.select(item.state, item.direction, item.location_alias,
+                              peewee.fn.COUNT(item.id))
+                  .group_by(item.state, item.direction, item.location_alias).tuples())
+    by_state: dict[tuple[str, str], int] = {}
+    for state, direction, _, count in groups:
+        by_state[direction, state] = by_state.get((direction, state), 0) + count
+    in_flight = [{"id": t.id, "task_id": t.task_id, "state": t.state, "direction": t.direction,
+                  "alias": t.location_alias, "items": t.item_count,
+                  "nice_status": elide(t.nice_status), "bytes": t.bytes_transferred}
+                 for t in task.select().where(task.state.in_(Task.IN_FLIGHT))]
+    waiting = sum(n for (_, state), n in by_state.items()
+                  if state in (Item.PENDING, *Item.IN_FLIGHT))
+    done_minute, done_hour = _done_since(60), _done_since(3600)
+    rate = done_minute / 60 if done_minute else done_hour / 3600
+    untrusted = {alias: 0 for _, _, alias, _ in groups}
+    for state, _, alias, count in groups:
+        if state in (Item.AWAITING_JOB, Item.PENDING, Item.SUBMITTING) and \
+                alias not in site.transfers.transfer_locations:
+            untrusted[alias] += count
+    untrusted = {alias: n for alias, n in untrusted.items() if n}
+    return {
+        "items": [{"direction": d, "state": s, "count": n}
+                  for (d, s), n in sorted(by_state.items())],
+        "tasks_in_flight": in_flight,
+        "done_last_minute": done_minute, "done_last_hour": done_hour,
+        "drain_estimate_s": round(waiting / rate) if rate and waiting else None,
+        "oldest_pending_age_s": _oldest_pending_age(groups),
+        "last_error": elide(_last_error()),
+        "unknown_aliases": untrusted,
+        "actions": _actions(in_flight, untrusted),
+    }
+
+
+def _done_since(seconds: float) -> int:
+    """Items done by tasks that finished in the last `seconds` (an item is done when its
+    task finishes, and tasks are a hundredth of the items: no scan of the items)."""
+    since = utcnow() - dt.timedelta(seconds=seconds)
+    finished = TransferTask.select(TransferTask.id).where(
+        TransferTask.state.in_((Task.SUCCEEDED, Task.FAILED)), TransferTask.updated_at >= since)
+    return TransferItem.select().where(TransferItem.transfer_task.in_(finished),
+                                       TransferItem.state == Item.DONE).count()
+
+
+def _oldest_pending_age(groups: list[tuple]) -> float | None:
+    oldest = None
+    for state, direction, alias, _ in groups:
+        if state != Item.PENDING:
+            continue
+        first = (TransferItem.select(TransferItem.updated_at)
+                 .where(TransferItem.state == Item.PENDING, TransferItem.direction == direction,
+                        TransferItem.location_alias == alias)
+                 .order_by(TransferItem.job).first())
+        if first is not None and (oldest is None or first.updated_at < oldest):
+            oldest = first.updated_at
+    return round((utcnow() - oldest).total_seconds(), 1) if oldest else None
+
+
+def _last_error() -> str | None:
+    # every item failure writes an event (newest id first is an index walk, not a scan)
+    event = (LogEvent.select(LogEvent.message)
+             .where(LogEvent.transfer_item.is_null(False), LogEvent.from_state != Item.ERROR)
+             .order_by(LogEvent.id.desc()).first())
+    return event.message if event else None
+
+
+def _actions(in_flight: list[dict], untrusted: dict[str, int]) -> list[str]:
+    event = (LogEvent.select().where(LogEvent.job.is_null(),
+                                     LogEvent.to_state == "ACTION_REQUIRED")
+             .order_by(LogEvent.id.desc()).first())
+    inactive = any(t["state"] == Task.INACTIVE for t in in_flight)
+    fresh = event is not None and (utcnow() - event.timestamp).total_seconds() < ACTION_FRESH
+    actions = [elide(event.message)] if event and (inactive or fresh) else []
+    if untrusted:
+        names = ", ".join(f"{alias!r} ({count} item{'s' if count > 1 else ''})"
+                          for alias, count in untrusted.items())
+        actions.append(f"items wait on location aliases that transfer_locations no longer "
+                       f"has: {names}; add them back to settings.yml and run `balsam site "
+                       "sync`")
+    return actions
+
+
+def _sizes(site: Settings) -> dict[str, int]:
+    """Bytes on disk: what counts against a home-directory quota."""
+    db = site.database_path
+    logs = sum(f.stat().st_size for f in site.logs_path.glob("*") if f.is_file()) \
+        if site.logs_path.is_dir() else 0
+    return {"database": _size(db), "wal": _size(db.with_name(db.name + "-wal")), "logs": logs}
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -91,8 +91,8 @@ def status(output_format: str) -> None:
                    f"{task['alias']}  {_plural(task['items'], 'item')}  "
                    f"{task['nice_status'] or ''}".rstrip())
     sizes = report["sizes"]
-    click.echo(f"disk: site.db {_megabytes(sizes['database'])}, WAL "
-               f"{_megabytes(sizes['wal'])}, logs {_megabytes(sizes['logs'])}")
+    click.echo(f"disk: site.db {_size(sizes['database'])}, WAL {_size(sizes['wal'])}, "
+               f"logs {_size(sizes['logs'])}")
     if report["last_error"]:
         click.echo(f"last error: {report['last_error']}")
     if report["action_required"]:
@@ -109,8 +109,12 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / 1e6:.1f} MB"
+def _size(size: float) -> str:
+    for unit in ("B", "kB", "MB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
 
 
 site.add_command(globus_login)

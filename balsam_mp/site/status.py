@@ -83,7 +83,10 @@ def _snapshot(site: Settings) -> dict:
     in_flight = [{"id": t.id, "task_id": t.task_id, "state": t.state, "direction": t.direction,
                   "alias": t.location_alias, "items": t.item_count,
                   "nice_status": elide(t.nice_status), "bytes": t.bytes_transferred}
-                 for t in task.select().where(task.state.in_(Task.IN_FLIGHT))]
+                 for t in task.select(task.id, task.task_id, task.state, task.direction,
+                                      task.location_alias, task.item_count, task.nice_status,
+                                      task.bytes_transferred)
+                 .where(task.state.in_(Task.IN_FLIGHT))]
     waiting = sum(n for (_, state), n in by_state.items()
                   if state in (Item.PENDING, *Item.IN_FLIGHT))
     done_minute, done_hour = _done_since(60), _done_since(3600)
@@ -132,11 +135,17 @@ def _oldest_pending_age(groups: list[tuple]) -> float | None:
 
 
 def _last_error() -> str | None:
+    """The newest item failure, with the file it is about."""
     # every item failure writes an event (newest id first is an index walk, not a scan)
-    event = (LogEvent.select(LogEvent.message)
-             .where(LogEvent.transfer_item.is_null(False), LogEvent.from_state != Item.ERROR)
+    event = (LogEvent.select(LogEvent.message, TransferItem.location_alias,
+                             TransferItem.remote_path)
+             .join(TransferItem)
+             .where(LogEvent.from_state != Item.ERROR)
              .order_by(LogEvent.id.desc()).first())
-    return event.message if event else None
+    if event is None:
+        return None
+    item = event.transfer_item
+    return f"{item.location_alias}:{item.remote_path}: {event.message}"
 
 
 def _actions(in_flight: list[dict], untrusted: dict[str, int]) -> list[str]:

@@ -15,7 +15,8 @@ from pathlib import Path
 import peewee
 
 from balsam_mp import api
-from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, utcnow
+from balsam_mp.db.bulk import run
+from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
 from balsam_mp.settings import Settings
 from balsam_mp.site import pidfile
 from balsam_mp.site.supervisor import WORKERS
@@ -75,7 +76,7 @@ def _workers(info: pidfile.PidInfo) -> dict[str, dict]:
 def _snapshot(site: Settings) -> dict:
     item, task = TransferItem, TransferTask
     groups = list(item.select(item.state, item.direction, item.location_alias,
-                              peewee.fn.COUNT(item.id))
+                              peewee.fn.COUNT(peewee.SQL("*")))
                   .group_by(item.state, item.direction, item.location_alias).tuples())
     by_state: dict[tuple[str, str], int] = {}
     for state, direction, _, count in groups:
@@ -89,7 +90,7 @@ def _snapshot(site: Settings) -> dict:
                  .where(task.state.in_(Task.IN_FLIGHT))]
     waiting = sum(n for (_, state), n in by_state.items()
                   if state in (Item.PENDING, *Item.IN_FLIGHT))
-    done_minute, done_hour = _done_since(60), _done_since(3600)
+    done_minute, done_hour = _done_recently()
     rate = done_minute / 60 if done_minute else done_hour / 3600
     untrusted = {alias: 0 for _, _, alias, _ in groups}
     for state, _, alias, count in groups:
@@ -110,14 +111,23 @@ def _snapshot(site: Settings) -> dict:
     }
 
 
-def _done_since(seconds: float) -> int:
-    """Items done by tasks that finished in the last `seconds` (an item is done when its
-    task finishes, and tasks are a hundredth of the items: no scan of the items)."""
-    since = utcnow() - dt.timedelta(seconds=seconds)
-    finished = TransferTask.select(TransferTask.id).where(
-        TransferTask.state.in_((Task.SUCCEEDED, Task.FAILED)), TransferTask.updated_at >= since)
-    return TransferItem.select().where(TransferItem.transfer_task.in_(finished),
-                                       TransferItem.state == Item.DONE).count()
+# Items done by tasks that finished in the last hour, and in the last minute (an item is
+# done when its task finishes). Tasks are a hundredth of the items, so this reads the
+# recent tasks and their items by task; `+item.state` keeps SQLite off the state index,
+# which would walk every done item ever.
+_DONE_RECENTLY = """
+    SELECT COUNT(*), COALESCE(SUM(task.updated_at >= :minute), 0)
+    FROM transfer_task AS task JOIN transfer_item AS item ON item.transfer_task_id = task.id
+    WHERE task.state IN (:succeeded, :failed) AND task.updated_at >= :hour
+      AND +item.state = :done"""
+
+
+def _done_recently() -> tuple[int, int]:
+    now = utcnow()
+    hour, minute = run(_DONE_RECENTLY, {
+        "hour": iso(now - dt.timedelta(hours=1)), "minute": iso(now - dt.timedelta(minutes=1)),
+        "succeeded": Task.SUCCEEDED, "failed": Task.FAILED, "done": Item.DONE}).fetchone()
+    return minute, hour
 
 
 def _oldest_pending_age(groups: list[tuple]) -> float | None:
@@ -134,18 +144,20 @@ def _oldest_pending_age(groups: list[tuple]) -> float | None:
     return round((utcnow() - oldest).total_seconds(), 1) if oldest else None
 
 
+# Every item failure writes an event naming its item; they are few next to the jobs' own
+# events, so the newest is found through the index of events by item, not by a scan.
+_LAST_ERROR = """
+    SELECT item.location_alias, item.remote_path, event.message
+    FROM log_event AS event INDEXED BY log_event_transfer_item_id
+    JOIN transfer_item AS item ON item.id = event.transfer_item_id
+    WHERE event.transfer_item_id IS NOT NULL AND event.from_state != :error
+    ORDER BY event.id DESC LIMIT 1"""
+
+
 def _last_error() -> str | None:
     """The newest item failure, with the file it is about."""
-    # every item failure writes an event (newest id first is an index walk, not a scan)
-    event = (LogEvent.select(LogEvent.message, TransferItem.location_alias,
-                             TransferItem.remote_path)
-             .join(TransferItem)
-             .where(LogEvent.from_state != Item.ERROR)
-             .order_by(LogEvent.id.desc()).first())
-    if event is None:
-        return None
-    item = event.transfer_item
-    return f"{item.location_alias}:{item.remote_path}: {event.message}"
+    row = run(_LAST_ERROR, {"error": Item.ERROR}).fetchone()
+    return f"{row[0]}:{row[1]}: {row[2]}" if row else None
 
 
 def _actions(in_flight: list[dict], untrusted: dict[str, int]) -> list[str]:

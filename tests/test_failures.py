@@ -12,6 +12,7 @@ from globus_sdk.token_storage import SQLiteTokenStorage, TokenStorageData
 
 from balsam_mp import api, states
 from balsam_mp.db.filesystem import check_database_location, filesystem_of
+from balsam_mp.db.models import LogEvent
 from balsam_mp.errors import BalsamError
 from balsam_mp.testing.globus_emulator import EmulatorProcess
 from tests.conftest import REMOTE_EP, wait_for
@@ -47,6 +48,8 @@ def test_a_failed_task_is_retried(sitekit):
     kit.wait_jobs(jobs, states.STAGED_IN)
     assert len(kit.accepted()) == 2
     assert {i.attempts for i in api.TransferItem.objects.all()} == {1}
+    reasons = {e.message for e in LogEvent.select().where(LogEvent.transfer_item.is_null(False))}
+    assert reasons == {"ENDPOINT_ERROR: storage offline"}  # one prefix, not two
 
 
 def test_permission_denied_fails_at_once_and_retry_brings_it_back(sitekit):

@@ -117,7 +117,7 @@ def finish_task(task_id: int, progress: Progress, failures: list[Failure],
             return 0, 0  # another poller got here first: nothing to do twice
         if final == Task.FAILED:
             code = progress.fatal_code or "FAILED"
-            failures = [Failure(item_id, code, _describe(progress) or code) for (item_id,) in
+            failures = [Failure(item_id, code, progress.fatal_error or code) for (item_id,) in
                         TransferItem.select(TransferItem.id).where(
                             TransferItem.transfer_task == task_id,
                             TransferItem.state.in_(Item.IN_FLIGHT)).tuples()]

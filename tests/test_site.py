@@ -50,7 +50,7 @@ def test_skipped_file_fails_only_its_job(sitekit):
     assert failed.state_data["failed_files"][0]["remote"] == "remote:/in/job3.dat"
     assert "FILE_NOT_FOUND" in failed.state_data["failed_files"][0]["reason"]
     assert len(kit.accepted()) == 1  # one batch: the bad file did not strand its mates
-    assert "last error: FILE_NOT_FOUND" in kit.balsam("site", "status").stdout
+    assert "last error: remote:/in/job3.dat: FILE_NOT_FOUND" in kit.balsam("site", "status").stdout
 
 
 def test_submitter_killed_between_submit_and_record(sitekit, tmp_path):

@@ -65,6 +65,9 @@ class Supervisor:
         except HaltError as exc:
             self.log.error("halting: %s", exc)
             return 1
+        except Exception:  # a bug: say where before the workers are stopped
+            self.log.exception("supervisor crashed")
+            return 1
         finally:
             self.shutdown()
 

@@ -27,6 +27,7 @@ class TaskOptions:
     sync_level: str | None = "size"
     verify_checksum: bool = True
     skip_source_errors: bool = True
+    encrypt_data: bool = True
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class TaskStatus:
     bytes_transferred: int = 0
     bytes_per_second: float = 0.0
     skipped_errors: int = 0
+    faults: int = 0
     fatal_code: str | None = None
     fatal_error: str | None = None
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from balsam_mp.errors import BalsamError
 
 FINISHED = ("SUCCEEDED", "FAILED")
+NOT_FAULTS = (None, "OK", "Queued")  # nice_status values of a task that is doing fine
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class TaskStatus:
     task_id: str
     status: str  # ACTIVE | INACTIVE | SUCCEEDED | FAILED
     nice_status: str | None = None
+    nice_status_details: str | None = None  # what the repeating fault is, if any
     files: int = 0
     files_transferred: int = 0
     files_skipped: int = 0
@@ -48,6 +50,13 @@ class TaskStatus:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def fault(self) -> str | None:
+        """The fault an ACTIVE task keeps retrying (Globus shows it in nice_status)."""
+        if self.status != "ACTIVE" or self.nice_status in NOT_FAULTS:
+            return None
+        return self.nice_status
 
 
 @dataclass(frozen=True)

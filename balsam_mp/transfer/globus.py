@@ -131,6 +131,7 @@ def _status(doc: dict) -> TaskStatus:
     fatal = doc.get("fatal_error") or {}
     return TaskStatus(
         task_id=doc["task_id"], status=doc["status"], nice_status=doc.get("nice_status"),
+        nice_status_details=doc.get("nice_status_details"),
         files=doc.get("files") or 0, files_transferred=doc.get("files_transferred") or 0,
         files_skipped=doc.get("files_skipped") or 0,
         bytes_transferred=doc.get("bytes_transferred") or 0,

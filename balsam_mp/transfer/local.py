@@ -124,6 +124,10 @@ class LocalBackend(TransferBackend):
         return submission_id
 
     def _launch(self, task_dir: Path) -> None:
+        # a dead runner's record would make the new one look lost before it starts:
+        # until the new one writes its own, the task counts as starting (START_GRACE)
+        (task_dir / "runner.json").unlink(missing_ok=True)
+        (task_dir / "launched").touch()
         # the runner forks and detaches; this returns once the intermediate parent exits
         subprocess.run([sys.executable, "-m", "balsam_mp.transfer.local_runner", str(task_dir)],
                        check=True, stdin=subprocess.DEVNULL)
@@ -149,8 +153,11 @@ class LocalBackend(TransferBackend):
         is gone AND a fresh read still finds no result: a runner writes result.json,
         then exits, possibly between our first read and our look at the process."""
         started = (task_dir / "runner.json").exists()
-        if runner_alive(task_dir) or not (
-                started or time.time() - spec["submitted"] > START_GRACE):
+        try:
+            launched = (task_dir / "launched").stat().st_mtime
+        except FileNotFoundError:
+            launched = spec["submitted"]
+        if runner_alive(task_dir) or not (started or time.time() - launched > START_GRACE):
             return state
         result = read_json(task_dir / "result.json")
         if result is not None:

@@ -56,10 +56,13 @@ def remove_partial(task_dir: Path) -> None:
     """Remove the partial file a runner killed mid-copy left behind (its name is kept in
     the task folder before each copy), so no `.name.partial-*` outlives its task."""
     try:
-        Path((task_dir / PARTIAL).read_text()).unlink(missing_ok=True)
-        (task_dir / PARTIAL).unlink()
-    except (FileNotFoundError, ValueError):
-        pass
+        partial = Path((task_dir / PARTIAL).read_text())
+    except (OSError, ValueError):
+        return
+    # a record cut short by a kill must never name another file
+    if partial.name.startswith(".") and partial.name.endswith(f".partial-{task_dir.name[:8]}"):
+        partial.unlink(missing_ok=True)
+    (task_dir / PARTIAL).unlink(missing_ok=True)
 
 
 def runner_alive(task_dir: Path) -> bool:

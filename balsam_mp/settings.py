@@ -55,6 +55,8 @@ class TransferSettings:
     sync_level: str | None = "size"
     claim_lease: float = 60.0
     globus_requests_per_second: float = 10.0
+    encrypt_data: bool = True
+    fault_timeout: float = 600.0
 
 
 # key -> (types accepted, minimum, maximum); None bounds are open.
@@ -70,8 +72,9 @@ _NUMBERS: dict[str, tuple[type | tuple[type, ...], float | None, float | None]] 
     "inactive_timeout": (int, 1, 30 * 86400),
     "claim_lease": ((int, float), 1, 3600),
     "globus_requests_per_second": ((int, float), 0.1, 10_000),
+    "fault_timeout": ((int, float), 0.1, 30 * 86400),
 }
-_BOOLS = ("skip_source_errors", "verify_checksum")
+_BOOLS = ("skip_source_errors", "verify_checksum", "encrypt_data")
 _OPTIONAL_STRINGS = ("globus_endpoint_id", "globus_endpoint_site_path", "globus_client_id",
                      "sync_level")
 

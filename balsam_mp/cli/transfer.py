@@ -31,9 +31,12 @@ def list_items(state: str | None, job_id: int | None, direction: str | None,
                                  ("direction", direction)) if v is not None}
     rows = [{"id": i.id, "job": i.job_id, "direction": i.direction, "state": i.state,
              "remote": f"{i.location_alias}:{i.remote_path}", "local_path": i.local_path,
-             "task_id": i.task_id, "attempts": i.attempts, "error": i.error}
+             "task_id": i.task_id, "attempts": i.attempts, "split_round": i.split_round,
+             "error": i.error}
             for i in api.TransferItem.objects.filter(**lookups)]
-    emit(output_format, rows, ["id", "job", "direction", "state", "remote", "task_id", "error"])
+    # split_round: how often the item's batch was split in halves to isolate a poison
+    emit(output_format, rows, ["id", "job", "direction", "state", "split_round", "remote",
+                               "task_id", "error"])
 
 
 @transfer.command()

@@ -70,19 +70,43 @@ def in_flight_count() -> int:
 _DUE_ITEMS = """
     SELECT {columns} FROM transfer_item
     WHERE state = :pending AND direction = :direction AND location_alias = :alias
-      AND (not_before IS NULL OR not_before <= :now)
+      AND (not_before IS NULL OR not_before <= :now){batched}
     ORDER BY job_id, id LIMIT :limit"""
+# The half of a split batch (items sharing a batch_key) to claim first, if any: the
+# batch_key index holds only the few items waiting in such halves.
+_DUE_HALF = """
+    SELECT batch_key FROM transfer_item INDEXED BY transfer_item_batch_key
+    WHERE batch_key IS NOT NULL AND state = :pending AND direction = :direction
+      AND location_alias = :alias AND (not_before IS NULL OR not_before <= :now)
+    LIMIT 1"""
+_HALF_ITEMS = """
+    SELECT id, remote_path, local_path, recursive FROM transfer_item
+    WHERE batch_key = :key AND state = :pending ORDER BY id LIMIT :limit"""
 _CLAIM_ITEMS = """
-    UPDATE transfer_item SET state = :submitting, transfer_task_id = :task, updated_at = :now
+    UPDATE transfer_item SET state = :submitting, transfer_task_id = :task, updated_at = :now,
+        batch_key = NULL
     WHERE id IN (SELECT value FROM json_each(:ids))
       AND state || '' = :pending  -- `|| ''` keeps SQLite on the ids, off the state index
 """
 
 
-def _due(group: Group, now: str, limit: int, columns: str) -> list[tuple]:
-    return run(_DUE_ITEMS.format(columns=columns),
-               {"pending": Item.PENDING, "direction": group.direction, "alias": group.alias,
-                "now": now, "limit": limit}).fetchall()
+def _due(group: Group, now: str, limit: int, columns: str, batched: bool = True) -> list[tuple]:
+    """Due items; only those in no split half unless `batched`."""
+    sql = _DUE_ITEMS.format(columns=columns, batched="" if batched else
+                            " AND batch_key IS NULL")
+    return run(sql, {"pending": Item.PENDING, "direction": group.direction,
+                     "alias": group.alias, "now": now, "limit": limit}).fetchall()
+
+
+def _next_batch(group: Group, now: str, limit: int) -> list[tuple[int, str, str, bool]]:
+    """The items of the next batch: a waiting split half whole and alone, else the
+    oldest jobs' items that are in no half."""
+    params = {"pending": Item.PENDING, "direction": group.direction, "alias": group.alias,
+              "now": now, "limit": limit}
+    half = run(_DUE_HALF, params).fetchone()
+    rows = run(_HALF_ITEMS, dict(params, key=half[0])).fetchall() if half else \
+        _due(group, now, limit, "id, remote_path, local_path, recursive", batched=False)
+    return [(i, remote, local, bool(recursive)) for i, remote, local, recursive in rows]
 
 
 def ready_groups(candidates: list[Group], now: dt.datetime) -> list[Group]:
@@ -114,9 +138,7 @@ def claim_batches(groups: list[tuple[Group, str, str]], capacity: int, budget: i
                 if capacity <= 0 or budget <= 0:
                     break
                 group, remote_address, protocol = entry
-                items = [(i, remote, local, bool(recursive)) for i, remote, local, recursive in
-                         _due(group, iso(now), min(batch_size, budget),
-                              "id, remote_path, local_path, recursive")]
+                items = _next_batch(group, iso(now), min(batch_size, budget))
                 if not items:
                     active.remove(entry)
                     continue

@@ -111,8 +111,19 @@ def _create_schema(db: SiteDatabase) -> None:
         Meta.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict_ignore().execute()
 
 
+def _split_batches(db: SiteDatabase) -> None:
+    """v2: split halves of a poisoned batch (transfer_item.split_round, batch_key) and
+    the time a task's fault started repeating (transfer_task.fault_since)."""
+    for statement in (
+            'ALTER TABLE "transfer_item" ADD COLUMN "split_round" INTEGER NOT NULL DEFAULT 0',
+            'ALTER TABLE "transfer_item" ADD COLUMN "batch_key" TEXT',
+            'CREATE INDEX "transfer_item_batch_key" ON "transfer_item" ("batch_key")',
+            'ALTER TABLE "transfer_task" ADD COLUMN "fault_since" TEXT'):
+        db.execute_sql(statement)
+
+
 # Migration hook: version -> function bringing the schema from version-1 to version.
-MIGRATIONS: dict[int, Callable[[SiteDatabase], None]] = {}
+MIGRATIONS: dict[int, Callable[[SiteDatabase], None]] = {2: _split_batches}
 
 
 def _migrate(db: SiteDatabase) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import peewee
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 database_proxy = peewee.DatabaseProxy()
 
 
@@ -100,6 +100,7 @@ class TransferTask(BaseModel):
     created_at = UtcField(default=utcnow)
     updated_at = UtcField(default=utcnow)
     inactive_since = UtcField(null=True)
+    fault_since = UtcField(null=True)  # since when the same fault repeats (ACTIVE)
 
 
 class TransferItem(BaseModel):
@@ -122,6 +123,10 @@ class TransferItem(BaseModel):
     lease_expires = UtcField(null=True)
     created_at = UtcField(default=utcnow)
     updated_at = UtcField(default=utcnow)
+    # a task that failed or stalled as a whole is split in halves: the items of one half
+    # share a batch_key (claimed together, alone) and count the splits in split_round
+    split_round = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+    batch_key = peewee.TextField(null=True, index=True)
 
     class Meta:
         indexes = (

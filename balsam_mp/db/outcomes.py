@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from balsam_mp import states
-from balsam_mp.db.bulk import run
+from balsam_mp.db.bulk import insert_rows, run
 from balsam_mp.db.jobs import advance_jobs
 from balsam_mp.db.models import Job, LogEvent, TransferItem, TransferTask, iso, utcnow
 from balsam_mp.settings import TransferSettings
@@ -20,7 +20,12 @@ from balsam_mp.states import Item, Task
 
 # Codes a retry cannot fix: the service already retried, or the answer will not change.
 PERMANENT_CODES = frozenset({"FILE_NOT_FOUND", "PERMISSION_DENIED", "BAD_REQUEST",
-                             "CANCELED_BY_USER"})
+                             "CANCELED_BY_USER", "NAME_TOO_LONG", "INVALID_PATH",
+                             "NOT_A_DIRECTORY", "IS_A_DIRECTORY", "FILE_EXISTS"})
+# Whole-task failures that no one file causes (a cancel, time, the endpoint, the disk):
+# their items are retried as they were. Any other whole-task failure of a batch splits it.
+TASK_WIDE_CODES = frozenset({"CANCELED", "CANCELED_BY_USER", "EXPIRED", "LOST",
+                             "INACTIVE_TIMEOUT", "ENDPOINT_ERROR", "QUOTA_EXCEEDED"})
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class Progress:
     bytes_per_second: float
     fatal_code: str | None = None
     fatal_error: str | None = None
+    fault: str | None = None  # the fault an ACTIVE task keeps retrying, if any
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,16 @@ class Failure:
     item_id: int
     code: str
     reason: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What closing a task did to its items."""
+
+    done: int = 0
+    failed: int = 0
+    halves: tuple[int, ...] = ()  # sizes of the halves a failed batch was split into
+    split_round: int = 0  # the round those halves belong to (1 = the first split)
 
 
 def _db():
@@ -66,13 +82,19 @@ def record_progress(task_id: int, progress: Progress) -> str | None:
     old = TransferTask.get_by_id(task_id)
     reported = (old.remote_status, old.nice_status, old.files_transferred,
                 old.bytes_transferred, old.bytes_per_second)
-    if old.state == new_state and reported == (
+    new_fault = progress.fault is not None and (
+        old.fault_since is None or old.nice_status != progress.nice_status)
+    if old.state == new_state and not new_fault and reported == (
             progress.status, progress.nice_status, progress.files_transferred,
             progress.bytes_transferred, progress.bytes_per_second):
         return None
     with _db().atomic():
         fields = _task_fields(progress, now)
         fields[TransferTask.state] = new_state
+        if new_fault:
+            fields[TransferTask.fault_since] = now  # the fault_timeout counts from here
+        elif progress.fault is None:
+            fields[TransferTask.fault_since] = None
         if new_state == Task.INACTIVE and old.state != Task.INACTIVE:
             fields[TransferTask.inactive_since] = now
         elif new_state == Task.ACTIVE:
@@ -100,38 +122,74 @@ _ITEMS_DONE = """
 
 
 def finish_task(task_id: int, progress: Progress, failures: list[Failure],
-                policy: TransferSettings) -> tuple[int, int]:
+                policy: TransferSettings) -> Finished:
     """A finished task: its items become done or failed, their jobs advance or fail.
 
-    Returns (done, failed) item counts."""
+    A batch that failed as a whole, not for a task-wide reason, is split in halves
+    instead: each half goes back to pending as its own batch (see `_split`)."""
     now = utcnow()
     final = Task.SUCCEEDED if progress.status == "SUCCEEDED" else Task.FAILED
     params = {"task": task_id, "final": final, "status": progress.status,
               "nice": progress.nice_status, "files": progress.files_transferred,
               "bytes": progress.bytes_transferred, "rate": progress.bytes_per_second,
-              "fatal": _describe(progress), "now": iso(now), "done": Item.DONE,
+              "fatal": describe(progress), "now": iso(now), "done": Item.DONE,
               "submitting": Item.SUBMITTING, "active": Item.ACTIVE, "inactive": Item.INACTIVE,
               "task_active": Task.ACTIVE, "task_inactive": Task.INACTIVE}
     with _db().atomic():
         if not run(_CLOSE_TASK, params).rowcount:
-            return 0, 0  # another poller got here first: nothing to do twice
+            return Finished()  # another poller got here first: nothing to do twice
+        solo: set[int] = set()
         if final == Task.FAILED:
             code = progress.fatal_code or "FAILED"
-            failures = [Failure(item_id, code, progress.fatal_error or code) for (item_id,) in
-                        TransferItem.select(TransferItem.id).where(
-                            TransferItem.transfer_task == task_id,
-                            TransferItem.state.in_(Item.IN_FLIGHT)).tuples()]
-        fail_items(failures, policy, now)  # detaches them, so the update below skips them
+            reason = progress.fatal_error or code  # fail_items puts the code in front
+            rows = list(TransferItem.select(TransferItem.id, TransferItem.split_round).where(
+                TransferItem.transfer_task == task_id,
+                TransferItem.state.in_(Item.IN_FLIGHT)).order_by(TransferItem.id).tuples())
+            if len(rows) > 1 and code not in TASK_WIDE_CODES:
+                return _split(task_id, rows, describe(progress) or code, now)
+            if len(rows) == 1 and rows[0][1] and code not in TASK_WIDE_CODES:
+                # the culprit, alone after its batch was split: it stays alone
+                reason += f" (isolated after {rows[0][1]} split round(s))"
+                solo.add(rows[0][0])
+            failures = [Failure(item_id, code, reason) for item_id, _ in rows]
+        fail_items(failures, policy, now, solo)  # detaches them: the update below skips them
         done = run(_ITEMS_DONE, params).fetchall()
         if done:
             advance_jobs(list(dict.fromkeys(job_id for job_id, _ in done)), done[0][1])
-    return len(done), len(failures)
+    return Finished(len(done), len(failures))
+
+
+def _split(task_id: int, rows: list[tuple[int, int]], reason: str,
+           now: dt.datetime) -> Finished:
+    """Each half of a failed batch goes back to pending as a batch of its own (its items
+    share a batch_key, which the claim keeps together and apart from other items), at
+    once and without spending a retry: within log2(batch) rounds the good items are
+    through and the culprit stands alone. Each half gets a fresh submission id from the
+    normal claim. Runs inside the caller's transaction."""
+    middle = (len(rows) + 1) // 2
+    split_round = max(r for _, r in rows) + 1
+    halves = (rows[:middle], rows[middle:])
+    message = f"split round {split_round}: its batch failed as a whole ({reason})"
+    for half, name in zip(halves, "ab", strict=True):
+        ids = [item_id for item_id, _ in half]
+        TransferItem.update(state=Item.PENDING, transfer_task=None, task_id=None,
+                            batch_key=f"{task_id}{name}", split_round=split_round,
+                            not_before=None, error=message, updated_at=now).where(
+            TransferItem.id.in_(ids), TransferItem.state.in_(Item.IN_FLIGHT)).execute()
+        insert_rows(LogEvent, [
+            {"job": job_id, "transfer_item": item_id, "to_state": Item.PENDING,
+             "message": message, "timestamp": now} for item_id, job_id in
+            TransferItem.select(TransferItem.id, TransferItem.job).where(
+                TransferItem.id.in_(ids)).tuples()])
+    return Finished(halves=(len(halves[0]), len(halves[1])), split_round=split_round)
 
 
 def fail_items(failures: Iterable[Failure], policy: TransferSettings,
-               now: dt.datetime | None = None) -> None:
+               now: dt.datetime | None = None, solo: set[int] = frozenset()) -> None:
     """Retry each failed item with backoff, or, when retries are spent or pointless,
-    mark it `error` and fail its job with the reason. Runs inside the caller's transaction."""
+    mark it `error` and fail its job with the reason. Items in `solo` (a batch's
+    culprit) are retried, now or by `transfer retry`, in a batch of their own.
+    Runs inside the caller's transaction."""
     now = now or utcnow()
     failures = list(failures)
     if not failures:
@@ -145,7 +203,8 @@ def fail_items(failures: Iterable[Failure], policy: TransferSettings,
             else failure.code
         retry = failure.code not in PERMANENT_CODES and item.attempts < policy.max_retries
         update = {"error": reason, "attempts": item.attempts + 1, "updated_at": now,
-                  "transfer_task": None, "task_id": None}
+                  "transfer_task": None, "task_id": None,
+                  "batch_key": f"solo{item.id}" if item.id in solo else None}
         if retry:
             delay = min(policy.retry_backoff_max, policy.retry_backoff * 2 ** item.attempts)
             update.update(state=Item.PENDING,
@@ -180,7 +239,7 @@ def fail_job(job_id: int, files: list[dict], now: dt.datetime) -> None:
                         timestamp=now)
 
 
-def _describe(progress: Progress) -> str | None:
+def describe(progress: Progress) -> str | None:
     if progress.fatal_code is None:
         return None
     return f"{progress.fatal_code}: {progress.fatal_error or ''}".rstrip(": ")

@@ -34,7 +34,7 @@ def build_locations(settings: Settings) -> dict[str, Location]:
 
 def _backend(settings: Settings, protocol: str) -> TransferBackend:
     if protocol == "local":
-        return LocalBackend(settings.site_path / "local_tasks")
+        return LocalBackend(settings.site_path / "local_tasks", settings.data_path)
     endpoint = settings.transfers.globus_endpoint_id
     if not endpoint:
         raise SettingsError(

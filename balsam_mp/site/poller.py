@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from balsam_mp.db import claims, outcomes
 from balsam_mp.db.models import TransferItem, TransferTask, utcnow
-from balsam_mp.db.outcomes import Failure, Progress
+from balsam_mp.db.outcomes import Failure, Finished, Progress
 from balsam_mp.site.backends import Location, backend_of_task, build_locations
 from balsam_mp.site.worker import Worker
 from balsam_mp.states import Item, Task
@@ -30,6 +30,7 @@ class Poller(Worker):
             TransferTask.id, TransferTask.task_id, TransferTask.direction,
             TransferTask.location_alias, TransferTask.protocol, TransferTask.state,
             TransferTask.inactive_since, TransferTask.deadline, TransferTask.created_at,
+            TransferTask.nice_status, TransferTask.fault_since, TransferTask.item_count,
         ).where(TransferTask.state.in_(Task.POLLED)))
         by_backend: dict[int, tuple[TransferBackend, list[TransferTask]]] = {}
         for task in tasks:
@@ -58,16 +59,15 @@ class Poller(Worker):
     def apply(self, backend: TransferBackend, task: TransferTask, status: TaskStatus) -> bool:
         progress = Progress(status.status, status.nice_status, status.files_transferred,
                             status.bytes_transferred, status.bytes_per_second,
-                            status.fatal_code, status.fatal_error)
+                            status.fatal_code, status.fatal_error, status.fault)
         if status.status == "INACTIVE" and self.inactive_too_long(task):
-            backend.cancel(task.task_id)  # it holds a slot; its items go round again
-            progress = Progress("FAILED", status.nice_status, status.files_transferred,
-                                status.bytes_transferred, status.bytes_per_second,
-                                "INACTIVE_TIMEOUT", f"inactive for over "
-                                f"{self.settings.transfers.inactive_timeout} s; cancelled")
-            outcomes.finish_task(task.id, progress, [], self.settings.transfers)
-            self.log.warning("task %s cancelled: %s", task.task_id, progress.fatal_error)
-            return True
+            return self.give_up(backend, task, status, "INACTIVE_TIMEOUT", f"inactive for "
+                                f"over {self.settings.transfers.inactive_timeout} s; cancelled")
+        if status.fault is not None and self.faulting_too_long(task, status):
+            details = f" ({status.nice_status_details})" if status.nice_status_details else ""
+            return self.give_up(backend, task, status, "STALLED", f"{status.fault}{details} "
+                                f"for over {self.settings.transfers.fault_timeout:g} s; "
+                                "cancelled")
         if not status.finished:
             new_state = outcomes.record_progress(task.id, progress)
             if new_state == Task.INACTIVE:
@@ -77,9 +77,41 @@ class Poller(Worker):
                     "`balsam site globus-login` (the task resumes by itself afterwards)")
             return new_state is not None
         failures = self.failures(backend, task, status)
-        done, failed = outcomes.finish_task(task.id, progress, failures, self.settings.transfers)
-        self.log.info("task %s %s: %d done, %d failed", task.task_id, status.status, done, failed)
+        self.report(task, progress, outcomes.finish_task(task.id, progress, failures,
+                                                         self.settings.transfers))
         return True
+
+    def give_up(self, backend: TransferBackend, task: TransferTask, status: TaskStatus,
+                code: str, why: str) -> bool:
+        """Cancel a task that holds a slot without getting anywhere; its items go round
+        again (a stalled batch split in halves)."""
+        backend.cancel(task.task_id)
+        progress = Progress("FAILED", status.nice_status, status.files_transferred,
+                            status.bytes_transferred, status.bytes_per_second, code, why)
+        self.report(task, progress, outcomes.finish_task(task.id, progress, [],
+                                                         self.settings.transfers))
+        return True
+
+    def report(self, task: TransferTask, progress: Progress, finished: Finished) -> None:
+        if finished.halves:
+            self.log.warning(
+                "task %s failed as a whole (%s): split round %d, its %d items retried as "
+                "halves of %s", task.task_id, outcomes.describe(progress), finished.split_round,
+                sum(finished.halves), " and ".join(map(str, finished.halves)))
+        elif progress.status == "FAILED":
+            self.log.warning("task %s failed (%s): %d item(s) failed", task.task_id,
+                             outcomes.describe(progress), finished.failed)
+        else:
+            self.log.info("task %s %s: %d done, %d failed", task.task_id, progress.status,
+                          finished.done, finished.failed)
+
+    def faulting_too_long(self, task: TransferTask, status: TaskStatus) -> bool:
+        """The same fault (nice_status) for over fault_timeout: e.g. a destination error
+        Globus retries until the deadline."""
+        if task.fault_since is None or task.nice_status != status.nice_status:
+            return False
+        waited = (utcnow() - task.fault_since).total_seconds()
+        return waited > self.settings.transfers.fault_timeout
 
     def lost(self, task: TransferTask) -> bool:
         """Past its deadline the service would report a task as expired; one it does not

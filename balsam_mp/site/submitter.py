@@ -135,7 +135,8 @@ class Submitter(Worker):
         options = TaskOptions(
             label=task_label(self.settings.site_name, claim.direction, claim.alias, len(files)),
             deadline=claim.deadline, sync_level=config.sync_level,
-            verify_checksum=config.verify_checksum, skip_source_errors=config.skip_source_errors)
+            verify_checksum=config.verify_checksum, skip_source_errors=config.skip_source_errors,
+            encrypt_data=config.encrypt_data)
         remote_id = location.backend.submit(claim.direction, location.address, files,
                                             claim.submission_id, options)
         hook = os.environ.get(CRASH_HOOK)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from balsam_mp.errors import BalsamError
 
 FINISHED = ("SUCCEEDED", "FAILED")
+NOT_FAULTS = (None, "OK", "Queued")  # nice_status values of a task that is doing fine
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class TaskOptions:
     sync_level: str | None = "size"
     verify_checksum: bool = True
     skip_source_errors: bool = True
+    encrypt_data: bool = True
 
 
 @dataclass(frozen=True)
@@ -34,18 +36,27 @@ class TaskStatus:
     task_id: str
     status: str  # ACTIVE | INACTIVE | SUCCEEDED | FAILED
     nice_status: str | None = None
+    nice_status_details: str | None = None  # what the repeating fault is, if any
     files: int = 0
     files_transferred: int = 0
     files_skipped: int = 0
     bytes_transferred: int = 0
     bytes_per_second: float = 0.0
     skipped_errors: int = 0
+    faults: int = 0
     fatal_code: str | None = None
     fatal_error: str | None = None
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def fault(self) -> str | None:
+        """The fault an ACTIVE task keeps retrying (Globus shows it in nice_status)."""
+        if self.status != "ACTIVE" or self.nice_status in NOT_FAULTS:
+            return None
+        return self.nice_status
 
 
 @dataclass(frozen=True)

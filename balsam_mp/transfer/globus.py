@@ -76,7 +76,8 @@ class GlobusBackend(TransferBackend):
             source, destination, label=options.label, submission_id=submission_id,
             sync_level=SYNC_LEVELS[options.sync_level] if options.sync_level else None,
             verify_checksum=options.verify_checksum, deadline=options.deadline,
-            skip_source_errors=options.skip_source_errors, notify_on_succeeded=False,
+            skip_source_errors=options.skip_source_errors, encrypt_data=options.encrypt_data,
+            notify_on_succeeded=False,
             notify_on_failed=False, notify_on_inactive=False,
         )
         if not options.sync_level:
@@ -130,11 +131,12 @@ def _status(doc: dict) -> TaskStatus:
     fatal = doc.get("fatal_error") or {}
     return TaskStatus(
         task_id=doc["task_id"], status=doc["status"], nice_status=doc.get("nice_status"),
+        nice_status_details=doc.get("nice_status_details"),
         files=doc.get("files") or 0, files_transferred=doc.get("files_transferred") or 0,
         files_skipped=doc.get("files_skipped") or 0,
         bytes_transferred=doc.get("bytes_transferred") or 0,
         bytes_per_second=float(doc.get("effective_bytes_per_second") or 0),
-        skipped_errors=doc.get("subtasks_skipped_errors") or 0,
+        skipped_errors=doc.get("subtasks_skipped_errors") or 0, faults=doc.get("faults") or 0,
         fatal_code=fatal.get("code"), fatal_error=fatal.get("description"),
     )
 

@@ -36,6 +36,7 @@ START_GRACE = 30.0  # seconds a new task may go without a runner before it count
 # a resubmission of its id, which it answers, comes within a claim lease, not days later.
 KEEP_FINISHED = 7 * 86400
 PRUNE_EVERY = 3600.0  # seconds between two looks for folders to remove
+PARTIAL = "partial"  # in a task folder: the partial file its runner is writing, if any
 
 
 def write_json(path: Path, data: object) -> None:
@@ -49,6 +50,19 @@ def read_json(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return None
+
+
+def remove_partial(task_dir: Path) -> None:
+    """Remove the partial file a runner killed mid-copy left behind (its name is kept in
+    the task folder before each copy), so no `.name.partial-*` outlives its task."""
+    try:
+        partial = Path((task_dir / PARTIAL).read_text())
+    except (OSError, ValueError):
+        return
+    # a record cut short by a kill must never name another file
+    if partial.name.startswith(".") and partial.name.endswith(f".partial-{task_dir.name[:8]}"):
+        partial.unlink(missing_ok=True)
+    (task_dir / PARTIAL).unlink(missing_ok=True)
 
 
 def runner_alive(task_dir: Path) -> bool:
@@ -65,8 +79,9 @@ def runner_alive(task_dir: Path) -> bool:
 
 
 class LocalBackend(TransferBackend):
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, site_root: Path | None = None) -> None:
         self.state_dir = state_dir
+        self.site_root = site_root  # the site's own paths must resolve inside it
         state_dir.mkdir(parents=True, exist_ok=True)
         self.pruned_at: float | None = None  # time.monotonic() of the last prune
 
@@ -97,6 +112,7 @@ class LocalBackend(TransferBackend):
             self.prune()
         task_dir = self.state_dir / submission_id
         spec = {"direction": direction, "root": remote_address or "/",
+                "site_root": str(self.site_root) if self.site_root else None,
                 "files": [asdict(f) for f in files], "submitted": time.time(),
                 "options": dict(asdict(options), deadline=options.deadline.timestamp())}
         try:
@@ -111,6 +127,10 @@ class LocalBackend(TransferBackend):
         return submission_id
 
     def _launch(self, task_dir: Path) -> None:
+        # a dead runner's record would make the new one look lost before it starts:
+        # until the new one writes its own, the task counts as starting (START_GRACE)
+        (task_dir / "runner.json").unlink(missing_ok=True)
+        (task_dir / "launched").touch()
         # the runner forks and detaches; this returns once the intermediate parent exits
         subprocess.run([sys.executable, "-m", "balsam_mp.transfer.local_runner", str(task_dir)],
                        check=True, stdin=subprocess.DEVNULL)
@@ -124,16 +144,30 @@ class LocalBackend(TransferBackend):
                 continue
             state = read_json(task_dir / "result.json") or read_json(task_dir / "progress.json")
             if state is None or state.get("status") not in ("SUCCEEDED", "FAILED"):
-                started = (task_dir / "runner.json").exists()
-                if not runner_alive(task_dir) and (
-                        started or time.time() - spec["submitted"] > START_GRACE):
-                    state = {"status": "FAILED", "fatal_code": "RUNNER_LOST",
-                             "fatal_error": "the copy process died before it finished"}
+                state = self._unfinished(task_dir, spec, state)
             state = state or {"status": "ACTIVE", "nice_status": "Queued"}
             fields = TaskStatus.__dataclass_fields__
             found[task_id] = TaskStatus(task_id=task_id, **{
                 k: v for k, v in state.items() if k in fields and k != "task_id"})
         return found
+
+    def _unfinished(self, task_dir: Path, spec: dict, state: dict | None) -> dict | None:
+        """A task without a result: running, starting, or lost. Lost only when its runner
+        is gone AND a fresh read still finds no result: a runner writes result.json,
+        then exits, possibly between our first read and our look at the process."""
+        started = (task_dir / "runner.json").exists()
+        try:
+            launched = (task_dir / "launched").stat().st_mtime
+        except FileNotFoundError:
+            launched = spec["submitted"]
+        if runner_alive(task_dir) or not (started or time.time() - launched > START_GRACE):
+            return state
+        result = read_json(task_dir / "result.json")
+        if result is not None:
+            return result
+        remove_partial(task_dir)
+        return {"status": "FAILED", "fatal_code": "RUNNER_LOST",
+                "fatal_error": "the copy process died before it finished"}
 
     def failures(self, task_id: str, direction: str) -> list[FileFailure]:
         result = read_json(self.state_dir / task_id / "result.json") or {}
@@ -148,5 +182,6 @@ class LocalBackend(TransferBackend):
         if runner and runner_alive(task_dir):
             os.kill(runner["pid"], signal.SIGTERM)
         elif read_json(task_dir / "result.json") is None:
+            remove_partial(task_dir)
             write_json(task_dir / "result.json", {
                 "status": "FAILED", "fatal_code": "CANCELED", "fatal_error": "cancelled"})

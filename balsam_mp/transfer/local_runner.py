@@ -2,7 +2,7 @@
 
 Forks and detaches at once (the caller only waits for the fork). An exclusive lock on
 the task folder means two runners never copy the same task; a task with result.json is
-never run again.
+never run again. Every error that belongs to one file fails only that file's item.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import psutil
 
-from balsam_mp.transfer.filecopy import SYNC_LEVELS, copy_atomic, in_sync, walk_files
-from balsam_mp.transfer.local import read_json, write_json
+from balsam_mp.transfer.filecopy import SYNC_LEVELS, copy_atomic, in_sync, partial_path
+from balsam_mp.transfer.local import PARTIAL, read_json, remove_partial, write_json
+from balsam_mp.transfer.localfiles import FileError, Pair, Root, TaskError, file_error, plan
 
 PROGRESS_EVERY = 0.2  # seconds between progress.json writes
 
@@ -26,80 +27,94 @@ class Cancelled(Exception):
     pass
 
 
-def resolve_remote(root: str, path: str) -> Path:
-    """A remote path inside the alias's root; '..' and symlinks cannot leave it."""
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(os.path.join(real_root, path.lstrip("/")))
-    if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
-        raise PermissionError(f"{path} is outside {root}")
-    return Path(real)
+class Runner:
+    def __init__(self, task_dir: Path, spec: dict) -> None:
+        self.task_dir, self.tag = task_dir, task_dir.name[:8]
+        self.options, self.inbound = spec["options"], spec["direction"] == "in"
+        level = self.options["sync_level"]
+        self.level = SYNC_LEVELS.get(level) if level else None
+        # both roots resolved once: SITE/data may itself be a symlink to scratch
+        self.roots = Root.of(spec["root"]), Root.of(spec.get("site_root") or "/")
+        self.files: list[dict] = spec["files"]
+        self.state = {"status": "ACTIVE", "nice_status": "OK", "files": 0,
+                      "files_transferred": 0, "files_skipped": 0, "bytes_transferred": 0,
+                      "skipped_errors": 0}
+        self.failures: list[dict] = []
+        self.started = self.last_write = time.monotonic()
+
+    def checkpoint(self) -> None:
+        if (self.task_dir / "cancel").exists():
+            raise Cancelled()
+        if time.time() > self.options["deadline"]:
+            raise TimeoutError("deadline expired")
+        if time.monotonic() - self.last_write > PROGRESS_EVERY:
+            self.state["bytes_per_second"] = self.rate()
+            write_json(self.task_dir / "progress.json", self.state)
+            self.last_write = time.monotonic()
+
+    def rate(self) -> float:
+        return self.state["bytes_transferred"] / max(time.monotonic() - self.started, 1e-6)
+
+    def run(self) -> dict:
+        try:
+            for root in self.roots:
+                root.check_exists()
+            for item in self.files:
+                self.checkpoint()
+                try:
+                    for pair in plan(item, self.inbound, *self.roots):
+                        self.checkpoint()
+                        self.copy(pair)
+                except FileError as exc:
+                    self.file_failed(item, exc)
+            return dict(self.state, status="SUCCEEDED", nice_status=None,
+                        failures=self.failures)
+        except Cancelled:
+            return dict(self.state, status="FAILED", fatal_code="CANCELED",
+                        fatal_error="cancelled")
+        except TimeoutError as exc:
+            return dict(self.state, status="FAILED", fatal_code="EXPIRED", fatal_error=str(exc))
+        except TaskError as exc:
+            return dict(self.state, status="FAILED", fatal_code=exc.code, fatal_error=str(exc))
+
+    def copy(self, pair: Pair) -> None:
+        self.state["files"] += 1
+        try:
+            if in_sync(pair.src, pair.dest, self.level):
+                self.state["files_skipped"] += 1
+                return
+            (self.task_dir / PARTIAL).write_text(str(partial_path(pair.dest, self.tag)))
+            self.state["bytes_transferred"] += copy_atomic(
+                pair.src, pair.dest, self.tag, verify=self.options["verify_checksum"])
+        except (OSError, ValueError) as exc:
+            on_source = getattr(exc, "filename", None) == str(pair.src)
+            raise file_error(exc, pair.src_shown if on_source else pair.dest_shown,
+                             source=on_source) from exc
+        self.state["files_transferred"] += 1
+
+    def file_failed(self, item: dict, exc: FileError) -> None:
+        for root in self.roots:  # a root unmounted meanwhile is every file's trouble
+            root.check_exists()
+        if exc.source and not self.options["skip_source_errors"]:
+            raise TaskError(exc.code, str(exc)) from exc
+        self.failures.append({"src": item["src"], "dest": item["dest"], "code": exc.code,
+                              "details": str(exc)})
+        self.state["skipped_errors"] += 1
 
 
 def run(task_dir: Path) -> None:
     spec = read_json(task_dir / "spec.json")
     if spec is None or read_json(task_dir / "result.json") is not None:
         return
-    options, inbound = spec["options"], spec["direction"] == "in"
-    level = SYNC_LEVELS.get(options["sync_level"]) if options["sync_level"] else None
-    state = {"status": "ACTIVE", "nice_status": "OK", "files": 0, "files_transferred": 0,
-             "files_skipped": 0, "bytes_transferred": 0, "skipped_errors": 0}
-    failures: list[dict] = []
-    started = last_write = time.monotonic()
-
-    def checkpoint() -> None:
-        nonlocal last_write
-        if (task_dir / "cancel").exists():
-            raise Cancelled()
-        if time.time() > options["deadline"]:
-            raise TimeoutError("deadline expired")
-        if time.monotonic() - last_write > PROGRESS_EVERY:
-            elapsed = time.monotonic() - started
-            state["bytes_per_second"] = state["bytes_transferred"] / max(elapsed, 1e-6)
-            write_json(task_dir / "progress.json", state)
-            last_write = time.monotonic()
-
+    remove_partial(task_dir)  # an earlier runner of this task was killed mid-copy
+    runner = Runner(task_dir, spec)
     try:
-        for item in spec["files"]:
-            checkpoint()
-            try:
-                src = resolve_remote(spec["root"], item["src"]) if inbound else Path(item["src"])
-                dest = Path(item["dest"]) if inbound else resolve_remote(spec["root"],
-                                                                         item["dest"])
-                if src.is_dir() and item["recursive"]:
-                    pairs = [(src / r[1:], dest / r[1:]) for r in walk_files(src)]
-                elif src.exists() and not src.is_dir():
-                    pairs = [(src, dest)]
-                else:
-                    raise FileNotFoundError(item["src"])
-            except (FileNotFoundError, PermissionError) as exc:
-                code = "FILE_NOT_FOUND" if isinstance(exc, FileNotFoundError) \
-                    else "PERMISSION_DENIED"
-                if not options["skip_source_errors"]:
-                    raise
-                failures.append({"src": item["src"], "dest": item["dest"], "code": code,
-                                 "details": str(exc)})
-                state["skipped_errors"] += 1
-                continue
-            for source, target in pairs:
-                checkpoint()
-                state["files"] += 1
-                if in_sync(source, target, level):
-                    state["files_skipped"] += 1
-                    continue
-                state["bytes_transferred"] += copy_atomic(
-                    source, target, task_dir.name[:8], verify=options["verify_checksum"])
-                state["files_transferred"] += 1
-        result = dict(state, status="SUCCEEDED", nice_status=None, failures=failures)
-    except Cancelled:
-        result = dict(state, status="FAILED", fatal_code="CANCELED", fatal_error="cancelled")
-    except TimeoutError as exc:
-        result = dict(state, status="FAILED", fatal_code="EXPIRED", fatal_error=str(exc))
-    except OSError as exc:
-        code = "FILE_NOT_FOUND" if isinstance(exc, FileNotFoundError) else \
-            "PERMISSION_DENIED" if isinstance(exc, PermissionError) else "ENDPOINT_ERROR"
-        result = dict(state, status="FAILED", fatal_code=code, fatal_error=str(exc))
-    result["bytes_per_second"] = state["bytes_transferred"] / max(
-        time.monotonic() - started, 1e-6)
+        result = runner.run()
+    except Exception as exc:  # a bug must not leave the task to be declared lost later
+        result = dict(runner.state, status="FAILED", fatal_code="RUNNER_ERROR",
+                      fatal_error=f"{type(exc).__name__}: {exc}")
+    remove_partial(task_dir)
+    result["bytes_per_second"] = runner.rate()
     write_json(task_dir / "result.json", result)
 
 

@@ -27,7 +27,8 @@ def submissions(emu: Emulator, req: Request) -> list:
 
 def tasks(emu: Emulator, req: Request) -> dict:
     with emu.engine.lock:
-        return {tid: dict(t.document(), successful=list(t.successful), skipped=list(t.skipped))
+        return {tid: dict(t.document(), successful=list(t.successful), skipped=list(t.skipped),
+                          events=list(t.events))
                 for tid, t in emu.engine.tasks.items()}
 
 

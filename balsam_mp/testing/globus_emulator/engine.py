@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from balsam_mp.testing.globus_emulator.paths import PathEscape, resolve
+from balsam_mp.testing.globus_emulator.paths import PathEscape, confine, resolve
 from balsam_mp.testing.globus_emulator.task import Task, TransferEntry
 from balsam_mp.transfer.filecopy import copy_atomic, in_sync, walk_files
 
@@ -29,6 +29,14 @@ class Knobs:
     max_pending: int = 100  # unfinished tasks per user before submissions are refused
     metadata_only: bool = False  # BENCHMARK ONLY: complete tasks without touching files
     disk_full: bool = False  # every write to a destination fails with ENOSPC
+    fault_retry: float = 1.0  # seconds between two tries of a file whose destination faults
+
+
+# errno -> the fault code Globus shows in nice_status while it retries a destination
+DEST_FAULTS = {errno.EACCES: "PERMISSION_DENIED", errno.EPERM: "PERMISSION_DENIED",
+               errno.ENOTDIR: "NOT_A_DIRECTORY", errno.EISDIR: "IS_A_DIRECTORY",
+               errno.EEXIST: "FILE_EXISTS", errno.ENAMETOOLONG: "NAME_TOO_LONG",
+               errno.EROFS: "PERMISSION_DENIED"}
 
 
 class Engine:
@@ -181,13 +189,16 @@ class Engine:
             return self._source_error(task, entry, "PERMISSION_DENIED", f"{exc} leaves the root")
         except FileNotFoundError:
             return self._source_error(task, entry, "FILE_NOT_FOUND", "no such file or directory")
+        except PermissionError:
+            return self._source_error(task, entry, "PERMISSION_DENIED", "permission denied")
         for src, relative in pairs:
             dst_path = entry.destination_path.rstrip("/") + relative
             try:
                 dst = resolve(dst_root, dst_path)
             except PathEscape:
                 return self.fail(task, "PERMISSION_DENIED", f"{dst_path} leaves the root")
-            self._copy(task, src, dst)
+            if not self._copy_retrying(task, src, dst, dst_path):
+                return  # cancelled or expired while the destination faulted
         with self.lock:
             task.subtasks_succeeded += 1
             task.successful.append(_success(entry.source_path, entry.destination_path))
@@ -200,12 +211,35 @@ class Engine:
             return
         if not (entry.recursive and src.is_dir()):
             raise FileNotFoundError(entry.source_path)
-        for relative in walk_files(src):
+        for relative in walk_files(src, lambda folder: confine(src_root, folder)):
             yield resolve(src_root, entry.source_path.rstrip("/") + relative), relative
 
-    def _copy(self, task: Task, src: Path, dst: Path) -> None:
+    def _copy_retrying(self, task: Task, src: Path, dst: Path, dst_path: str) -> bool:
+        """Copy one file; a destination error is a fault, retried like Globus does: the
+        task stays ACTIVE with the fault in nice_status (and one event per try) until
+        the file goes through, or the task is cancelled or expires. False if it ended."""
         with self.lock:
             task.files += 1
+        while True:
+            try:
+                self._copy(task, src, dst)
+            except OSError as exc:
+                if exc.errno not in DEST_FAULTS or exc.filename == str(src):
+                    raise
+                code, details = DEST_FAULTS[exc.errno], f"{dst_path}: {exc.strerror}"
+                with self.lock:
+                    task.faults += 1
+                    task.nice_status, task.nice_status_details = code, details
+                    task.event(code, "Error on the destination; retrying", details, True)
+                if task.cancelled.wait(self.knobs.fault_retry):
+                    return False
+                continue
+            with self.lock:
+                if task.nice_status_details is not None:
+                    task.nice_status, task.nice_status_details = "OK", None
+            return True
+
+    def _copy(self, task: Task, src: Path, dst: Path) -> None:
         if in_sync(src, dst, task.sync_level):
             with self.lock:
                 task.files_skipped += 1

@@ -14,8 +14,13 @@ def resolve(root: Path, path: str) -> Path:
     """Map an endpoint path ('/a/b', '/~/a/b') to a real path under `root`."""
     if path.startswith("/~/") or path == "/~":
         path = path[2:]
-    candidate = os.path.realpath(os.path.join(root, path.lstrip("/")))
+    return confine(root, os.path.join(root, path.lstrip("/")), path)
+
+
+def confine(root: Path, local: str, shown: str | None = None) -> Path:
+    """The real path of `local` (every symlink followed), if it is inside `root`."""
+    candidate = os.path.realpath(local)
     real_root = os.path.realpath(root)
     if candidate != real_root and not candidate.startswith(real_root.rstrip(os.sep) + os.sep):
-        raise PathEscape(path)
+        raise PathEscape(shown or local)
     return Path(candidate)

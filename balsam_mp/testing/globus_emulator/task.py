@@ -34,9 +34,11 @@ class Task:
     sync_level: int | None = None
     verify_checksum: bool = False
     skip_source_errors: bool = False
+    encrypt_data: bool = False
     task_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     status: str = "ACTIVE"
     nice_status: str | None = "Queued"
+    nice_status_details: str | None = None  # the repeating fault, while there is one
     fatal_error: dict[str, str] | None = None
     request_time: str = field(default_factory=now_iso)
     completion_time: str | None = None
@@ -69,7 +71,7 @@ class Task:
     def finish(self, status: str, error: dict[str, str] | None = None) -> None:
         self.status, self.fatal_error = status, error
         self._final_json = None
-        self.nice_status = None
+        self.nice_status = self.nice_status_details = None
         self.completion_time = now_iso()
         if error:
             self.event(error["code"], error["description"], is_error=True)
@@ -98,7 +100,7 @@ class Task:
             "source_endpoint_id": self.source_endpoint,
             "destination_endpoint_id": self.destination_endpoint,
             "sync_level": self.sync_level, "verify_checksum": self.verify_checksum,
-            "skip_source_errors": self.skip_source_errors,
+            "skip_source_errors": self.skip_source_errors, "encrypt_data": self.encrypt_data,
             "files": self.files, "directories": self.directories,
             "files_transferred": self.files_transferred, "files_skipped": self.files_skipped,
             "bytes_transferred": self.bytes_transferred,
@@ -111,7 +113,8 @@ class Task:
             "subtasks_expired": 1 if (self.fatal_error or {}).get("code") == "EXPIRED" else 0,
             "subtasks_canceled": 1 if (self.fatal_error or {}).get("code") == "CANCELED" else 0,
             "subtasks_skipped_errors": self.subtasks_skipped_errors,
-            "nice_status": self.nice_status,
+            "nice_status": self.nice_status, "nice_status_details": self.nice_status_details,
+            "nice_status_short_description": self.nice_status,
             "is_paused": False, "fatal_error": self.fatal_error,
             "history_deleted": False, "command": "API 0.10",
         }

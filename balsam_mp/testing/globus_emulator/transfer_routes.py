@@ -58,6 +58,7 @@ def submit_transfer(emu: Emulator, req: Request) -> tuple[int, dict]:
         deadline=_deadline(doc.get("deadline")), sync_level=doc.get("sync_level"),
         verify_checksum=bool(doc.get("verify_checksum")),
         skip_source_errors=bool(doc.get("skip_source_errors")),
+        encrypt_data=bool(doc.get("encrypt_data")),
     )
     task, duplicate = emu.engine.submit(task)
     code = "Duplicate" if duplicate else "Accepted"

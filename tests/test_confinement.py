@@ -1,0 +1,238 @@
+"""The local backend: every error of one file fails only its item, and no path leaves
+its root, symlinks included (both directions, files and folders, both roots)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from balsam_mp.transfer.base import FileFailure, FileSpec, TaskOptions, TaskStatus
+from balsam_mp.transfer.globus import GlobusBackend
+from balsam_mp.transfer.local import LocalBackend, read_json, runner_alive
+from tests.conftest import REMOTE_EP, SITE_EP, wait_for
+from tests.test_backends import globus_client
+
+
+@dataclass
+class Local:
+    backend: LocalBackend
+    root: Path  # the alias's root: local:///root
+    data: Path  # SITE/data
+    outside: Path  # neither: nothing may be read from or written here
+    tasks: Path
+
+    def run(self, direction: str, files: list[FileSpec], sid: str | None = None,
+            **changes) -> tuple[TaskStatus, dict[str, FileFailure]]:
+        values = {"label": "t", "sync_level": None, "verify_checksum": True,
+                  "deadline": dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)}
+        task_id = self.backend.submit(direction, str(self.root), files, sid or str(uuid.uuid4()),
+                                      TaskOptions(**{**values, **changes}))
+        status = wait_for(lambda: (s := self.backend.poll([task_id])[task_id]).finished and s)
+        failures = {f.src if direction == "in" else f.dest: f
+                    for f in self.backend.failures(task_id, direction)}
+        return status, failures
+
+
+@pytest.fixture
+def local(tmp_path) -> Local:
+    folders = [tmp_path / name for name in ("root", "site/data", "outside")]
+    for folder in folders:
+        folder.mkdir(parents=True)
+    (tmp_path / "outside" / "secret.dat").write_text("secret")
+    (tmp_path / "outside" / "dir").mkdir()
+    (tmp_path / "outside" / "dir" / "secret.dat").write_text("secret")
+    return Local(LocalBackend(tmp_path / "tasks", folders[1]), *folders, tmp_path / "tasks")
+
+
+def make(path: Path, text: str = "data") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def no_file_from(folder: Path, where: Path) -> bool:
+    return not any(p.name == "secret.dat" for p in where.rglob("*"))
+
+
+@pytest.mark.parametrize("link", ["file", "dir"])
+def test_stage_in_source_tree_with_a_symlink_leading_out(local, link):
+    make(local.root / "tree/ok.dat")
+    target = local.outside / ("secret.dat" if link == "file" else "dir")
+    os.symlink(target, local.root / "tree" / "evil")
+    make(local.root / "good.dat", "good")
+    status, failures = local.run("in", [
+        FileSpec("/tree", str(local.data / "j1/tree"), recursive=True),
+        FileSpec("/good.dat", str(local.data / "j2/good.dat"))])
+    assert status.status == "SUCCEEDED"
+    assert failures["/tree"].code == "PERMISSION_DENIED"
+    assert "/tree/evil" in failures["/tree"].details and "leads outside" in \
+        failures["/tree"].details
+    assert (local.data / "j2/good.dat").read_text() == "good"
+    assert no_file_from(local.outside, local.data)  # nothing of the tree was copied
+
+
+@pytest.mark.parametrize("link", ["file", "dir"])
+def test_stage_out_destination_with_a_symlink_leading_out(local, link):
+    make(local.data / "j1/out/sub/x.dat", "x")
+    make(local.data / "j1/out/y.dat", "y")
+    if link == "dir":  # a folder the recursive destination passes through
+        (local.root / "results/j1").mkdir(parents=True)
+        os.symlink(local.outside / "dir", local.root / "results/j1/sub")
+        dest, shown = "/results/j1", "/results/j1/sub/x.dat"
+    else:  # the destination file itself
+        (local.root / "results").mkdir()
+        os.symlink(local.outside / "secret.dat", local.root / "results/x.dat")
+        dest, shown = "/results/x.dat", "/results/x.dat"
+    source = local.data / ("j1/out" if link == "dir" else "j1/out/sub/x.dat")
+    status, failures = local.run("out", [FileSpec(str(source), dest, recursive=link == "dir")])
+    assert status.status == "SUCCEEDED"
+    assert failures[dest].code == "PERMISSION_DENIED" and shown in failures[dest].details
+    assert sorted(p.name for p in local.outside.rglob("*")) == ["dir", "secret.dat",
+                                                                "secret.dat"]
+    assert (local.outside / "secret.dat").read_text() == "secret"
+
+
+@pytest.mark.parametrize("link", ["file", "dir"])
+def test_the_site_side_stays_inside_site_data(local, link):
+    """Stage-out cannot read, and stage-in cannot write, through a symlink out of data/."""
+    make(local.root / "in.dat", "in")
+    if link == "file":
+        os.symlink(local.outside / "secret.dat", local.data / "leak.dat")
+        out = [FileSpec(str(local.data / "leak.dat"), "/leak.dat")]
+        into = [FileSpec("/in.dat", str(local.data / "leak.dat"))]
+    else:
+        os.symlink(local.outside / "dir", local.data / "j1")
+        out = [FileSpec(str(local.data / "j1"), "/j1", recursive=True)]
+        into = [FileSpec("/in.dat", str(local.data / "j1/new.dat"))]
+    status, failures = local.run("out", out)
+    assert [f.code for f in failures.values()] == ["PERMISSION_DENIED"]
+    assert not list(local.root.rglob("secret.dat"))
+    status, failures = local.run("in", into)
+    assert [f.code for f in failures.values()] == ["PERMISSION_DENIED"]
+    assert "leads outside" in next(iter(failures.values())).details
+    assert sorted(p.name for p in local.outside.rglob("*")) == ["dir", "secret.dat",
+                                                                "secret.dat"]
+
+
+def test_a_data_folder_that_is_itself_a_symlink_is_fine(tmp_path):
+    scratch, site = tmp_path / "scratch", tmp_path / "site"
+    scratch.mkdir(), site.mkdir()
+    os.symlink(scratch, site / "data")
+    (tmp_path / "root").mkdir()
+    make(tmp_path / "root/a.dat", "a")
+    local = Local(LocalBackend(tmp_path / "tasks", site / "data"), tmp_path / "root",
+                  site / "data", tmp_path / "outside", tmp_path / "tasks")
+    status, failures = local.run("in", [FileSpec("/a.dat", str(site / "data/j/a.dat"))])
+    assert (status.status, failures) == ("SUCCEEDED", {})
+    assert (scratch / "j/a.dat").read_text() == "a"
+    status, failures = local.run("out", [FileSpec(str(site / "data/j/a.dat"), "/back.dat")])
+    assert (status.status, failures) == ("SUCCEEDED", {})
+
+
+def test_every_error_of_one_file_fails_only_that_file(local):
+    make(local.root / "good.dat", "good")
+    make(local.root / "other.dat", "other")
+    make(local.data / "blocker", "a regular file where a folder should be")
+    make(local.data / "in_the_way/inside.dat")  # a folder where the file should go
+    long_name = "n" * 300
+    items = {
+        "/good.dat": (str(local.data / "g/good.dat"), None),
+        "/other.dat": (str(local.data / "blocker/x.dat"), ("NOT_A_DIRECTORY", "FILE_EXISTS")),
+        f"/{long_name}": (str(local.data / "long.dat"), ("NAME_TOO_LONG",)),
+        "/missing.dat": (str(local.data / "m.dat"), ("FILE_NOT_FOUND",)),
+        "/good.dat\0x": (str(local.data / "nul.dat"), ("INVALID_PATH",)),
+        "/": (str(local.data / "in_the_way"), ("IS_A_DIRECTORY",)),
+    }
+    items["/other.dat "] = (str(local.data / "in_the_way"), ("IS_A_DIRECTORY",))
+    make(local.root / "other.dat ", "x")
+    status, failures = local.run("in", [FileSpec(src, dest) for src, (dest, _) in items.items()])
+    assert status.status == "SUCCEEDED" and status.files_transferred == 1
+    assert (local.data / "g/good.dat").read_text() == "good"
+    for src, (dest, codes) in items.items():
+        if codes is None:
+            assert src not in failures
+            continue
+        assert failures[src].code in codes, (src, failures[src])
+        named = dest.removeprefix(str(local.data)) if codes == ("NOT_A_DIRECTORY",
+                                                                "FILE_EXISTS") else ""
+        assert named in failures[src].details
+    assert "/good.dat\\0x" in failures["/good.dat\0x"].details
+
+
+def test_a_root_that_is_gone_fails_the_task(local):
+    make(local.root / "a.dat")
+    local.root.rename(local.root.with_name("unmounted"))
+    status, _ = local.run("in", [FileSpec("/a.dat", str(local.data / "a.dat"))])
+    assert (status.status, status.fatal_code) == ("FAILED", "ENDPOINT_ERROR")
+    assert str(local.root) in status.fatal_error
+
+
+def _kill_mid_file(local: Local, sid: str) -> Path:
+    """Start a copy from a FIFO, feed it 1.5 MB (one chunk lands in the partial file),
+    then SIGKILL the runner. Returns the partial file left behind."""
+    os.mkfifo(local.root / "big.dat")
+    killed = threading.Event()
+
+    def feed() -> None:  # stays open after 1.5 MB: the copy blocks in its second chunk
+        with open(local.root / "big.dat", "wb") as writer:
+            writer.write(b"x" * 1_500_000)
+            killed.wait(30)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    local.backend.submit("in", str(local.root), [
+        FileSpec("/big.dat", str(local.data / "j/big.dat"))], sid, TaskOptions(
+        "t", dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1), sync_level=None,
+        verify_checksum=False))
+    partial = wait_for(lambda: [p for p in (local.data / "j").glob(".big.dat.partial-*")
+                                if p.stat().st_size > 0] if (local.data / "j").exists()
+                       else None, what="a partial file with data")[0]
+    os.kill(read_json(local.tasks / sid / "runner.json")["pid"], signal.SIGKILL)
+    wait_for(lambda: not runner_alive(local.tasks / sid), what="the runner to die")
+    killed.set()
+    feeder.join(timeout=5)
+    return partial
+
+
+def test_a_killed_copy_leaves_no_partial_file_when_declared_lost(local):
+    sid = str(uuid.uuid4())
+    partial = _kill_mid_file(local, sid)
+    status = local.backend.poll([sid])[sid]
+    assert (status.status, status.fatal_code) == ("FAILED", "RUNNER_LOST")
+    assert not partial.exists() and not list(local.data.rglob(".*partial*"))
+
+
+def test_a_killed_copy_leaves_no_partial_file_when_resumed(local):
+    sid = str(uuid.uuid4())
+    partial = _kill_mid_file(local, sid)
+    (local.root / "big.dat").unlink()
+    make(local.root / "big.dat", "now a plain file")
+    status, failures = local.run("in", [FileSpec("/big.dat", str(local.data / "j/big.dat"))],
+                                 sid)  # the same submission id: the same task, resumed
+    assert (status.status, failures) == ("SUCCEEDED", {})
+    assert (local.data / "j/big.dat").read_text() == "now a plain file"
+    assert not partial.exists() and not list(local.data.rglob(".*partial*"))
+
+
+@pytest.mark.parametrize("link", ["file", "dir"])
+def test_the_emulator_refuses_a_symlink_out_of_a_source_tree(emulator, endpoint_dirs, tmp_path,
+                                                              link):
+    remote, site = endpoint_dirs[REMOTE_EP], endpoint_dirs[SITE_EP]
+    make(tmp_path / "outside/dir/secret.dat", "secret")
+    make(remote / "tree/ok.dat")
+    os.symlink(tmp_path / "outside" / ("dir/secret.dat" if link == "file" else "dir"),
+               remote / "tree/evil")
+    backend = GlobusBackend(globus_client(emulator), SITE_EP, str(site), "/")
+    task_id = backend.submit("in", REMOTE_EP, [FileSpec("/tree", str(site / "t"), True)],
+                             backend.get_submission_id(), TaskOptions(
+                                 "t", dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)))
+    wait_for(lambda: backend.poll([task_id])[task_id].finished)
+    assert [f.code for f in backend.failures(task_id, "in")] == ["PERMISSION_DENIED"]
+    assert not list(site.rglob("secret.dat"))

@@ -100,6 +100,14 @@ class Settings:
         protocol, _, address = self.transfers.transfer_locations[alias].partition("://")
         return protocol, address
 
+    def aliases_without_endpoint(self) -> list[str]:
+        """globus:// aliases that wait until transfers.globus_endpoint_id is set (Balsam's
+        rendered templates leave it null; Balsam errors their items, we hold them)."""
+        if self.transfers.globus_endpoint_id:
+            return []
+        return [alias for alias in self.transfers.transfer_locations
+                if self.location(alias)[0] == "globus"]
+
 
 def find_site(path: str | os.PathLike | None = None) -> Path:
     """The site directory: `path`, then $BALSAM_SITE_PATH, then cwd and its parents."""

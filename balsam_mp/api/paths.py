@@ -38,7 +38,8 @@ def check_limits(what: str, path: str, name_max: int = NAME_MAX,
     for part in raw.split(b"/"):
         if len(part) > name_max:
             name = part.decode("utf-8", "replace")
-            raise ValidationError(f"{what}: name {shown(name, 40)} in {shown(path)} is "
+            inside = "" if name == path else f" in {shown(path)}"
+            raise ValidationError(f"{what}: name {shown(name, 40)}{inside} is "
                                   f"{len(part)} bytes long; the limit is {name_max}")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from balsam_mp.cli.common import BalsamGroup, format_option, open_site, site_option
+from balsam_mp.cli.common import BalsamGroup, format_option, open_site, site_option, site_path
 from balsam_mp.cli.globus import globus_login, globus_whoami
 from balsam_mp.site import service
 from balsam_mp.site.layout import init_site
@@ -42,7 +42,7 @@ def start(foreground: bool) -> None:
               help="Seconds to wait after SIGTERM before SIGKILL.")
 def stop(timeout: float) -> None:
     """Stop the site (SIGTERM, then SIGKILL after --timeout)."""
-    click.echo(service.stop(open_site(), timeout))
+    click.echo(service.stop(site_path(), timeout))
 
 
 @site.command()
@@ -58,7 +58,7 @@ def sync() -> None:
 @format_option
 def status(output_format: str) -> None:
     """Whether the site runs, its workers, items by state, tasks in flight, actions."""
-    report = service.status(open_site())
+    report = service.status(site_path())
     if output_format == "json":
         click.echo(json.dumps(report, indent=2, default=str))
         return

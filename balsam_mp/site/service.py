@@ -6,11 +6,12 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import peewee
 import psutil
 
-from balsam_mp import api, settings
+from balsam_mp import api, db, settings
 from balsam_mp.db import models
 from balsam_mp.db.filesystem import check_database_location
 from balsam_mp.errors import BalsamError
@@ -38,9 +39,14 @@ def check_not_running(site: Settings) -> str | None:
     return f"removed a stale pidfile (pid {info.pid} is not running)"
 
 
+def validate(site: Settings) -> None:
+    """What `site start` checks beyond loading settings.yml; `site sync` runs it too."""
+    check_database_location(site.database_path, site.site_path / settings.SETTINGS_FILE)
+
+
 def start(site: Settings, foreground: bool = False) -> str:
     note = check_not_running(site)
-    check_database_location(site.database_path, site.site_path / settings.SETTINGS_FILE)
+    validate(site)
     for name in WORKERS:
         ready_file(site, name).unlink(missing_ok=True)
     if foreground:
@@ -100,15 +106,16 @@ def _ready_pid(site: Settings, name: str) -> int | None:
         return None
 
 
-def stop(site: Settings, timeout: float = 30.0) -> str:
-    info = pidfile.read(site.site_path)
+def stop(site_path: Path, timeout: float = 30.0) -> str:
+    """Works from the pidfile alone: a broken settings.yml must not lock a site on."""
+    info = pidfile.read(site_path)
     if info is None:
-        raise BalsamError(f"site {site.site_name} is not running (no pidfile)")
+        raise BalsamError(f"site {site_path} is not running (no pidfile)")
     if not info.here:
-        raise BalsamError(f"site {site.site_name} runs on host {info.host} (pid {info.pid}); "
+        raise BalsamError(f"site {site_path} runs on host {info.host} (pid {info.pid}); "
                           "stop it there")
     if not info.alive():
-        pidfile.remove(site.site_path)
+        pidfile.remove(site_path)
         return f"site was not running; removed a stale pidfile (pid {info.pid})"
     process = psutil.Process(info.pid)
     children = process.children(recursive=True)
@@ -121,14 +128,15 @@ def stop(site: Settings, timeout: float = 30.0) -> str:
                 proc.kill()
             except psutil.NoSuchProcess:
                 pass
-        pidfile.remove(site.site_path, info.pid)
+        pidfile.remove(site_path, info.pid)
         return f"site did not stop within {timeout:.0f}s; killed it"
-    return f"site {site.site_name} stopped"
+    return f"site {site_path} stopped"
 
 
 def sync(site_path) -> str:
     """Validate settings.yml, re-register apps, then restart the workers of a running site."""
     site = settings.load(site_path)  # raises on a bad file: the running site is untouched
+    validate(site)
     api.use_site(site.site_path)
     api.App.sync()
     info = pidfile.read(site.site_path)
@@ -138,11 +146,17 @@ def sync(site_path) -> str:
     return f"settings are valid and apps synced; restarting the workers of pid {info.pid}"
 
 
-def status(site: Settings) -> dict:
-    info = pidfile.read(site.site_path)
+def status(site_path: Path) -> dict:
+    """Works without valid settings: the pidfile, and the database at its best-known path."""
+    info = pidfile.read(site_path)
     running = info is not None and info.alive()
-    api.use_site(site.site_path)
-    api.connect()
+    try:
+        site: Settings | None = settings.load(site_path)
+        db_path, note = site.database_path, None
+    except BalsamError:
+        site = None
+        db_path, note = settings.database_path_of(site_path)
+    db.connect(db_path)
     items = [{"direction": d, "state": s, "count": n} for d, s, n in (
         models.TransferItem.select(models.TransferItem.direction, models.TransferItem.state,
                                    peewee.fn.COUNT(models.TransferItem.id)).group_by(
@@ -162,31 +176,50 @@ def status(site: Settings) -> dict:
                          models.LogEvent.from_state != "error")
                   .order_by(models.LogEvent.id.desc()).first())
     actions = [action.message] if action and (inactive or _recent(action)) else []
-    untrusted = _items_on_unknown_aliases(site)
+    untrusted = _items_on_unknown_aliases(site) if site else {}
     if untrusted:
-        names = ", ".join(f"{alias!r} ({count} item{'s' if count > 1 else ''})"
-                          for alias, count in untrusted.items())
         actions.append(f"items wait on location aliases that transfer_locations no longer "
-                       f"has: {names}; add them back to settings.yml and run `balsam site "
-                       "sync`")
+                       f"has: {_counted(untrusted)}; add them back to settings.yml and run "
+                       "`balsam site sync`")
+    no_endpoint = _waiting_items(site.aliases_without_endpoint()) if site else {}
+    if no_endpoint:
+        actions.append(f"items wait on globus aliases {_counted(no_endpoint)}: set "
+                       f"transfers.globus_endpoint_id (the site's own Globus endpoint UUID) in "
+                       f"{site.site_path / settings.SETTINGS_FILE} and run `balsam site sync`")
+    if note:
+        actions.insert(0, f"fix settings.yml: {note}")
     return {
-        "site": site.site_name, "running": running,
+        "site": site.site_name if site else site_path.name, "running": running,
         "pid": info.pid if running else None, "host": info.host if info else None,
         "workers": (info.workers or {}) if running else {},
         "items": items, "tasks_in_flight": in_flight,
         "last_error": last_error.message if last_error else None,
         "unknown_aliases": untrusted,
+        "waiting_for_endpoint_id": no_endpoint,
+        "settings_error": note,
         "action_required": "; ".join(actions) or None,
     }
 
 
 def _items_on_unknown_aliases(site: Settings) -> dict[str, int]:
     """Items not sent whose alias was removed from settings: no one will send them."""
+    return _waiting_items(list(site.transfers.transfer_locations), outside=True)
+
+
+def _waiting_items(aliases: list[str], outside: bool = False) -> dict[str, int]:
+    """alias -> count of items not sent yet, on these aliases (or on any other)."""
+    if not aliases and not outside:
+        return {}
     item = models.TransferItem
+    on = item.location_alias.not_in(aliases) if outside else item.location_alias.in_(aliases)
     return dict(item.select(item.location_alias, peewee.fn.COUNT(item.id))
-                .where(item.state.in_((Item.AWAITING_JOB, Item.PENDING, Item.SUBMITTING)),
-                       item.location_alias.not_in(list(site.transfers.transfer_locations)))
+                .where(item.state.in_((Item.AWAITING_JOB, Item.PENDING, Item.SUBMITTING)), on)
                 .group_by(item.location_alias).tuples())
+
+
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{alias!r} ({count} item{'s' if count > 1 else ''})"
+                     for alias, count in counts.items())
 
 
 def _recent(event: models.LogEvent, seconds: float = 300) -> bool:

@@ -157,11 +157,19 @@ def read_yaml(file: Path) -> Any:
     except _DuplicateKey as exc:
         raise SettingsError(f"{file}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise SettingsError(f"{file}: malformed YAML: {exc}") from None
+        raise SettingsError(f"{file}: malformed YAML: {_one_line(exc)}") from None
     except UnicodeDecodeError as exc:
         raise SettingsError(f"{file}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise SettingsError(f"{file}: cannot read: {exc.strerror}") from None
+
+
+def _one_line(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        context = f" ({exc.context})" if getattr(exc, "context", None) else ""
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}{context}"
+    return " ".join(str(exc).split())
 
 
 def load(site_path: str | os.PathLike | None = None) -> Settings:

@@ -19,6 +19,8 @@ from balsam_mp.errors import BalsamError
 from balsam_mp.site import pidfile, service
 from balsam_mp.site.layout import init_site
 from tests.conftest import REMOTE_EP, wait_for
+from tests.test_login import balsam as login_balsam
+from tests.test_login import globus_site  # noqa: F401 - a fixture
 
 
 def balsam(*args: str, env_site: Path | None = None, cwd: Path | None = None):
@@ -172,3 +174,13 @@ def test_sync_refuses_what_start_refuses(tmp_path, monkeypatch):
     for call in (lambda: service.sync(site), lambda: service.start(settings.load(site))):
         with pytest.raises(BalsamError, match="nfs4 file system"):
             call()
+
+
+@pytest.mark.parametrize("code", ["not-the-code", ""])
+def test_a_wrong_login_code_is_one_error(globus_site, emulator, code):  # noqa: F811
+    login = login_balsam(globus_site, "site", "globus-login", stdin=subprocess.PIPE)
+    next(line for line in login.stdout if line.startswith("http://127.0.0.1"))
+    _, err = login.communicate(code + "\n" if code else "", timeout=60)
+    assert login.returncode == 1 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert ("Globus refused the login" if code else "no authorization code") in err

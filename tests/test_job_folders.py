@@ -81,8 +81,8 @@ def test_a_folder_that_fails_mid_batch_removes_the_ones_made_before(site):
 def test_undo_keeps_a_folder_another_process_committed_a_job_on(site):
     data = site.data_path
     mine = Folders()
-    mine.make("job", data / "shared" / "w")
-    mine.make("job", data / "alone")
+    mine.make("job", f"{data}/shared/w")
+    mine.make("job", f"{data}/alone")
     # another creator found shared/w made by us, and committed its job first
     api.Job.objects.create(app="MySim", workdir="shared/w",
                            transfers={"input_file": "laptop:/a"})
@@ -94,8 +94,8 @@ def test_a_found_folder_removed_meanwhile_is_made_again_before_commit(site):
     data = site.data_path
     (data / "pre").mkdir()
     folders = Folders()
-    folders.make("job", data / "pre")
-    assert folders.made == [] and folders.found == [data / "pre"]
+    folders.make("job", f"{data}/pre")
+    assert folders.made == [] and folders.found == [f"{data}/pre"]
     (data / "pre").rmdir()  # another creator undoing its work
     folders.recheck_found()
     assert (data / "pre").is_dir()

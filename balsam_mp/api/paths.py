@@ -80,41 +80,48 @@ class Folders:
     made it and may commit a job on it."""
 
     def __init__(self) -> None:
-        self.made: list[Path] = []
-        self.found: list[Path] = []
-        self._known: set[Path] = set()
+        self.made: list[str] = []
+        self.found: list[str] = []
+        self._known: set[str] = set()
 
-    def make(self, what: str, path: Path) -> None:
+    def make(self, what: str, path: str) -> None:
         try:
-            self._make(path, leaf=True)
+            self._make(path)
         except OSError as exc:
-            raise ValidationError(f"{what}: cannot create {shown(str(path), 80)}: "
+            raise ValidationError(f"{what}: cannot create {shown(path, 80)}: "
                                   f"{exc.strerror or exc}") from None
 
-    def _make(self, path: Path, leaf: bool = False) -> None:
-        if path in self._known:
-            return
-        try:
-            os.mkdir(path)
-            self.made.append(path)
-        except FileNotFoundError:
-            self._make(path.parent)
-            self._make(path, leaf)
-            return
-        except FileExistsError:
-            if not path.is_dir():
-                raise NotADirectoryError(20, "a file is in the way") from None
-            if leaf:
-                self.found.append(path)
-        self._known.add(path)
+    def _make(self, path: str) -> None:
+        """One mkdir for a new folder whose parent exists (the common case); a loop, not
+        recursion, up to the first ancestor that exists (a workdir may be 2,000 deep)."""
+        pending = [path]
+        while pending:
+            folder = pending[-1]
+            if folder not in self._known:
+                try:
+                    os.mkdir(folder)
+                    self.made.append(folder)
+                except FileNotFoundError:
+                    parent = os.path.dirname(folder)
+                    if parent == folder:
+                        raise
+                    pending.append(parent)
+                    continue
+                except FileExistsError:  # there before, made meanwhile, or a file
+                    if not os.path.isdir(folder):
+                        raise NotADirectoryError(20, "a file is in the way") from None
+                    if folder == path:
+                        self.found.append(path)
+                self._known.add(folder)
+            pending.pop()
 
     def recheck_found(self) -> None:
         """Recreate folders that existed before and were removed meanwhile (by another
         creator undoing its work): call with the write lock held, just before commit."""
         for path in self.found:
-            path.mkdir(parents=True, exist_ok=True)
+            os.makedirs(path, exist_ok=True)
 
-    def undo(self, keep: set[Path]) -> None:
+    def undo(self, keep: set[str]) -> None:
         """Remove the folders made here, newest first, except `keep` and non-empty ones."""
         for path in reversed(self.made):
             if path not in keep:

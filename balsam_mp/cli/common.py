@@ -34,6 +34,9 @@ class MainGroup(BalsamGroup):
         except click.exceptions.Abort:
             click.echo("Aborted!", err=True)
             sys.exit(1)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `balsam`, `balsam job`: help
+            click.echo(exc.format_message())
+            sys.exit(0)
         except click.UsageError as exc:
             hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
             click.echo(f"Error: {exc.format_message()}{hint}", err=True)

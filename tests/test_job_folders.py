@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path, PurePosixPath
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from balsam_mp import api
@@ -117,3 +117,32 @@ def test_overlap_finds_a_clash_exactly_when_there_is_one(named):
     if found:
         a, b = (named[n] for n in found)
         assert inside(a, b) or inside(b, a)
+
+
+def test_a_workdir_2000_levels_deep_is_made(site):
+    deep = "/".join(["a"] * 2000)
+    job = api.Job.objects.create(app="MySim", workdir=deep, transfers={"input_file": "laptop:/x"})
+    assert (site.data_path / deep).is_dir() and job.workdir == deep
+
+
+workdirs = st.lists(st.sampled_from(["a", "b", "/", ".", "..", "\0", "é", "\udcff", "n" * 130]),
+                    max_size=12).map("".join)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(workdir=workdirs)
+def test_any_workdir_is_created_inside_data_or_refused_leaving_nothing(site, workdir):
+    data = site.data_path
+    before = sorted(str(p) for p in data.rglob("*"))
+    count = api.Job.objects.count()
+    try:
+        job = api.Job.objects.create(app="MySim", workdir=workdir,
+                                     transfers={"input_file": "laptop:/x"})
+    except ValidationError:
+        assert sorted(str(p) for p in data.rglob("*")) == before
+        assert api.Job.objects.count() == count
+        return
+    folder = (data / job.workdir).resolve()
+    assert folder.is_dir() and data.resolve() in folder.parents
+    assert api.Job.objects.count() == count + 1

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from balsam_mp.cli.common import BalsamGroup, format_option, open_site, site_option, site_path
+from balsam_mp.cli.common import (
+    BalsamGroup,
+    Seconds,
+    format_option,
+    open_site,
+    site_option,
+    site_path,
+)
 from balsam_mp.cli.globus import globus_login, globus_whoami
 from balsam_mp.site import service
 from balsam_mp.site.layout import init_site
@@ -38,7 +45,7 @@ def start(foreground: bool) -> None:
 
 @site.command()
 @site_option
-@click.option("--timeout", default=30.0, show_default=True,
+@click.option("--timeout", default=30.0, show_default=True, type=Seconds(),
               help="Seconds to wait after SIGTERM before SIGKILL.")
 def stop(timeout: float) -> None:
     """Stop the site (SIGTERM, then SIGKILL after --timeout)."""

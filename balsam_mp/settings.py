@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
 import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from balsam_mp.errors import SettingsError, SiteNotFound
+from balsam_mp.yamlfile import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,8 @@ _ALIAS = re.compile(r"^[A-Za-z0-9_.-]+$")
 class TransferSettings:
     """The `transfers:` section. Defaults are documented in site_template/settings.yml."""
 
-    transfer_locations: dict[str, str] = dataclasses.field(
-        default_factory=lambda: {"local": "local://"}
-    )
+    # none unless settings.yml lists some: local:// would trust every path on the machine
+    transfer_locations: dict[str, str] = dataclasses.field(default_factory=dict)
     globus_endpoint_id: str | None = None
     globus_endpoint_site_path: str | None = None
     globus_client_id: str | None = None
@@ -120,6 +119,14 @@ class Settings:
         protocol, _, address = self.transfers.transfer_locations[alias].partition("://")
         return protocol, address
 
+    def aliases_without_endpoint(self) -> list[str]:
+        """globus:// aliases that wait until transfers.globus_endpoint_id is set (Balsam's
+        rendered templates leave it null; Balsam errors their items, we hold them)."""
+        if self.transfers.globus_endpoint_id:
+            return []
+        return [alias for alias in self.transfers.transfer_locations
+                if self.location(alias)[0] == "globus"]
+
 
 def find_site(path: str | os.PathLike | None = None) -> Path:
     """The site directory: `path`, then $BALSAM_SITE_PATH, then cwd and its parents."""
@@ -142,12 +149,9 @@ def find_site(path: str | os.PathLike | None = None) -> Path:
 def load(site_path: str | os.PathLike | None = None) -> Settings:
     site = find_site(site_path)
     file = site / SETTINGS_FILE
-    try:
-        raw = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"{file}: malformed YAML: {exc}") from None
-    except OSError as exc:
-        raise SettingsError(f"{file}: cannot read: {exc.strerror}") from None
+    raw = read_yaml(file)
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
         raise SettingsError(f"{file}: expected a mapping at the top level")
     return _parse(file, site, raw)
@@ -166,18 +170,13 @@ def _parse(file: Path, site: Path, raw: dict[str, Any]) -> Settings:
             raise fail(str(key), "unknown key")
 
     site_name = raw.get("site_name", site.name)
-    if not isinstance(site_name, str) or not site_name.strip() or "\n" in site_name:
+    if not isinstance(site_name, str) or not site_name.strip() or \
+            any(c in site_name for c in "\n\r\0"):
         raise fail("site_name", f"must be a one-line string, got {site_name!r}")
 
-    database_path = raw.get("database_path")
-    if database_path is None:
-        db_file = site / "site.db"
-    elif isinstance(database_path, str) and database_path:
-        db_file = (site / os.path.expanduser(database_path)).resolve()
-    else:
-        raise fail("database_path", f"must be a path string, got {database_path!r}")
-
-    transfers = _parse_transfers(raw.get("transfers") or {}, fail)
+    db_file = _database_file(site, raw.get("database_path"), fail)
+    section = raw.get("transfers")
+    transfers = _parse_transfers({} if section is None else section, fail)
     return Settings(site, site_name, transfers, db_file, _parse_logging(raw.get("logging"), fail))
 
 
@@ -213,6 +212,51 @@ def _parse_logging(section: Any, fail) -> LogSettings:
     return LogSettings(**values)
 
 
+def _database_file(site: Path, value: Any, fail) -> Path:
+    if value is None:
+        return site / "site.db"
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise fail("database_path", f"must be a path string, got {value!r}")
+    db_file = (site / os.path.expanduser(value)).resolve()
+    if db_file.is_dir():
+        raise fail("database_path", f"{value!r} is a directory; name a file in it")
+    if not db_file.parent.is_dir():
+        raise fail("database_path", f"folder {str(db_file.parent)!r} does not exist")
+    return db_file
+
+
+def database_path_of(site: Path) -> tuple[Path, str | None]:
+    """site.db's path even when settings.yml is broken (for `site stop` and `site status`):
+    (path, None) from valid settings, else (best guess, a note saying what was used)."""
+    try:
+        return load(site).database_path, None
+    except SettingsError as exc:
+        error = exc
+    try:
+        raw = read_yaml(site / SETTINGS_FILE)
+        value = raw.get("database_path") if isinstance(raw, dict) else None
+        if value is not None:
+            path = _database_file(site, value, lambda key, what: SettingsError(what))
+            return path, f"{error}; using database_path {path} from it"
+    except SettingsError:
+        pass
+    path = site / "site.db"
+    return path, f"{error}; using the default database {path}"
+
+
+def _number(where: str, value: Any, spec: tuple, fail) -> float:
+    types, low, high = spec
+    kind = "an integer" if types is int else "a number"
+    if isinstance(value, bool) or not isinstance(value, types):
+        raise fail(where, f"must be {kind}, got {value!r}")
+    # .nan passes every comparison, .inf never times out; a huge int is only out of range
+    if isinstance(value, float) and not math.isfinite(value):
+        raise fail(where, f"must be a finite number, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise fail(where, f"{value} is out of range [{low}, {high}]")
+    return value
+
+
 def _parse_transfers(section: Any, fail) -> TransferSettings:
     if not isinstance(section, dict):
         raise fail("transfers", "must be a mapping")
@@ -223,20 +267,18 @@ def _parse_transfers(section: Any, fail) -> TransferSettings:
         if key not in fields:
             raise fail(where, "unknown key")
         if key in _NUMBERS:
-            types, low, high = _NUMBERS[key]
-            if isinstance(value, bool) or not isinstance(value, types):
-                raise fail(where, f"must be a number, got {value!r}")
-            if (low is not None and value < low) or (high is not None and value > high):
-                raise fail(where, f"{value} is out of range [{low}, {high}]")
+            _number(where, value, _NUMBERS[key], fail)
         elif key in _BOOLS:
             if not isinstance(value, bool):
                 raise fail(where, f"must be true or false, got {value!r}")
         elif key in _OPTIONAL_STRINGS:
-            if value is not None and not isinstance(value, str):
+            if value is not None and (not isinstance(value, str) or "\0" in value):
                 raise fail(where, f"must be a string, got {value!r}")
         values[key] = value
 
-    if "transfer_locations" in values:
+    if values.get("transfer_locations", {}) is None:
+        values["transfer_locations"] = {}  # `transfer_locations:` left empty: none trusted
+    elif "transfer_locations" in values:
         values["transfer_locations"] = _parse_locations(values["transfer_locations"], fail)
     endpoint = values.get("globus_endpoint_id")
     if endpoint is not None and not _is_uuid(endpoint):
@@ -258,15 +300,19 @@ def _parse_locations(locations: Any, fail) -> dict[str, str]:
         where = f"transfers.transfer_locations.{alias}"
         if not isinstance(alias, str) or not _ALIAS.match(alias):
             raise fail(where, "alias must be letters, digits, '_', '.' or '-'")
-        if not isinstance(url, str) or "://" not in url:
+        if not isinstance(url, str) or "://" not in url or "\0" in url:
             raise fail(where, f"{url!r} is not protocol://address")
         protocol, _, address = url.partition("://")
         if protocol not in PROTOCOLS:
             raise fail(where, f"unknown protocol {protocol!r} (use {' or '.join(PROTOCOLS)})")
         if protocol == "globus" and not _is_uuid(address):
             raise fail(where, f"globus address {address!r} is not an endpoint UUID")
-        if protocol == "local" and address and not address.startswith("/"):
-            raise fail(where, f"local address {address!r} must be empty or an absolute path")
+        if protocol == "local" and address:
+            if not address.startswith("/"):
+                raise fail(where, f"local address {address!r} must be empty or an absolute path")
+            if not os.path.isdir(address):
+                what = "is not a directory" if os.path.exists(address) else "does not exist"
+                raise fail(where, f"local root {address!r} {what}")
         parsed[alias] = url
     return parsed
 

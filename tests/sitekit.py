@@ -26,14 +26,17 @@ class SiteKit:
         self.remote.mkdir()
         settings = (self.site / "settings.yml").read_text()
         start = settings.index("transfers:")
-        (self.site / "settings.yml").write_text(settings[:start] + (
-            "transfers:\n"
-            "  transfer_locations:\n"
-            f"    remote: globus://{REMOTE_EP}\n"
-            f"  globus_endpoint_id: {SITE_EP}\n"
-            "  globus_endpoint_site_path: /\n"
-            "  service_period: 0.5\n"
-            "  retry_backoff: 0.2\n" + transfers))
+        base = ("  transfer_locations:\n"
+                f"    remote: globus://{REMOTE_EP}\n"
+                f"  globus_endpoint_id: {SITE_EP}\n"
+                "  globus_endpoint_site_path: /\n"
+                "  service_period: 0.5\n"
+                "  retry_backoff: 0.2\n")
+        given = {line.split(":")[0] for line in transfers.splitlines()}
+        base = "".join(line for line in base.splitlines(keepends=True)
+                       if line.split(":")[0] not in given)  # a key given twice is an error
+        (self.site / "settings.yml").write_text(settings[:start] + "transfers:\n" + base +
+                                                transfers)
         self.emulator = EmulatorProcess({SITE_EP: self.site, REMOTE_EP: self.remote},
                                         "--client", ":".join(CLIENT), *emulator_args)
         self.env = dict(os.environ, **self.emulator.env, HOME=str(tmp_path / "home"),

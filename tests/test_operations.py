@@ -146,7 +146,7 @@ def test_status_is_short_and_says_what_an_operator_asks_first(sitekit):
     kit.wait_jobs([i for n, i in enumerate(ids) if n != 3], states.STAGED_IN)
     wait_for(lambda: api.Job.objects.get(id=ids[3]).state == states.FAILED,
              what="the job with a missing file to fail")
-    report = status(api.current_settings())
+    report = status(kit.site)
     assert report["done_last_minute"] == 19 and report["done_last_hour"] == 19
     assert report["last_error"].startswith("remote:/in/job3.dat: FILE_NOT_FOUND: ")
     assert report["sizes"]["database"] > 0 and report["sizes"]["logs"] >= 5000

@@ -65,8 +65,8 @@ def test_a_whole_balsam_settings_file_loads(tmp_path, caplog):
 @pytest.mark.parametrize("text, key, what", [
     ("bogus: 1", "bogus", "unknown key"),
     ("transfers: {max_retry: 2}", "transfers.max_retry", "unknown key"),
-    ("transfers: {transfer_batch_size: ten}", "transfers.transfer_batch_size", "must be a number"),
-    ("transfers: {transfer_batch_size: true}", "transfers.transfer_batch_size", "number"),
+    ("transfers: {transfer_batch_size: ten}", "transfers.transfer_batch_size", "an integer"),
+    ("transfers: {transfer_batch_size: true}", "transfers.transfer_batch_size", "integer"),
     ("transfers: {transfer_batch_size: 0}", "transfers.transfer_batch_size", "out of range"),
     ("transfers: {max_concurrent_transfers: -1}", "max_concurrent_transfers", "out of range"),
     ("transfers: {skip_source_errors: 'yes'}", "skip_source_errors", "true or false"),

@@ -15,7 +15,7 @@ from typing import Any
 
 from balsam_mp import db, settings
 from balsam_mp.api.apps import ApplicationDefinition, sync_apps
-from balsam_mp.api.jobs import JobSpec, create_jobs
+from balsam_mp.api.jobs import create_jobs, specs_from_dicts
 from balsam_mp.api.query import Manager, QuerySet
 from balsam_mp.db import jobs as job_states
 from balsam_mp.settings import Settings
@@ -59,10 +59,7 @@ class JobManager(Manager[db.Job]):
     def bulk_create(self, jobs: list[dict[str, Any]]) -> list[db.Job]:
         """Create many jobs in one transaction: all of them, or none if one is bad."""
         connect()
-        specs = [JobSpec(app=j["app"], workdir=j["workdir"], transfers=j.get("transfers") or {},
-                         tags=j.get("tags") or {}, parameters=j.get("parameters") or {})
-                 for j in jobs]
-        return create_jobs(current_settings(), specs)
+        return create_jobs(current_settings(), specs_from_dicts(jobs))
 
     def set_state(self, job_id: int, from_state: str, to_state: str, message: str = "") -> None:
         """Compare-and-set one job's state (e.g. RUN_DONE -> POSTPROCESSED)."""

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
+from balsam_mp.api.paths import check_relative_path, overlap
 from balsam_mp.db.models import App, utcnow
 from balsam_mp.errors import ValidationError
 from balsam_mp.settings import Settings
@@ -52,12 +53,13 @@ def validate_slots(where: str, transfers: Any) -> dict[str, dict[str, Any]]:
             raise ValidationError(f"{at}: spec must be a dict")
         unknown = set(spec) - SLOT_KEYS
         if unknown:
-            raise ValidationError(f"{at}: unknown key(s) {', '.join(sorted(unknown))}")
+            raise ValidationError(f"{at}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
         direction = spec.get("direction")
         if direction not in DIRECTIONS:
             raise ValidationError(f"{at}: direction must be 'in' or 'out', got {direction!r}")
-        local_path = spec.get("local_path", ".")
-        check_relative_path(f"{at}: local_path", local_path)
+        # stored normalized: './' means '.' (keep the remote name), not the workdir itself
+        local_path = check_relative_path(f"{at}: local_path",
+                                         spec.get("local_path", ".")).as_posix()
         for flag in ("required", "recursive"):
             if not isinstance(spec.get(flag, False), bool):
                 raise ValidationError(f"{at}: {flag} must be true or false")
@@ -70,19 +72,18 @@ def validate_slots(where: str, transfers: Any) -> dict[str, dict[str, Any]]:
             "recursive": spec.get("recursive", False),
             "description": spec.get("description", ""),
         }
+    for direction in DIRECTIONS:
+        named = {name: PurePosixPath(slot["local_path"]) for name, slot in slots.items()
+                 if slot["direction"] == direction and slot["local_path"] != "."}
+        clash = overlap(named)
+        if clash:
+            a, b = clash
+            same = named[a] == named[b]
+            raise ValidationError(
+                f"{where}: stage-{direction} slots {a!r} and {b!r} overlap: local_path "
+                f"{named[a].as_posix()!r} {'is also' if same else 'contains'} "
+                f"{named[b].as_posix()!r}")
     return slots
-
-
-def check_relative_path(what: str, path: Any) -> PurePosixPath:
-    """A path that stays inside its root: relative, no '..'."""
-    if not isinstance(path, str) or not path:
-        raise ValidationError(f"{what}: must be a non-empty string")
-    pure = PurePosixPath(path)
-    if pure.is_absolute():
-        raise ValidationError(f"{what}: {path!r} must be relative")
-    if ".." in pure.parts:
-        raise ValidationError(f"{what}: {path!r} escapes its directory with '..'")
-    return pure
 
 
 def load_app_classes(apps_path: Path) -> dict[str, tuple[Path, type[ApplicationDefinition]]]:
@@ -97,7 +98,7 @@ def load_app_classes(apps_path: Path) -> dict[str, tuple[Path, type[ApplicationD
         sys.modules[module_name] = module
         try:
             spec.loader.exec_module(module)
-        except Exception as exc:  # the user's file: report it, do not crash on it
+        except (Exception, SystemExit) as exc:  # the user's file: report it, do not crash
             raise ValidationError(f"{file}: cannot import: {type(exc).__name__}: {exc}") from exc
         for name, cls in inspect.getmembers(module, inspect.isclass):
             if issubclass(cls, ApplicationDefinition) and cls is not ApplicationDefinition \
@@ -116,8 +117,10 @@ def sync_apps(settings: Settings) -> list[str]:
     rows = []
     for name, (file, cls) in classes.items():
         slots = validate_slots(f"{file}: app {name}", cls.transfers)
-        rows.append({"name": name, "source_file": str(file),
-                     "description": cls.description or (cls.__doc__ or "").strip(),
+        description = cls.description or (cls.__doc__ or "").strip()
+        if not isinstance(description, str):
+            raise ValidationError(f"{file}: app {name}: description must be a string")
+        rows.append({"name": name, "source_file": str(file), "description": description,
                      "transfers": slots, "updated_at": utcnow()})
     db = App._meta.database
     with db.atomic():

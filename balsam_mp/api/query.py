@@ -108,7 +108,10 @@ class QuerySet(Generic[M]):
         if name == "tags" and not op:
             if not isinstance(value, dict):
                 raise ValidationError("tags= takes a mapping of key: value")
-            clauses = [peewee.fn.json_extract(field, f'$."{k}"') == v for k, v in value.items()]
+            # json_each, not a JSON path: a key may hold '"', '.' or '[' (a path cannot)
+            clauses = [peewee.NodeList((
+                peewee.SQL("EXISTS (SELECT 1 FROM json_each("), field,
+                peewee.SQL(") WHERE key = ? AND value = ?)", (k, v)))) for k, v in value.items()]
             return functools.reduce(operator.and_, clauses) if clauses else peewee.SQL("1")
         if not op:
             return field == value

@@ -6,14 +6,16 @@ import logging
 
 import click
 
+from balsam_mp import __version__
 from balsam_mp.cli.app import app
-from balsam_mp.cli.common import BalsamGroup, site_option
+from balsam_mp.cli.common import MainGroup, site_option
 from balsam_mp.cli.job import job
 from balsam_mp.cli.site import site
 from balsam_mp.cli.transfer import transfer
 
 
-@click.group(cls=BalsamGroup)
+@click.group(cls=MainGroup)
+@click.version_option(__version__, prog_name="balsam")
 @site_option
 @click.option("-v", "--verbose", is_flag=True, help="Log informational messages.")
 def main(verbose: bool) -> None:

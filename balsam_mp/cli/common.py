@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
 
-from balsam_mp import api
+from balsam_mp import api, settings
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
 
@@ -23,9 +26,48 @@ class BalsamGroup(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
+class MainGroup(BalsamGroup):
+    """The `balsam` command: a usage mistake is one line too (click prints three)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `balsam`, `balsam job`: help
+            click.echo(exc.format_message())
+            sys.exit(0)
+        except click.UsageError as exc:
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+class Seconds(click.ParamType):
+    """A finite, non-negative number of seconds (click's float takes 'nan' and 'inf')."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or seconds < 0:
+            self.fail(f"{value!r} must be a finite number of seconds, 0 or more", param, ctx)
+        return seconds
+
+
 def _remember_site(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    # kept on the root context: the last --site given wins, wherever it stands
     if value is not None:
-        ctx.ensure_object(dict)["site"] = value
+        ctx.find_root().ensure_object(dict)["site"] = value
 
 
 site_option = click.option(
@@ -42,8 +84,16 @@ format_option = click.option(
 
 def open_site() -> Settings:
     """Settings of the site named by --site (or found), with the API bound to it."""
-    ctx = click.get_current_context()
-    return api.use_site(ctx.find_root().ensure_object(dict).get("site"))
+    return api.use_site(_site_option())
+
+
+def site_path() -> Path:
+    """The site directory alone, for commands that must work with a broken settings.yml."""
+    return settings.find_site(_site_option())
+
+
+def _site_option() -> str | None:
+    return click.get_current_context().find_root().ensure_object(dict).get("site")
 
 
 def emit(output_format: str, rows: Sequence[dict[str, Any]], columns: Sequence[str],

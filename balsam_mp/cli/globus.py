@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import click
+import globus_sdk
 
 from balsam_mp import auth
 from balsam_mp.cli.common import format_option, open_site, site_option
+from balsam_mp.errors import BalsamError
 
 
 @click.command("globus-login")
@@ -23,7 +25,16 @@ def globus_login(endpoints: tuple[str, ...], force: bool, status: bool,
     settings = open_site()
     if status:
         return _report(auth.credential_status(settings), output_format)
-    stored = auth.login(settings, list(endpoints), force=force)
+    try:
+        stored = auth.login(settings, list(endpoints), force=force)
+    except globus_sdk.GlobusAPIError as exc:  # e.g. a wrong or expired code pasted in
+        raise BalsamError(f"Globus refused the login ({exc.http_status} {exc.code}: "
+                          f"{exc.message}); run `balsam site globus-login` again and paste "
+                          "the code the browser shows") from None
+    except globus_sdk.NetworkError as exc:
+        raise BalsamError(f"cannot reach Globus Auth: {exc}") from None
+    except EOFError:
+        raise BalsamError("no authorization code was entered") from None
     click.echo(f"logged in; tokens stored in {stored}")
 
 

@@ -16,6 +16,9 @@ def _pairs(option: str, values: tuple[str, ...]) -> dict[str, str]:
         key, sep, rest = value.partition("=")
         if not sep or not key:
             raise ValidationError(f"{option} {value!r}: expected KEY=VALUE")
+        if key in pairs:  # the last one silently winning hides a typo
+            raise ValidationError(f"{option} {key}= is given twice ({pairs[key]!r} and "
+                                  f"{rest!r}); give each once")
         pairs[key] = rest
     return pairs
 

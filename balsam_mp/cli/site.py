@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from balsam_mp.cli.common import BalsamGroup, format_option, open_site, site_option
+from balsam_mp.cli.common import (
+    BalsamGroup,
+    Seconds,
+    format_option,
+    open_site,
+    site_option,
+    site_path,
+)
 from balsam_mp.cli.globus import globus_login, globus_whoami
 from balsam_mp.site import service
 from balsam_mp.site import status as site_status
@@ -43,11 +50,11 @@ def start(foreground: bool, if_not_running: bool) -> None:
 
 @site.command()
 @site_option
-@click.option("--timeout", default=30.0, show_default=True,
+@click.option("--timeout", default=30.0, show_default=True, type=Seconds(),
               help="Seconds to wait after SIGTERM before SIGKILL.")
 def stop(timeout: float) -> None:
     """Stop the site (SIGTERM, then SIGKILL after --timeout)."""
-    click.echo(service.stop(open_site(), timeout))
+    click.echo(service.stop(site_path(), timeout))
 
 
 @site.command()
@@ -63,7 +70,7 @@ def sync() -> None:
 @format_option
 def status(output_format: str) -> None:
     """Whether the site runs, its workers, items by state, throughput, tasks, actions."""
-    report = site_status.status(open_site())
+    report = site_status.status(site_path())
     if output_format == "json":
         click.echo(json.dumps(report, indent=2, default=str))
         return

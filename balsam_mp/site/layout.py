@@ -12,26 +12,44 @@ from balsam_mp.errors import BalsamError
 TEMPLATE = Path(__file__).parents[1] / "site_template"
 
 
-def init_site(path: Path, name: str | None = None) -> settings.Settings:
-    path = path.resolve()
-    if (path / settings.SETTINGS_FILE).exists():
-        raise BalsamError(f"{path} is already a balsam site")
-    if path.exists() and any(path.iterdir()):
-        raise BalsamError(f"{path} exists and is not empty")
-    site_name = name or path.name
-    if not site_name or '"' in site_name or "\n" in site_name or "\\" in site_name:
-        raise BalsamError(f"site name {site_name!r} must be one line without quotes")
-    template = TEMPLATE
-    staging = path.with_name(f".{path.name}.init")
+def _listing(path: Path) -> list[Path]:
+    try:
+        return list(path.iterdir())
+    except OSError as exc:
+        raise BalsamError(f"cannot create a site at {path}: {exc.strerror}") from None
+
+
+def _build(staging: Path, site_name: str) -> None:
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(template, staging, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(TEMPLATE, staging, ignore=shutil.ignore_patterns("__pycache__"))
     text = (staging / settings.SETTINGS_FILE).read_text().replace("{site_name}", site_name)
     (staging / settings.SETTINGS_FILE).write_text(text)
     for sub in ("data", "logs"):
         (staging / sub).mkdir()
-    if path.exists():
-        path.rmdir()
-    staging.rename(path)  # a half-made site never appears under its real name
+
+
+def init_site(path: Path, name: str | None = None) -> settings.Settings:
+    path = path.resolve()
+    if (path / settings.SETTINGS_FILE).exists():
+        raise BalsamError(f"{path} is already a balsam site")
+    if path.exists() and not path.is_dir():
+        raise BalsamError(f"{path} exists and is not a directory")
+    if path.exists() and _listing(path):
+        raise BalsamError(f"{path} exists and is not empty")
+    site_name = name or path.name
+    if not site_name or not site_name.isprintable() or any(c in site_name for c in '"\\'):
+        raise BalsamError(f"site name {site_name!r} must be printable, without quotes or "
+                          "backslashes")
+    staging = path.with_name(f".{path.name}.init")
+    try:
+        _build(staging, site_name)
+        if path.exists():
+            path.rmdir()
+        staging.rename(path)  # a half-made site never appears under its real name
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BalsamError(f"cannot create a site at {path}: "
+                          f"{exc.strerror or exc} ({exc.filename or path})") from None
     loaded = settings.load(path)
     db.connect(loaded.database_path, create=True).close()
     return loaded

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import psutil
 
@@ -39,6 +40,11 @@ def check_not_running(site: Settings) -> str | None:
     return f"removed a stale pidfile (pid {info.pid} is not running)"
 
 
+def validate(site: Settings) -> None:
+    """What `site start` checks beyond loading settings.yml; `site sync` runs it too."""
+    check_database_location(site.database_path, site.site_path / settings.SETTINGS_FILE)
+
+
 def start(site: Settings, foreground: bool = False, if_not_running: bool = False) -> str:
     """Start the site; with `if_not_running`, a site already running here is success."""
     try:
@@ -47,7 +53,7 @@ def start(site: Settings, foreground: bool = False, if_not_running: bool = False
         if if_not_running:
             return ""
         raise
-    check_database_location(site.database_path, site.site_path / settings.SETTINGS_FILE)
+    validate(site)
     if foreground:
         configure_logging(site, "supervisor")
         code = Supervisor(site).run()
@@ -119,15 +125,16 @@ def _ready_pid(site: Settings, name: str) -> int | None:
         return None
 
 
-def stop(site: Settings, timeout: float = 30.0) -> str:
-    info = pidfile.read(site.site_path)
+def stop(site_path: Path, timeout: float = 30.0) -> str:
+    """Works from the pidfile alone: a broken settings.yml must not lock a site on."""
+    info = pidfile.read(site_path)
     if info is None:
-        raise BalsamError(f"site {site.site_name} is not running (no pidfile)")
+        raise BalsamError(f"site {site_path} is not running (no pidfile)")
     if not info.here:
-        raise BalsamError(f"site {site.site_name} runs on host {info.host} (pid {info.pid}); "
+        raise BalsamError(f"site {site_path} runs on host {info.host} (pid {info.pid}); "
                           "stop it there")
     if not info.alive():
-        pidfile.remove(site.site_path)
+        pidfile.remove(site_path)
         return f"site was not running; removed a stale pidfile (pid {info.pid})"
     process = psutil.Process(info.pid)
     children = process.children(recursive=True)
@@ -140,14 +147,15 @@ def stop(site: Settings, timeout: float = 30.0) -> str:
                 proc.kill()
             except psutil.NoSuchProcess:
                 pass
-        pidfile.remove(site.site_path, info.pid)
+        pidfile.remove(site_path, info.pid)
         return f"site did not stop within {timeout:.0f}s; killed it"
-    return f"site {site.site_name} stopped"
+    return f"site {site_path} stopped"
 
 
 def sync(site_path) -> str:
     """Validate settings.yml, re-register apps, then restart the workers of a running site."""
     site = settings.load(site_path)  # raises on a bad file: the running site is untouched
+    validate(site)
     api.use_site(site.site_path)
     api.App.sync()
     info = pidfile.read(site.site_path)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import peewee
 
-from balsam_mp import api
+from balsam_mp import db, settings
 from balsam_mp.db.bulk import run
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
+from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
 from balsam_mp.site import pidfile
 from balsam_mp.site.supervisor import WORKERS
@@ -34,23 +35,32 @@ def elide(text: str | None, width: int = LINE) -> str | None:
     return f"{text[:keep]}...{text[len(text) - keep:]}"
 
 
-def status(site: Settings) -> dict:
-    info = pidfile.read(site.site_path)
+def status(site_path: Path) -> dict:
+    """Works without valid settings: the pidfile, and the database at its best-known path
+    (so a site can be inspected, and stopped, while settings.yml is broken)."""
+    info = pidfile.read(site_path)
     running = info is not None and info.alive()
-    api.use_site(site.site_path)
-    api.connect()
-    with TransferItem._meta.database.atomic("DEFERRED"):  # one read snapshot for every number below
+    try:
+        site: Settings | None = settings.load(site_path)
+        db_path, note = site.database_path, None
+    except BalsamError:
+        site = None
+        db_path, note = settings.database_path_of(site_path)
+    with db.connect(db_path).atomic("DEFERRED"):  # one read snapshot for every number
         report = _snapshot(site)
     workers = _workers(info) if running else {}
     actions = report.pop("actions")
     actions += [f"{name} is crash-looping ({w['last_error']}); next try at {w['next_try']}; "
-                f"see {site.logs_path / (name + '.log')}"
+                f"see {site_path / 'logs' / (name + '.log')}"
                 for name, w in workers.items() if w["state"] == "crash-looping"]
+    if note:
+        actions.insert(0, f"fix settings.yml: {note}")
     return {
-        "site": site.site_name, "running": running,
+        "site": site.site_name if site else site_path.name, "running": running,
         "pid": info.pid if running else None, "host": info.host if info else None,
         "workers": workers, **report,
-        "sizes": _sizes(site),
+        "settings_error": note,
+        "sizes": _sizes(db_path, site_path / "logs"),
         "action_required": elide("; ".join(actions), 4 * LINE) or None,
     }
 
@@ -73,7 +83,7 @@ def _workers(info: pidfile.PidInfo) -> dict[str, dict]:
     return found
 
 
-def _snapshot(site: Settings) -> dict:
+def _snapshot(site: Settings | None) -> dict:
     item, task = TransferItem, TransferTask
     groups = list(item.select(item.state, item.direction, item.location_alias,
                               peewee.fn.COUNT(peewee.SQL("*")))
@@ -92,12 +102,10 @@ def _snapshot(site: Settings) -> dict:
                   if state in (Item.PENDING, *Item.IN_FLIGHT))
     done_minute, done_hour = _done_recently()
     rate = done_minute / 60 if done_minute else done_hour / 3600
-    untrusted = {alias: 0 for _, _, alias, _ in groups}
-    for state, _, alias, count in groups:
-        if state in (Item.AWAITING_JOB, Item.PENDING, Item.SUBMITTING) and \
-                alias not in site.transfers.transfer_locations:
-            untrusted[alias] += count
-    untrusted = {alias: n for alias, n in untrusted.items() if n}
+    trusted = site.transfers.transfer_locations if site else None
+    no_endpoint = site.aliases_without_endpoint() if site else []
+    untrusted = _waiting(groups, lambda alias: trusted is not None and alias not in trusted)
+    waiting_for_endpoint = _waiting(groups, lambda alias: alias in no_endpoint)
     return {
         "items": [{"direction": d, "state": s, "count": n}
                   for (d, s), n in sorted(by_state.items())],
@@ -107,8 +115,18 @@ def _snapshot(site: Settings) -> dict:
         "oldest_pending_age_s": _oldest_pending_age(groups),
         "last_error": elide(_last_error()),
         "unknown_aliases": untrusted,
-        "actions": _actions(in_flight, untrusted),
+        "waiting_for_endpoint_id": waiting_for_endpoint,
+        "actions": _actions(in_flight, untrusted, waiting_for_endpoint, site),
     }
+
+
+def _waiting(groups: list[tuple], on_alias) -> dict[str, int]:
+    """alias -> items not sent yet on the aliases `on_alias` picks."""
+    counts: dict[str, int] = {}
+    for state, _, alias, count in groups:
+        if state in (Item.AWAITING_JOB, Item.PENDING, Item.SUBMITTING) and on_alias(alias):
+            counts[alias] = counts.get(alias, 0) + count
+    return counts
 
 
 # Items done by tasks that finished in the last hour, and in the last minute (an item is
@@ -160,7 +178,8 @@ def _last_error() -> str | None:
     return f"{row[0]}:{row[1]}: {row[2]}" if row else None
 
 
-def _actions(in_flight: list[dict], untrusted: dict[str, int]) -> list[str]:
+def _actions(in_flight: list[dict], untrusted: dict[str, int],
+             waiting_for_endpoint: dict[str, int], site: Settings | None) -> list[str]:
     event = (LogEvent.select().where(LogEvent.job.is_null(),
                                      LogEvent.to_state == "ACTION_REQUIRED")
              .order_by(LogEvent.id.desc()).first())
@@ -168,20 +187,27 @@ def _actions(in_flight: list[dict], untrusted: dict[str, int]) -> list[str]:
     fresh = event is not None and (utcnow() - event.timestamp).total_seconds() < ACTION_FRESH
     actions = [elide(event.message)] if event and (inactive or fresh) else []
     if untrusted:
-        names = ", ".join(f"{alias!r} ({count} item{'s' if count > 1 else ''})"
-                          for alias, count in untrusted.items())
         actions.append(f"items wait on location aliases that transfer_locations no longer "
-                       f"has: {names}; add them back to settings.yml and run `balsam site "
-                       "sync`")
+                       f"has: {_counted(untrusted)}; add them back to settings.yml and run "
+                       "`balsam site sync`")
+    if waiting_for_endpoint and site is not None:
+        actions.append(f"items wait on globus aliases {_counted(waiting_for_endpoint)}: set "
+                       f"transfers.globus_endpoint_id (the site's own Globus endpoint UUID) in "
+                       f"{site.site_path / settings.SETTINGS_FILE} and run `balsam site sync`")
     return actions
 
 
-def _sizes(site: Settings) -> dict[str, int]:
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{alias!r} ({count} item{'s' if count > 1 else ''})"
+                     for alias, count in counts.items())
+
+
+def _sizes(db_path: Path, logs_path: Path) -> dict[str, int]:
     """Bytes on disk: what counts against a home-directory quota."""
-    db = site.database_path
-    logs = sum(f.stat().st_size for f in site.logs_path.glob("*") if f.is_file()) \
-        if site.logs_path.is_dir() else 0
-    return {"database": _size(db), "wal": _size(db.with_name(db.name + "-wal")), "logs": logs}
+    logs = sum(f.stat().st_size for f in logs_path.glob("*") if f.is_file()) \
+        if logs_path.is_dir() else 0
+    return {"database": _size(db_path), "wal": _size(db_path.with_name(db_path.name + "-wal")),
+            "logs": logs}
 
 
 def _size(path: Path) -> int:

@@ -121,8 +121,8 @@ class Submitter(Worker):
             return True
         if claim.task_id not in self.held:
             self.held.add(claim.task_id)
-            self.log.warning("task %s waits: location alias %r is no longer in "
-                             "transfer_locations", claim.task_id, claim.alias)
+            self.log.warning("task %s waits: location alias %r is not usable (see "
+                             "`balsam site status`)", claim.task_id, claim.alias)
         return False
 
     def send(self, claim: Claim) -> str:

@@ -18,7 +18,8 @@ def test_wal_immediate_and_schema_version(site):
     database = db.Job._meta.database
     assert database.execute_sql("pragma journal_mode").fetchone()[0] == "wal"
     assert database.execute_sql(
-        "select value from meta where key='schema_version'").fetchone()[0] == "1"
+        "select value from meta where key='schema_version'").fetchone()[0] == str(
+        db.models.SCHEMA_VERSION)
     names = "select name from sqlite_master where type=?"
     tables = {r[0] for r in database.execute_sql(names, ("table",))}
     assert {"app", "job", "transfer_item", "transfer_task", "log_event"} <= tables
@@ -61,14 +62,16 @@ def test_a_connection_inherited_through_fork_refuses_to_run(site):
 
 def test_an_older_schema_is_migrated_through_the_hook(site, monkeypatch):
     api.connect()
-    db.Job._meta.database.execute_sql("update meta set value='0' where key='schema_version'")
+    latest = db.models.SCHEMA_VERSION
+    db.Job._meta.database.execute_sql(
+        f"update meta set value='{latest - 1}' where key='schema_version'")
     api.close()
     ran = []
-    monkeypatch.setitem(connection.MIGRATIONS, 1, lambda database: ran.append(database))
+    monkeypatch.setitem(connection.MIGRATIONS, latest, lambda database: ran.append(database))
     database = db.connect(site.database_path)
     assert len(ran) == 1
     version = database.execute_sql("select value from meta where key='schema_version'")
-    assert version.fetchone()[0] == "1"
+    assert version.fetchone()[0] == str(latest)
     database.close()
 
 
@@ -82,3 +85,24 @@ def test_a_writer_waits_for_the_lock_then_proceeds(site):
                                   "transfers": {"input_file": "laptop:/in.dat"}}])
     assert api.Job.objects.count() == 1
     other.close()
+
+
+def test_a_version_1_database_gains_the_split_columns(site):
+    """A site made before batches could be split (schema 1) opens and works after upgrade."""
+    api.connect()
+    old = db.Job._meta.database
+    for statement in ('DROP INDEX "transfer_item_batch_key"',
+                      'ALTER TABLE "transfer_item" DROP COLUMN "batch_key"',
+                      'ALTER TABLE "transfer_item" DROP COLUMN "split_round"',
+                      'ALTER TABLE "transfer_task" DROP COLUMN "fault_since"',
+                      "UPDATE meta SET value='1' WHERE key='schema_version'"):
+        old.execute_sql(statement)
+    api.close()
+    api.connect()
+    job = api.Job.objects.create(app="MySim", workdir="after-upgrade",
+                                 transfers={"input_file": "laptop:/in.dat"})
+    item = api.TransferItem.objects.get(job_id=job.id)
+    assert (item.split_round, item.batch_key) == (0, None)
+    database = db.Job._meta.database
+    assert database.execute_sql(
+        "select value from meta where key='schema_version'").fetchone()[0] == "2"

@@ -78,9 +78,11 @@ def test_restart_policy_backs_off_then_pauses_a_crash_loop():
 def test_logs_rotate_and_stay_bounded(sitekit):
     max_bytes, backups = 4096, 2
     kit = sitekit()
-    with open(kit.site / "settings.yml", "a") as settings:
-        settings.write(f"logging:\n  level: debug\n  max_bytes: {max_bytes}\n"
-                       f"  backup_count: {backups}\n  flush_period: 30\n")
+    settings = kit.site / "settings.yml"
+    text = settings.read_text()
+    start, end = text.index("logging:"), text.index("transfers:")
+    settings.write_text(text[:start] + f"logging:\n  level: debug\n  max_bytes: {max_bytes}\n"
+                        f"  backup_count: {backups}\n  flush_period: 30\n\n" + text[end:])
     kit.start()
     ids = kit.make_jobs(60, stage_out=False)
     kit.wait_jobs(ids, states.STAGED_IN)

@@ -37,12 +37,12 @@ class SiteKit:
                        if line.split(":")[0] not in given)  # a key given twice is an error
         (self.site / "settings.yml").write_text(settings[:start] + "transfers:\n" + base +
                                                 transfers)
+        api.use_site(self.site)  # bad settings fail here, before a process is started
         self.emulator = EmulatorProcess({SITE_EP: self.site, REMOTE_EP: self.remote},
                                         "--client", ":".join(CLIENT), *emulator_args)
         self.env = dict(os.environ, **self.emulator.env, HOME=str(tmp_path / "home"),
                         GLOBUS_CLIENT_ID=CLIENT[0], GLOBUS_CLIENT_SECRET=CLIENT[1],
                         BALSAM_SITE_PATH=str(self.site))
-        api.use_site(self.site)
         api.App.sync()
 
     def balsam(self, *args: str, check: bool = True, env: dict | None = None):

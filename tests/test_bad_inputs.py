@@ -216,6 +216,10 @@ CASES = [
          SettingsError, settings_text("database_path: data\n")),
     Case("settings-database-folder-missing", ("job", "ls"), "does not exist", use_site_again,
          SettingsError, settings_text("database_path: /nonexistent/site.db\n")),
+    Case("settings-database-missing", ("site", "sync"), "database_path: /tmp/no-such.db does "
+         "not exist", setup=settings_text("database_path: /tmp/no-such.db\n")),
+    Case("settings-database-missing-start", ("site", "start"), "/tmp/no-such.db does not "
+         "exist", setup=settings_text("database_path: /tmp/no-such.db\n")),
     Case("settings-unknown-key", ("job", "ls"), "bogus: unknown key", use_site_again,
          SettingsError, settings_text("bogus: 1\n")),
     Case("settings-malformed", ("job", "ls"), "malformed YAML", use_site_again, SettingsError,

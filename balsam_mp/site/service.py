@@ -41,8 +41,13 @@ def check_not_running(site: Settings) -> str | None:
 
 
 def validate(site: Settings) -> None:
-    """What `site start` checks beyond loading settings.yml; `site sync` runs it too."""
-    check_database_location(site.database_path, site.site_path / settings.SETTINGS_FILE)
+    """What `site start` checks beyond loading settings.yml; `site sync` runs it too (a
+    sync that pointed the workers at a missing database would halt a running site)."""
+    file = site.site_path / settings.SETTINGS_FILE
+    if not site.database_path.is_file():
+        raise BalsamError(f"{file}: database_path: {site.database_path} does not exist; to "
+                          "move site.db, stop the site, move the file, then set database_path")
+    check_database_location(site.database_path, file)
 
 
 def start(site: Settings, foreground: bool = False, if_not_running: bool = False) -> str:

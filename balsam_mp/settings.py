@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import re
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,12 @@ class Settings:
     transfers: TransferSettings
     database_path: Path
     logging: LogSettings = LogSettings()
+    database_url: str | None = None  # PostgreSQL instead of database_path, when set
+
+    @property
+    def database(self) -> Path | str:
+        """What db.connect() opens: the PostgreSQL URL if set, else the SQLite file."""
+        return self.database_url or self.database_path
 
     @property
     def data_path(self) -> Path:
@@ -164,7 +171,8 @@ def _parse(file: Path, site: Path, raw: dict[str, Any]) -> Settings:
     ignored = [key for key in raw if key in IGNORED_SECTIONS]
     if ignored:
         log.info("%s: ignoring sections this site does not use: %s", file, ", ".join(ignored))
-    known = {"site_name", "transfers", "database_path", "logging", *IGNORED_SECTIONS}
+    known = {"site_name", "transfers", "database_path", "database_url", "logging",
+             *IGNORED_SECTIONS}
     for key in raw:
         if key not in known:
             raise fail(str(key), "unknown key")
@@ -177,7 +185,52 @@ def _parse(file: Path, site: Path, raw: dict[str, Any]) -> Settings:
     db_file = _database_file(site, raw.get("database_path"), fail)
     section = raw.get("transfers")
     transfers = _parse_transfers({} if section is None else section, fail)
-    return Settings(site, site_name, transfers, db_file, _parse_logging(raw.get("logging"), fail))
+    url = _database_url(raw.get("database_url"), fail)
+    return Settings(site, site_name, transfers, db_file, _parse_logging(raw.get("logging"), fail),
+                    url)
+
+
+DATABASE_URL_ENV = "BALSAM_DATABASE_URL"
+
+
+def check_database_url(url: Any, where: str = DATABASE_URL_ENV) -> str:
+    """A postgresql://user@host:port/dbname URL, without a password (it would sit in
+    plain text in settings.yml or the environment of every process: libpq reads it from
+    ~/.pgpass or $PGPASSWORD instead)."""
+    if not isinstance(url, str) or not url or any(c in url for c in "\0\n\r"):
+        raise SettingsError(f"{where}: must be a postgresql://user@host:port/dbname URL, "
+                            f"got {url!r}")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise SettingsError(f"{where}: {url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise SettingsError(f"{where}: {url!r} is not a postgresql:// URL (without it the "
+                            "site uses SQLite at database_path)")
+    if parts.password is not None:
+        raise SettingsError(f"{where}: the URL carries a password; remove it and put it in "
+                            "~/.pgpass (chmod 600) or $PGPASSWORD, so it is never stored "
+                            "in settings.yml nor shown in a process list")
+    if not parts.path.strip("/"):
+        raise SettingsError(f"{where}: {url!r} names no database (postgresql://user@host:port"
+                            "/dbname)")
+    return url
+
+
+def _database_url(value: Any, fail) -> str | None:
+    """settings.yml's database_url, else $BALSAM_DATABASE_URL; both set must agree."""
+    env = os.environ.get(DATABASE_URL_ENV) or None
+    if value is None:
+        return None if env is None else check_database_url(env)
+    try:
+        url = check_database_url(value, "database_url")
+    except SettingsError as exc:
+        raise fail("database_url", str(exc).removeprefix("database_url: ")) from None
+    if env is not None and env != url:
+        raise fail("database_url", f"{url!r} differs from ${DATABASE_URL_ENV} ({env!r}); "
+                   "unset one of them")
+    return url
 
 
 def _parse_logging(section: Any, fail) -> LogSettings:

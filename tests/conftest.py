@@ -1,7 +1,13 @@
-"""Shared fixtures: a fresh site per test, bound to the Python API."""
+"""Shared fixtures: a fresh site per test, bound to the Python API.
+
+Tests marked `engines` run once on SQLite and once on PostgreSQL (a server this test run
+starts itself, see postgres_server below); the others on SQLite only.
+"""
 
 from __future__ import annotations
 
+import itertools
+import os
 from pathlib import Path
 
 import pytest
@@ -9,11 +15,63 @@ import pytest
 from balsam_mp import api
 from balsam_mp.site.layout import init_site
 
+ENGINES = ("sqlite", "postgres")
+# Local development only: BALSAM_TEST_POSTGRES=skip skips the PostgreSQL runs. Without
+# it a server that cannot start fails those tests (CI must never pass them silently).
+SKIP_POSTGRES = os.environ.get("BALSAM_TEST_POSTGRES") == "skip"
+_database_names = itertools.count(1)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("engines") and "engine" in metafunc.fixturenames:
+        metafunc.parametrize("engine", ENGINES, indirect=True)
+
 
 @pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def engine(request: pytest.FixtureRequest) -> str:
+    """sqlite, or postgres for the second run of a test marked `engines`."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the whole run; every process of a test finds the
+    password in $PGPASSWORD, as a user's would."""
+    if SKIP_POSTGRES:
+        pytest.skip("BALSAM_TEST_POSTGRES=skip")
+    from balsam_mp.testing.postgres_server import PostgresServer, PostgresServerError
+
+    try:
+        server = PostgresServer().start()
+    except PostgresServerError as exc:
+        pytest.fail(f"cannot start the test PostgreSQL server: {exc}", pytrace=False)
+    old = os.environ.get("PGPASSWORD")
+    os.environ["PGPASSWORD"] = server.password
+    yield server
+    server.stop()
+    if old is None:
+        os.environ.pop("PGPASSWORD", None)
+    else:
+        os.environ["PGPASSWORD"] = old
+
+
+@pytest.fixture
+def database_url(engine: str, request: pytest.FixtureRequest):
+    """None on SQLite; on PostgreSQL the URL of a new, empty database for this test."""
+    if engine == "sqlite":
+        yield None
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = f"test_{os.getpid()}_{next(_database_names)}"
+    yield server.create_database(name)
+    api.close()
+    server.drop_database(name)  # WITH (FORCE): a process left behind loses its session
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str | None):
     """A new site with its example app synced; the API points at it."""
-    settings = init_site(tmp_path / "site")
+    settings = init_site(tmp_path / "site", database_url=database_url)
     monkeypatch.setenv("BALSAM_SITE_PATH", str(settings.site_path))
     api.use_site(settings.site_path)
     api.App.sync()
@@ -75,14 +133,14 @@ def emulator(endpoint_dirs, monkeypatch):
 
 
 @pytest.fixture
-def sitekit(tmp_path, monkeypatch):
+def sitekit(tmp_path, monkeypatch, database_url):
     """Make a SiteKit (emulator process + site); everything it started is stopped after."""
     from tests.sitekit import SiteKit
 
     kits = []
 
     def make(**kwargs):
-        kit = SiteKit(tmp_path, **kwargs)
+        kit = SiteKit(tmp_path, database_url=database_url, **kwargs)
         kits.append(kit)
         monkeypatch.setenv("BALSAM_SITE_PATH", str(kit.site))
         return kit

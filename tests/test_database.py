@@ -1,4 +1,6 @@
-"""The database rules: WAL, schema version, fork guards, compare-and-set."""
+"""The database rules: WAL, schema version, fork guards, compare-and-set.
+
+Those marked `engines` run on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -27,21 +29,24 @@ def test_wal_immediate_and_schema_version(site):
     assert any("transfer_item_state" in name for name in indexes)
 
 
+@pytest.mark.engines
 def test_a_newer_schema_is_refused(site):
     api.connect()
     db.Job._meta.database.execute_sql("update meta set value='99' where key='schema_version'")
     api.close()
     with pytest.raises(BalsamError, match="schema version 99 is newer"):
-        db.connect(site.database_path)
+        db.connect(site.database)
 
 
+@pytest.mark.engines
 def test_forbidden_process_cannot_open_a_connection(site, monkeypatch):
     monkeypatch.setattr(connection, "_forbidden_reason", None)
     db.forbid_connections("supervisor forks workers")
     with pytest.raises(ForkSafetyError, match="supervisor forks workers"):
-        db.connect(site.database_path)
+        db.connect(site.database)
 
 
+@pytest.mark.engines
 def test_a_connection_inherited_through_fork_refuses_to_run(site):
     api.connect()
     api.Job.objects.count()
@@ -60,6 +65,7 @@ def test_a_connection_inherited_through_fork_refuses_to_run(site):
     assert api.Job.objects.count() == 0  # the parent's connection still works
 
 
+@pytest.mark.engines
 def test_an_older_schema_is_migrated_through_the_hook(site, monkeypatch):
     api.connect()
     latest = db.models.SCHEMA_VERSION
@@ -68,7 +74,7 @@ def test_an_older_schema_is_migrated_through_the_hook(site, monkeypatch):
     api.close()
     ran = []
     monkeypatch.setitem(connection.MIGRATIONS, latest, lambda database: ran.append(database))
-    database = db.connect(site.database_path)
+    database = db.connect(site.database)
     assert len(ran) == 1
     version = database.execute_sql("select value from meta where key='schema_version'")
     assert version.fetchone()[0] == str(latest)
@@ -87,6 +93,7 @@ def test_a_writer_waits_for_the_lock_then_proceeds(site):
     other.close()
 
 
+@pytest.mark.engines
 def test_a_version_1_database_gains_the_split_columns(site):
     """A site made before batches could be split (schema 1) opens and works after upgrade."""
     api.connect()

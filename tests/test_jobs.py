@@ -11,6 +11,8 @@ import pytest
 from balsam_mp import api, states
 from balsam_mp.errors import NotFound, StateConflict, ValidationError
 
+pytestmark = pytest.mark.engines  # every test on SQLite and on PostgreSQL
+
 
 def test_job_with_stage_in_starts_ready_and_its_items_pending(site, remote_files):
     src = remote_files("in.dat")
@@ -157,12 +159,23 @@ def test_apps_with_bad_slots_are_refused(site, slots, message):
     assert [a.name for a in api.App.objects.all()] == ["MySim"]
 
 
-def test_sqlite3_reads_the_site_database(site):
+def test_sqlite3_or_psql_reads_the_site_database(site):
     api.Job.objects.bulk_create([
         {"app": "MySim", "workdir": f"e/{n}", "transfers": {
             "input_file": f"laptop:/d/{n}", "result": f"laptop:/o/{n}"}} for n in range(4)
     ])
     query = "select state, count(*) from transfer_item group by state order by state"
+    if site.database_url:  # the README's psql line, as written
+        from balsam_mp.testing.postgres_server import find_bindir
+
+        out = subprocess.run([str(find_bindir() / "psql"), site.database_url, "-At", "-c",
+                              query], capture_output=True, text=True, check=True).stdout
+        assert out == "awaiting_job|4\npending|4\n"
+        created = subprocess.run([str(find_bindir() / "psql"), site.database_url, "-At", "-c",
+                                  "select created_at from job limit 1"], capture_output=True,
+                                 text=True, check=True).stdout.strip()
+        assert created.endswith("Z") and "T" in created  # ISO-8601 UTC text, as in SQLite
+        return
     db_file = str(site.site_path / "site.db")
     if shutil.which("sqlite3"):
         out = subprocess.run(["sqlite3", db_file, query], capture_output=True, text=True,

@@ -39,7 +39,7 @@ def current_settings() -> Settings:
 def connect() -> None:
     """Open this process's connection to the site database if it is not open yet."""
     if _site["db"] is None or _site["pid"] != os.getpid():
-        _site["db"] = db.connect(current_settings().database_path)
+        _site["db"] = db.connect(current_settings().database)
         _site["pid"] = os.getpid()
 
 

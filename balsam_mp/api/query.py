@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 
 import peewee
 
+from balsam_mp.db import bulk
 from balsam_mp.errors import NotFound, ValidationError
 
 M = TypeVar("M", bound=peewee.Model)
@@ -108,11 +109,12 @@ class QuerySet(Generic[M]):
         if name == "tags" and not op:
             if not isinstance(value, dict):
                 raise ValidationError("tags= takes a mapping of key: value")
+            self._connect()  # the SQL differs by engine
             # json_each, not a JSON path: a key may hold '"', '.' or '[' (a path cannot)
-            clauses = [peewee.NodeList((
-                peewee.SQL("EXISTS (SELECT 1 FROM json_each("), field,
-                peewee.SQL(") WHERE key = ? AND value = ?)", (k, v)))) for k, v in value.items()]
-            return functools.reduce(operator.and_, clauses) if clauses else peewee.SQL("1")
+            head, tail = bulk.dialect().JSON_PAIR
+            clauses = [peewee.NodeList((peewee.SQL(head), field, peewee.SQL(tail, (k, v))))
+                       for k, v in value.items()]
+            return functools.reduce(operator.and_, clauses) if clauses else peewee.SQL("1 = 1")
         if not op:
             return field == value
         if op == "in":

@@ -29,9 +29,12 @@ def site() -> None:
 @site.command()
 @click.argument("path", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", help="Site name (default: the directory name).")
-def init(path: Path, name: str | None) -> None:
+@click.option("--database-url", metavar="URL",
+              help="postgresql://user@host:port/dbname instead of SITE/site.db "
+                   "(the password from ~/.pgpass or $PGPASSWORD).")
+def init(path: Path, name: str | None, database_url: str | None) -> None:
     """Create a site at PATH from the site template."""
-    settings = init_site(path, name)
+    settings = init_site(path, name, database_url)
     click.echo(f"created site {settings.site_name!r} at {settings.site_path}")
     click.echo(f"next: export BALSAM_SITE_PATH={settings.site_path}; balsam app sync")
 

@@ -2,7 +2,7 @@
 
 peewee builds the SQL of an insert_many row by row in Python, which cost about two
 thirds of the time of creating 20,000 jobs. Here the statement is built once and
-sqlite3's executemany binds every row; values still go through each field's db_value.
+the driver's executemany binds every row; values still go through each field's db_value.
 
 The statements the workers run for every batch (claim, submit, finish, advance jobs)
 are written out as SQL and run with `run()`: building them with peewee cost about as
@@ -12,7 +12,6 @@ much CPU as SQLite spent executing them (measured: scripts/bench_site.py (b)).
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 import peewee
@@ -30,7 +29,9 @@ def insert_rows(model: type[peewee.Model], rows: list[dict[str, Any]]) -> None:
 def insert_row(model: type[peewee.Model], row: dict[str, Any]) -> int:
     """INSERT one row in the caller's transaction; returns its id."""
     sql, values = _insert_statement(model, [row])
-    return model._meta.database.cursor().execute(sql, values[0]).lastrowid
+    cursor = model._meta.database.cursor()
+    cursor.execute(f'{sql} RETURNING "{model._meta.primary_key.column_name}"', values[0])
+    return cursor.fetchone()[0]
 
 
 def _insert_statement(model: type[peewee.Model],
@@ -42,20 +43,30 @@ def _insert_statement(model: type[peewee.Model],
     rows = [{**defaults, **row} for row in rows] if defaults else rows
     fields = [model._meta.fields[name] for name in rows[0]]
     columns = ", ".join(f'"{field.column_name}"' for field in fields)
-    marks = ", ".join("?" for _ in fields)
+    marks = ", ".join(model._meta.database.param for _ in fields)
     sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({marks})'
     return sql, [[field.db_value(row[field.name]) for field in fields] for row in rows]
 
 
-def value_list(values: list[int] | list[str]) -> peewee.SQL:
+def value_list(values: list[int] | list[str]) -> peewee.SQL | list:
     """Many ids (or names) as ONE bound parameter, for `field.in_(value_list(values))`.
 
     A list of a hundred values costs peewee a node per value to build, and SQLite a
-    variable each (with a limit on how many); one JSON array read by json_each costs
-    neither, whatever its length."""
-    return peewee.SQL("(SELECT value FROM json_each(?))", (json.dumps(values),))
+    variable each (with a limit on how many); one JSON array read by json_each (on
+    PostgreSQL jsonb_array_elements_text) costs neither, whatever its length."""
+    if not values:
+        return []  # peewee writes `field IN ()` as false; no list to type on PostgreSQL
+    database = database_proxy.obj
+    listing = database.dialect.ID_LIST if isinstance(values[0], int) \
+        else database.dialect.TEXT_LIST
+    return peewee.SQL(f"({listing.format(param=database.param)})", (json.dumps(values),))
 
 
-def run(sql: str, params: dict[str, Any] | None = None) -> sqlite3.Cursor:
-    """Plain SQL with named parameters on this process's connection."""
-    return database_proxy.execute_sql(sql, params)
+def dialect():
+    """The SQL fragments of this process's engine (sql_sqlite or sql_postgres)."""
+    return database_proxy.obj.dialect
+
+
+def run(sql: str, params: dict[str, Any] | None = None) -> Any:
+    """Plain SQL with `:name` parameters on this process's connection (a DB-API cursor)."""
+    return database_proxy.execute_sql(dialect().named(sql), params)

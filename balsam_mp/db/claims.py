@@ -2,7 +2,8 @@
 
 A claim is a lease: a task row in `submitting` names its owner ("pid:create_time") and a
 lease expiry. A claim whose owner has died or whose lease has run out is taken over.
-Every function here runs its own BEGIN IMMEDIATE transaction.
+Every function here runs its own BEGIN IMMEDIATE transaction (on PostgreSQL, the claim's
+read locks its rows with FOR UPDATE SKIP LOCKED instead).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import peewee
 import psutil
 
-from balsam_mp.db.bulk import insert_row, run
+from balsam_mp.db.bulk import dialect, insert_row, run
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
 from balsam_mp.db.outcomes import Failure, fail_items
 from balsam_mp.errors import StateConflict
@@ -71,29 +72,32 @@ _DUE_ITEMS = """
     SELECT {columns} FROM transfer_item
     WHERE state = :pending AND direction = :direction AND location_alias = :alias
       AND (not_before IS NULL OR not_before <= :now){batched}
-    ORDER BY job_id, id LIMIT :limit"""
+    ORDER BY job_id, id LIMIT :limit{lock}"""
 # The half of a split batch (items sharing a batch_key) to claim first, if any: the
 # batch_key index holds only the few items waiting in such halves.
 _DUE_HALF = """
-    SELECT batch_key FROM transfer_item INDEXED BY transfer_item_batch_key
+    SELECT batch_key FROM transfer_item {index}
     WHERE batch_key IS NOT NULL AND state = :pending AND direction = :direction
       AND location_alias = :alias AND (not_before IS NULL OR not_before <= :now)
     LIMIT 1"""
 _HALF_ITEMS = """
     SELECT id, remote_path, local_path, recursive FROM transfer_item
-    WHERE batch_key = :key AND state = :pending ORDER BY id LIMIT :limit"""
+    WHERE batch_key = :key AND state = :pending ORDER BY id LIMIT :limit{lock}"""
 _CLAIM_ITEMS = """
     UPDATE transfer_item SET state = :submitting, transfer_task_id = :task, updated_at = :now,
         batch_key = NULL
-    WHERE id IN (SELECT value FROM json_each(:ids))
+    WHERE id IN ({ids})
       AND state || '' = :pending  -- `|| ''` keeps SQLite on the ids, off the state index
 """
 
 
-def _due(group: Group, now: str, limit: int, columns: str, batched: bool = True) -> list[tuple]:
-    """Due items; only those in no split half unless `batched`."""
+def _due(group: Group, now: str, limit: int, columns: str, batched: bool = True,
+         lock: bool = False) -> list[tuple]:
+    """Due items; only those in no split half unless `batched`. `lock`: the claim's
+    read, which on PostgreSQL locks the rows and skips those another claim holds."""
     sql = _DUE_ITEMS.format(columns=columns, batched="" if batched else
-                            " AND batch_key IS NULL")
+                            " AND batch_key IS NULL",
+                            lock=dialect().SKIP_LOCKED if lock else "")
     return run(sql, {"pending": Item.PENDING, "direction": group.direction,
                      "alias": group.alias, "now": now, "limit": limit}).fetchall()
 
@@ -103,9 +107,11 @@ def _next_batch(group: Group, now: str, limit: int) -> list[tuple[int, str, str,
     oldest jobs' items that are in no half."""
     params = {"pending": Item.PENDING, "direction": group.direction, "alias": group.alias,
               "now": now, "limit": limit}
-    half = run(_DUE_HALF, params).fetchone()
-    rows = run(_HALF_ITEMS, dict(params, key=half[0])).fetchall() if half else \
-        _due(group, now, limit, "id, remote_path, local_path, recursive", batched=False)
+    half = run(_DUE_HALF.format(index=dialect().BATCH_KEY_INDEX), params).fetchone()
+    rows = run(_HALF_ITEMS.format(lock=dialect().SKIP_LOCKED), dict(params, key=half[0])
+               ).fetchall() if half else \
+        _due(group, now, limit, "id, remote_path, local_path, recursive", batched=False,
+             lock=True)
     return [(i, remote, local, bool(recursive)) for i, remote, local, recursive in rows]
 
 
@@ -149,7 +155,8 @@ def claim_batches(groups: list[tuple[Group, str, str]], capacity: int, budget: i
                     item_count=len(items), owner=owner, deadline=deadline,
                     lease_expires=now + dt.timedelta(seconds=lease), created_at=now,
                     updated_at=now))
-                claimed = run(_CLAIM_ITEMS, {
+                claimed = run(_CLAIM_ITEMS.format(ids=dialect().ID_LIST.format(
+                    param=":ids")), {
                     "submitting": Item.SUBMITTING, "pending": Item.PENDING, "task": task_id,
                     "now": iso(now), "ids": json.dumps([i[0] for i in items])}).rowcount
                 if claimed != len(items):

@@ -1,4 +1,5 @@
-"""One SQLite connection per process, opened after any fork.
+"""One database connection per process, opened after any fork: SQLite (a file, the
+default) or PostgreSQL (`database_url`, see postgres.py).
 
 A connection that crosses a fork shares file locks and buffers with its parent and
 corrupts the database in ways that surface much later. Two guards make that impossible
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import peewee
 
+from balsam_mp.db import sql_sqlite
 from balsam_mp.db.models import ALL_MODELS, SCHEMA_VERSION, Meta, database_proxy
+from balsam_mp.db.postgres import SitePostgres, open_postgres
 from balsam_mp.errors import BalsamError, ForkSafetyError
 
 _forbidden_reason: str | None = None
@@ -29,9 +32,12 @@ BUSY_TIMEOUT = 30.0  # seconds a writer waits for the lock before it gives up
 class SiteDatabase(peewee.SqliteDatabase):
     """SqliteDatabase that remembers the process that opened it."""
 
+    dialect = sql_sqlite
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.owner_pid = os.getpid()
+        self._data_version = -1
 
     def cursor(self, *args, **kwargs):
         if os.getpid() != self.owner_pid:
@@ -64,6 +70,31 @@ class SiteDatabase(peewee.SqliteDatabase):
         finally:
             cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
 
+    def install_schema_hooks(self) -> None:
+        """Nothing to install: workers poll PRAGMA data_version."""
+
+    def listen(self) -> None:
+        self._data_version = self.execute_sql("PRAGMA data_version").fetchone()[0]
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """True when another connection committed since we last looked (PRAGMA
+        data_version, one tiny query); else sleep `timeout` and say False."""
+        version = self.execute_sql("PRAGMA data_version").fetchone()[0]
+        changed, self._data_version = version != self._data_version, version
+        if not changed:
+            time.sleep(timeout)
+        return changed
+
+    def reconnect_if_broken(self) -> None:
+        """A file does not go away as a server connection does."""
+
+
+Database = SiteDatabase | SitePostgres
+
+
+def is_database_url(target: object) -> bool:
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
 
 def forbid_connections(reason: str) -> None:
     """Make every later connect() in this process raise (the supervisor, before fork)."""
@@ -77,10 +108,25 @@ def allow_connections() -> None:
     _forbidden_reason = None
 
 
-def connect(db_path: Path, *, synchronous: str = "NORMAL", create: bool = False) -> SiteDatabase:
-    """Open the site database for this process and bind the models to it."""
+def connect(target: Path | str, *, synchronous: str = "NORMAL", create: bool = False
+            ) -> Database:
+    """Open the site database for this process and bind the models to it: a SQLite file,
+    or a postgresql:// URL (`create` then makes the tables unless they exist)."""
     if _forbidden_reason is not None:
         raise ForkSafetyError(f"no database connection allowed here: {_forbidden_reason}")
+    if is_database_url(target):
+        database = open_postgres(str(target))
+        database_proxy.initialize(database)
+        try:
+            if create and not database.table_exists(Meta._meta.table_name):
+                _create_schema(database)
+            else:
+                _migrate(database)
+        except BaseException:
+            database.close()
+            raise
+        return database
+    db_path = Path(target)
     if not create and not db_path.exists():
         raise BalsamError(f"{db_path}: site database missing; run `balsam site init`")
     db = SiteDatabase(
@@ -105,13 +151,14 @@ def connect(db_path: Path, *, synchronous: str = "NORMAL", create: bool = False)
     return db
 
 
-def _create_schema(db: SiteDatabase) -> None:
+def _create_schema(db: Database) -> None:
     with db.atomic():
         db.create_tables(ALL_MODELS)
+        db.install_schema_hooks()
         Meta.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict_ignore().execute()
 
 
-def _split_batches(db: SiteDatabase) -> None:
+def _split_batches(db: Database) -> None:
     """v2: split halves of a poisoned batch (transfer_item.split_round, batch_key) and
     the time a task's fault started repeating (transfer_task.fault_since)."""
     for statement in (
@@ -123,17 +170,21 @@ def _split_batches(db: SiteDatabase) -> None:
 
 
 # Migration hook: version -> function bringing the schema from version-1 to version.
-MIGRATIONS: dict[int, Callable[[SiteDatabase], None]] = {2: _split_batches}
+MIGRATIONS: dict[int, Callable[[Database], None]] = {2: _split_batches}
 
 
-def _migrate(db: SiteDatabase) -> None:
-    row = Meta.get_or_none(Meta.key == "schema_version")
+def _migrate(db: Database) -> None:
+    name = db.database
+    row = Meta.get_or_none(Meta.key == "schema_version") \
+        if db.table_exists(Meta._meta.table_name) else None
     if row is None:
-        raise BalsamError(f"{db.database}: not a balsam site database (no schema_version)")
+        hint = "; `balsam site init PATH --database-url URL` makes one" \
+            if is_database_url(name) else ""
+        raise BalsamError(f"{name}: not a balsam site database (no schema_version){hint}")
     version = int(row.value)
     if version > SCHEMA_VERSION:
         raise BalsamError(
-            f"{db.database}: schema version {version} is newer than this balsam_mp "
+            f"{name}: schema version {version} is newer than this balsam_mp "
             f"({SCHEMA_VERSION}); upgrade balsam_mp"
         )
     while version < SCHEMA_VERSION:

@@ -1,8 +1,8 @@
 """Job state changes: each one a compare-and-set that writes a log_event row.
 
 Each function moves a whole batch of jobs in a few statements (ids travel as one JSON
-parameter, read by json_each). Callers run these inside a writing transaction
-(`db.atomic()`, which is BEGIN IMMEDIATE).
+parameter, read by json_each, or jsonb_array_elements_text on PostgreSQL). Callers run
+these inside a writing transaction (`db.atomic()`, which is BEGIN IMMEDIATE on SQLite).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from balsam_mp import states
-from balsam_mp.db.bulk import run, value_list
+from balsam_mp.db.bulk import dialect, run, value_list
 from balsam_mp.db.models import TransferItem, iso, utcnow
 from balsam_mp.errors import StateConflict
 from balsam_mp.states import Item
@@ -27,14 +27,14 @@ def set_job_state(job_id: int, from_state: str, to_state: str, message: str = ""
 # The compare-and-set, and its log rows, as two statements whatever the number of jobs.
 _MOVE = """
     UPDATE job SET state = :to_state, updated_at = :now
-    WHERE id IN (SELECT value FROM json_each(:ids)) AND state = :from_state {condition}
+    WHERE id IN ({ids}) AND state = :from_state {condition}
     RETURNING id"""
 _ALL_ITEMS_DONE = """
     AND NOT EXISTS (SELECT 1 FROM transfer_item AS item WHERE item.job_id = job.id
                     AND item.direction = :direction AND item.state != :done)"""
 _LOG_MOVES = """
     INSERT INTO log_event (job_id, from_state, to_state, message, timestamp)
-    SELECT value, :from_state, :to_state, :message, :now FROM json_each(:ids)"""
+    SELECT value, :from_state, :to_state, :message, :now FROM ({ids}) AS moved"""
 
 
 def move_jobs(job_ids: list[int], from_state: str, to_state: str, message: str = "",
@@ -48,9 +48,13 @@ def move_jobs(job_ids: list[int], from_state: str, to_state: str, message: str =
               "now": iso(utcnow()), "message": message, "direction": all_done,
               "done": Item.DONE}
     condition = _ALL_ITEMS_DONE if all_done else ""
-    moved = [job_id for (job_id,) in run(_MOVE.format(condition=condition), params).fetchall()]
+    ids = dialect().ID_LIST.format(param=":ids")
+    if all_done and dialect().LOCK_JOBS:
+        run(dialect().LOCK_JOBS.format(ids=ids), params)
+    moved = [job_id for (job_id,) in
+             run(_MOVE.format(condition=condition, ids=ids), params).fetchall()]
     if moved:
-        run(_LOG_MOVES, {**params, "ids": json.dumps(moved)})
+        run(_LOG_MOVES.format(ids=ids), {**params, "ids": json.dumps(moved)})
     return moved
 
 

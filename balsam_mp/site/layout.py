@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -19,16 +20,25 @@ def _listing(path: Path) -> list[Path]:
         raise BalsamError(f"cannot create a site at {path}: {exc.strerror}") from None
 
 
-def _build(staging: Path, site_name: str) -> None:
+def _build(staging: Path, site_name: str, database_url: str | None) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(TEMPLATE, staging, ignore=shutil.ignore_patterns("__pycache__"))
     text = (staging / settings.SETTINGS_FILE).read_text().replace("{site_name}", site_name)
+    if database_url:  # after the template's commented example
+        example = text.index("\n# database_url: postgresql://")
+        end = text.index("\n", example + 1)
+        text = f"{text[:end]}\ndatabase_url: {json.dumps(database_url)}{text[end:]}"
     (staging / settings.SETTINGS_FILE).write_text(text)
     for sub in ("data", "logs"):
         (staging / sub).mkdir()
 
 
-def init_site(path: Path, name: str | None = None) -> settings.Settings:
+def init_site(path: Path, name: str | None = None,
+              database_url: str | None = None) -> settings.Settings:
+    """A new site directory; its database is site.db, or the tables are made in the
+    PostgreSQL database `database_url` (unless they exist)."""
+    if database_url is not None:
+        settings.check_database_url(database_url, "--database-url")
     path = path.resolve()
     if (path / settings.SETTINGS_FILE).exists():
         raise BalsamError(f"{path} is already a balsam site")
@@ -42,7 +52,7 @@ def init_site(path: Path, name: str | None = None) -> settings.Settings:
                           "backslashes")
     staging = path.with_name(f".{path.name}.init")
     try:
-        _build(staging, site_name)
+        _build(staging, site_name, database_url)
         if path.exists():
             path.rmdir()
         staging.rename(path)  # a half-made site never appears under its real name
@@ -51,5 +61,5 @@ def init_site(path: Path, name: str | None = None) -> settings.Settings:
         raise BalsamError(f"cannot create a site at {path}: "
                           f"{exc.strerror or exc} ({exc.filename or path})") from None
     loaded = settings.load(path)
-    db.connect(loaded.database_path, create=True).close()
+    db.connect(loaded.database, create=True).close()
     return loaded

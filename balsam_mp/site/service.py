@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from balsam_mp import api, settings
+from balsam_mp import api, db, settings
 from balsam_mp.db.filesystem import check_database_location
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
@@ -44,6 +44,9 @@ def validate(site: Settings) -> None:
     """What `site start` checks beyond loading settings.yml; `site sync` runs it too (a
     sync that pointed the workers at a missing database would halt a running site)."""
     file = site.site_path / settings.SETTINGS_FILE
+    if site.database_url:  # reachable, and a balsam database: or the workers halt at boot
+        db.connect(site.database_url).close()
+        return
     if not site.database_path.is_file():
         raise BalsamError(f"{file}: database_path: {site.database_path} does not exist; to "
                           "move site.db, stop the site, move the file, then set database_path")

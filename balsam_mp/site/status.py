@@ -42,12 +42,13 @@ def status(site_path: Path) -> dict:
     running = info is not None and info.alive()
     try:
         site: Settings | None = settings.load(site_path)
-        db_path, note = site.database_path, None
+        db_path, note = site.database, None
     except BalsamError:
         site = None
         db_path, note = settings.database_path_of(site_path)
     with db.connect(db_path).atomic("DEFERRED"):  # one read snapshot for every number
         report = _snapshot(site)
+        sizes = _sizes(db_path, site_path / "logs")
     workers = _workers(info) if running else {}
     actions = report.pop("actions")
     actions += [f"{name} is crash-looping ({w['last_error']}); next try at {w['next_try']}; "
@@ -60,7 +61,7 @@ def status(site_path: Path) -> dict:
         "pid": info.pid if running else None, "host": info.host if info else None,
         "workers": workers, **report,
         "settings_error": note,
-        "sizes": _sizes(db_path, site_path / "logs"),
+        "sizes": sizes,
         "action_required": elide("; ".join(actions), 4 * LINE) or None,
     }
 
@@ -131,13 +132,13 @@ def _waiting(groups: list[tuple], on_alias) -> dict[str, int]:
 
 # Items done by tasks that finished in the last hour, and in the last minute (an item is
 # done when its task finishes). Tasks are a hundredth of the items, so this reads the
-# recent tasks and their items by task; `+item.state` keeps SQLite off the state index,
+# recent tasks and their items by task; `|| ''` keeps SQLite off the state index,
 # which would walk every done item ever.
 _DONE_RECENTLY = """
-    SELECT COUNT(*), COALESCE(SUM(task.updated_at >= :minute), 0)
+    SELECT COUNT(*), COALESCE(SUM(CASE WHEN task.updated_at >= :minute THEN 1 ELSE 0 END), 0)
     FROM transfer_task AS task JOIN transfer_item AS item ON item.transfer_task_id = task.id
     WHERE task.state IN (:succeeded, :failed) AND task.updated_at >= :hour
-      AND +item.state = :done"""
+      AND item.state || '' = :done"""
 
 
 def _done_recently() -> tuple[int, int]:
@@ -202,10 +203,14 @@ def _counted(counts: dict[str, int]) -> str:
                      for alias, count in counts.items())
 
 
-def _sizes(db_path: Path, logs_path: Path) -> dict[str, int]:
-    """Bytes on disk: what counts against a home-directory quota."""
+def _sizes(db_path: Path | str, logs_path: Path) -> dict[str, int]:
+    """Bytes on disk: what counts against a home-directory quota (a PostgreSQL
+    database's size is the server's, and it has no -wal file of ours)."""
     logs = sum(f.stat().st_size for f in logs_path.glob("*") if f.is_file()) \
         if logs_path.is_dir() else 0
+    if db.is_database_url(db_path):
+        size = run("SELECT pg_database_size(current_database())").fetchone()[0]
+        return {"database": size, "wal": 0, "logs": logs}
     return {"database": _size(db_path), "wal": _size(db_path.with_name(db_path.name + "-wal")),
             "logs": logs}
 

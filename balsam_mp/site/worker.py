@@ -42,8 +42,7 @@ class Worker:
         self.settings = settings
         self.log = logging.getLogger(f"balsam_mp.{self.name}")
         self.stopping = False
-        self.database: peewee.Database | None = None
-        self._data_version = -1
+        self.database: db.connection.Database | None = None
         self._error_backoff = 0.0
         self.parent_pid = os.getppid()
 
@@ -75,7 +74,8 @@ class Worker:
         return 0
 
     def initialize(self) -> None:
-        self.database = db.connect(self.settings.database_path, synchronous=self.synchronous)
+        self.database = db.connect(self.settings.database, synchronous=self.synchronous)
+        self.database.listen()
 
     @property
     def running(self) -> bool:
@@ -91,6 +91,7 @@ class Worker:
                 self._error_backoff = min(30.0, max(0.5, self._error_backoff * 2))
                 self.log.warning("%s: %s; retrying in %.1fs", self.name, exc, self._error_backoff)
                 self.sleep(self._error_backoff)
+                self._reconnect()
                 continue
             if not busy:
                 self.idle()
@@ -109,18 +110,19 @@ class Worker:
         deadline = time.monotonic() + timeout
         tick = FIRST_TICK
         while self.running and time.monotonic() < deadline:
-            if self.database_changed():
+            # SQLite: one PRAGMA data_version, then a nap; PostgreSQL: LISTEN's wait
+            if self.database.wait_for_change(min(tick, max(0.0, deadline - time.monotonic()))):
                 return True
-            time.sleep(min(tick, max(0.0, deadline - time.monotonic())))
             tick = min(tick * 1.5, IDLE_TICK)
         return False
 
-    def database_changed(self) -> bool:
-        """True when another connection committed since we last looked (PRAGMA data_version)."""
-        version = self.database.execute_sql("PRAGMA data_version").fetchone()[0]
-        changed = version != self._data_version
-        self._data_version = version
-        return changed
+    def _reconnect(self) -> None:
+        """A lost server connection (PostgreSQL restarted) is opened anew; the next
+        step's error says so if that fails too."""
+        try:
+            self.database.reconnect_if_broken()
+        except peewee.OperationalError as exc:
+            self.log.warning("%s: cannot reconnect to the database: %s", self.name, exc)
 
     def sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

@@ -1,0 +1,33 @@
+"""The few per-batch SQL fragments that differ between engines: PostgreSQL's.
+
+Same names as sql_sqlite.py. JSON columns are text (as in SQLite), cast to jsonb where
+a statement looks inside.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+ID_LIST = ("SELECT CAST(value AS bigint) AS value "
+           "FROM jsonb_array_elements_text(CAST({param} AS jsonb))")
+TEXT_LIST = "SELECT value FROM jsonb_array_elements_text(CAST({param} AS jsonb))"
+JSON_PAIR = ("EXISTS (SELECT 1 FROM jsonb_each_text(CAST(",
+             " AS jsonb)) WHERE key = %s AND value = %s)")
+# writers run side by side (READ COMMITTED): a claim locks the rows it takes and passes
+# over those another transaction holds
+SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+BATCH_KEY_INDEX = ""
+# Moving a job checks that none of its items is still in flight. Two transactions that
+# each finish some items of one job must not both decide on a snapshot missing the
+# other's commit: the job rows are locked first (in id order, no deadlock), so the
+# second waits for the first and its next statement sees the first's items done.
+LOCK_JOBS = "SELECT id FROM job WHERE id IN ({ids}) ORDER BY id FOR UPDATE"
+
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@functools.lru_cache(maxsize=256)
+def named(sql: str) -> str:
+    """`:name` -> `%(name)s` (psycopg's style); a literal % is doubled."""
+    return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))

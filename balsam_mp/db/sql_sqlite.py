@@ -1,0 +1,24 @@
+"""The few per-batch SQL fragments that differ between engines: SQLite's.
+
+Every statement is written with `:name` parameters; `named()` turns them into what the
+driver takes. sql_postgres.py has the same names.
+"""
+
+from __future__ import annotations
+
+# the ids (or names) of a JSON array parameter, as one column `value`
+ID_LIST = "SELECT value FROM json_each({param})"
+TEXT_LIST = ID_LIST
+# a subquery over a JSON object column's pairs: key = ? AND value = ?
+JSON_PAIR = ("EXISTS (SELECT 1 FROM json_each(", ") WHERE key = ? AND value = ?)")
+# SQLite serialises writers (BEGIN IMMEDIATE): a claim needs no row locks
+SKIP_LOCKED = ""
+# the batch_key index holds only items waiting in split halves; SQLite's planner must
+# be told to use it
+BATCH_KEY_INDEX = "INDEXED BY transfer_item_batch_key"
+# rows to lock before checking a job's items (SQLite: the write lock already covers it)
+LOCK_JOBS: str | None = None
+
+
+def named(sql: str) -> str:
+    return sql

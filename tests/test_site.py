@@ -1,5 +1,6 @@
 """The site service end to end: `balsam site start` as a process, the real globus-sdk,
-the emulator as a process, real signals."""
+the emulator as a process, real signals. Those marked `engines` (exactly once among
+them) run on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import math
 import os
 import socket
 
-from balsam_mp import api, states
+import pytest
+
+from balsam_mp import api, db, states
 from balsam_mp.site import pidfile
 from balsam_mp.site.submitter import CRASH_HOOK
 from tests.conftest import REMOTE_EP, wait_for
@@ -16,6 +19,7 @@ from tests.conftest import REMOTE_EP, wait_for
 BATCH = 20
 
 
+@pytest.mark.engines
 def test_stage_in_and_out_batched_and_capped(sitekit):
     kit = sitekit(transfers=f"  transfer_batch_size: {BATCH}\n  max_concurrent_transfers: 3\n")
     jobs = kit.make_jobs(150)
@@ -33,12 +37,13 @@ def test_stage_in_and_out_batched_and_capped(sitekit):
     assert len(inbound) == len(outbound) == math.ceil(150 / BATCH)
     assert sum(len(s["items"]) for s in inbound) == 150
     assert max(s["unfinished_before"] for s in accepted) <= 2  # never more than 3 in flight
-    trail = [e.to_state for e in api.Job.objects.get(id=jobs[0]).events.order_by("id")]
+    trail = [e.to_state for e in api.Job.objects.get(id=jobs[0]).events.order_by(db.LogEvent.id)]
     assert trail == ["READY", "STAGED_IN", "POSTPROCESSED", "STAGED_OUT", "JOB_FINISHED"]
     status = kit.balsam("site", "status", "--format", "json").stdout
     assert '"running": true' in status and '"state": "done"' in status
 
 
+@pytest.mark.engines
 def test_skipped_file_fails_only_its_job(sitekit):
     kit = sitekit()
     jobs = kit.make_jobs(10, stage_out=False, missing={3})
@@ -53,6 +58,7 @@ def test_skipped_file_fails_only_its_job(sitekit):
     assert "last error: remote:/in/job3.dat: FILE_NOT_FOUND" in kit.balsam("site", "status").stdout
 
 
+@pytest.mark.engines
 def test_submitter_killed_between_submit_and_record(sitekit, tmp_path):
     kit = sitekit()
     hook = tmp_path / "crash-once"
@@ -70,6 +76,7 @@ def test_submitter_killed_between_submit_and_record(sitekit, tmp_path):
     assert "submitter was killed by SIGKILL; restarting" in log
 
 
+@pytest.mark.engines
 def test_poller_and_supervisor_killed_mid_run(sitekit):
     kit = sitekit(emulator_args=("--startup-delay", "0.3"),
                   transfers="  transfer_batch_size: 10\n")
@@ -144,6 +151,7 @@ def test_a_worker_that_cannot_boot_halts_the_site(sitekit):
     assert "failed at boot" in log
 
 
+@pytest.mark.engines
 def test_a_task_that_does_not_change_is_not_rewritten(sitekit):
     """A long transfer reports the same status poll after poll: its row stays as it was,
     so it ages and the poller backs off to service_period instead of polling at full
@@ -206,6 +214,7 @@ def test_an_alias_removed_while_in_use(sitekit):
     assert api.TransferItem.objects.filter(state="pending").count() == 2
 
 
+@pytest.mark.engines
 def test_a_claim_on_a_removed_alias_keeps_its_submission_id(sitekit):
     """A batch claimed but not yet accepted when its alias is removed may have reached
     the service before a crash: it is neither sent nor failed, and once the alias is back

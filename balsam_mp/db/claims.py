@@ -107,7 +107,8 @@ def _next_batch(group: Group, now: str, limit: int) -> list[tuple[int, str, str,
     oldest jobs' items that are in no half."""
     params = {"pending": Item.PENDING, "direction": group.direction, "alias": group.alias,
               "now": now, "limit": limit}
-    half = run(_DUE_HALF.format(index=dialect().BATCH_KEY_INDEX), params).fetchone()
+    due_half = _DUE_HALF.format(index=dialect().indexed_by("transfer_item_batch_key"))
+    half = run(due_half, params).fetchone()
     rows = run(_HALF_ITEMS.format(lock=dialect().SKIP_LOCKED), dict(params, key=half[0])
                ).fetchall() if half else \
         _due(group, now, limit, "id, remote_path, local_path, recursive", batched=False,

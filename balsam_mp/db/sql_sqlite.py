@@ -13,12 +13,15 @@ TEXT_LIST = ID_LIST
 JSON_PAIR = ("EXISTS (SELECT 1 FROM json_each(", ") WHERE key = ? AND value = ?)")
 # SQLite serialises writers (BEGIN IMMEDIATE): a claim needs no row locks
 SKIP_LOCKED = ""
-# the batch_key index holds only items waiting in split halves; SQLite's planner must
-# be told to use it
-BATCH_KEY_INDEX = "INDEXED BY transfer_item_batch_key"
 # rows to lock before checking a job's items (SQLite: the write lock already covers it)
 LOCK_JOBS: str | None = None
 
 
 def named(sql: str) -> str:
     return sql
+
+
+def indexed_by(index: str) -> str:
+    """Where SQLite's planner must be told the index (one that holds few rows, e.g. the
+    batch_key index: only items waiting in split halves)."""
+    return f"INDEXED BY {index}"

@@ -15,7 +15,7 @@ from pathlib import Path
 import peewee
 
 from balsam_mp import db, settings
-from balsam_mp.db.bulk import run
+from balsam_mp.db.bulk import dialect, run
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
@@ -167,7 +167,7 @@ def _oldest_pending_age(groups: list[tuple]) -> float | None:
 # events, so the newest is found through the index of events by item, not by a scan.
 _LAST_ERROR = """
     SELECT item.location_alias, item.remote_path, event.message
-    FROM log_event AS event INDEXED BY log_event_transfer_item_id
+    FROM log_event AS event {index}
     JOIN transfer_item AS item ON item.id = event.transfer_item_id
     WHERE event.transfer_item_id IS NOT NULL AND event.from_state != :error
     ORDER BY event.id DESC LIMIT 1"""
@@ -175,7 +175,8 @@ _LAST_ERROR = """
 
 def _last_error() -> str | None:
     """The newest item failure, with the file it is about."""
-    row = run(_LAST_ERROR, {"error": Item.ERROR}).fetchone()
+    sql = _LAST_ERROR.format(index=dialect().indexed_by("log_event_transfer_item_id"))
+    row = run(sql, {"error": Item.ERROR}).fetchone()
     return f"{row[0]}:{row[1]}: {row[2]}" if row else None
 
 

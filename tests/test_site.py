@@ -235,3 +235,16 @@ def test_a_claim_on_a_removed_alias_keeps_its_submission_id(sitekit):
     sync_settings(kit, with_other)
     kit.wait_jobs(jobs, states.STAGED_IN)
     assert [s["submission_id"] for s in kit.accepted()] == [task.submission_id]
+
+
+@pytest.mark.engines
+def test_new_work_wakes_the_idle_workers_at_once(sitekit):
+    """With service_period 30 s, a job created by another process is submitted, staged
+    and moved on within seconds: the workers wake on the commit (SQLite: PRAGMA
+    data_version; PostgreSQL: LISTEN/NOTIFY), not on their timer."""
+    kit = sitekit(transfers="  service_period: 30\n")
+    kit.start()
+    first = kit.make_jobs(1, prefix="warm", stage_out=False)  # both workers past boot
+    kit.wait_jobs(first, states.STAGED_IN, timeout=10)
+    jobs = kit.make_jobs(3, stage_out=False)
+    kit.wait_jobs(jobs, states.STAGED_IN, timeout=5)

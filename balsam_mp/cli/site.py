@@ -79,6 +79,8 @@ def status(output_format: str) -> None:
         return
     where = f"pid {report['pid']} on {report['host']}"
     state = f"running ({where})" if report["running"] else "not running"
+    if report.get("standby"):
+        state = f"on standby ({where}): {report['standby']}"
     click.echo(f"site {report['site']}: {state}")
     for name, worker in report["workers"].items():
         if worker["state"] == "running":

@@ -22,6 +22,7 @@ from pathlib import Path
 from balsam_mp import db
 from balsam_mp.db.claims import record_site_event
 from balsam_mp.settings import Settings
+from balsam_mp.site import pidfile
 
 CRASH_LIMIT = 5  # deaths ...
 CRASH_WINDOW = 600.0  # ... within this many seconds make a worker crash-looping
@@ -33,7 +34,8 @@ NOTE_LIMIT = 300  # characters of an exception kept in the note
 
 
 def note_path(settings: Settings, worker: str) -> Path:
-    return settings.site_path / ".run" / f"{worker}.crash"
+    tag = pidfile.host_tag(bool(settings.database_url))
+    return settings.site_path / ".run" / f"{worker}{tag}.crash"
 
 
 def write_note(settings: Settings, worker: str, exc: BaseException) -> None:

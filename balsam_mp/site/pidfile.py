@@ -2,6 +2,9 @@
 
 The create time tells a live supervisor from an unrelated process that reused its pid;
 the host tells a site running on another login node (shared file system) from a dead one.
+
+A site on PostgreSQL may run on several login nodes at once (one active, the others on
+standby, see leader.py): each host then keeps its own `site.<host>.pid`, found first.
 """
 
 from __future__ import annotations
@@ -15,6 +18,17 @@ from pathlib import Path
 import psutil
 
 PIDFILE = "site.pid"
+HOST_ENV = "BALSAM_HOSTNAME"  # the name this login node goes by (default: its hostname)
+
+
+def hostname() -> str:
+    return os.environ.get(HOST_ENV) or socket.gethostname()
+
+
+def host_tag(per_host: bool) -> str:
+    """'.<host>' in the names of a host's own runtime files when a site may run on
+    several hosts (database_url set), else ''."""
+    return f".{hostname()}" if per_host else ""
 
 
 @dataclass(frozen=True)
@@ -25,10 +39,11 @@ class PidInfo:
     workers: dict[str, int] | None = None
     # worker -> {"last_error", "crash_looping", "next_try" (epoch seconds)} of dead workers
     down: dict[str, dict] | None = None
+    standby: str | None = None  # on standby: why (another host holds the site)
 
     @property
     def here(self) -> bool:
-        return self.host == socket.gethostname()
+        return self.host == hostname()
 
     def alive(self) -> bool:
         """True if this exact process (not a pid reuse) is running on this host."""
@@ -42,15 +57,20 @@ class PidInfo:
             return False
 
 
-def path_of(site_path: Path) -> Path:
+def path_of(site_path: Path, per_host: bool | None = None) -> Path:
+    """This host's own pidfile if it has one (or `per_host`), else the site's."""
+    own = site_path / f"site{host_tag(True)}.pid"
+    if per_host or (per_host is None and own.exists()):
+        return own
     return site_path / PIDFILE
 
 
 def write(site_path: Path, workers: dict[str, int] | None = None,
-          down: dict[str, dict] | None = None) -> PidInfo:
+          down: dict[str, dict] | None = None, per_host: bool = False,
+          standby: str | None = None) -> PidInfo:
     me = psutil.Process()
-    info = PidInfo(socket.gethostname(), me.pid, me.create_time(), workers, down)
-    target = path_of(site_path)
+    info = PidInfo(hostname(), me.pid, me.create_time(), workers, down, standby)
+    target = path_of(site_path, per_host)
     partial = target.with_name(f".{target.name}.{me.pid}")
     partial.write_text(json.dumps(asdict(info)))
     os.replace(partial, target)
@@ -61,7 +81,7 @@ def read(site_path: Path) -> PidInfo | None:
     try:
         data = json.loads(path_of(site_path).read_text())
         return PidInfo(data["host"], int(data["pid"]), float(data["create_time"]),
-                       data.get("workers"), data.get("down"))
+                       data.get("workers"), data.get("down"), data.get("standby"))
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):

@@ -20,6 +20,7 @@ from balsam_mp.site.supervisor import WORKERS, Supervisor
 from balsam_mp.site.worker import ready_file
 
 START_TIMEOUT = 30.0
+STANDBY_GRACE = 3.0  # seconds a PostgreSQL site gets to take its lock before "standby"
 
 
 class AlreadyRunning(BalsamError):
@@ -93,7 +94,11 @@ def start(site: Settings, foreground: bool = False, if_not_running: bool = False
         if if_not_running:
             return ""
         raise
-    return "\n".join(filter(None, [note, f"site {site.site_name} started (pid {info.pid})"]))
+    started = f"site {site.site_name} started (pid {info.pid})"
+    if info.standby:
+        started = (f"site {site.site_name} started on standby (pid {info.pid}): {info.standby};"
+                   " it takes over when that one stops")
+    return "\n".join(filter(None, [note, started]))
 
 
 def _detach_stdio(site: Settings) -> None:
@@ -109,9 +114,12 @@ def _detach_stdio(site: Settings) -> None:
 def _wait_until_ready(site: Settings, daemon: int) -> pidfile.PidInfo:
     """Wait until our daemon runs both workers; raise AlreadyRunning if a rival won."""
     deadline = time.monotonic() + START_TIMEOUT
+    standby_after = time.monotonic() + STANDBY_GRACE
     while time.monotonic() < deadline:
         info = pidfile.read(site.site_path)
         if info is not None and info.pid == daemon and info.alive():
+            if info.standby and time.monotonic() > standby_after:
+                return info  # another login node runs the site; we take over if it dies
             workers = info.workers or {}
             ready = all(_ready_pid(site, n) == workers.get(n) for n in WORKERS)
             if ready and len(workers) == len(WORKERS):

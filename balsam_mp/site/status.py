@@ -49,7 +49,8 @@ def status(site_path: Path) -> dict:
     with db.connect(db_path).atomic("DEFERRED"):  # one read snapshot for every number
         report = _snapshot(site)
         sizes = _sizes(db_path, site_path / "logs")
-    workers = _workers(info) if running else {}
+    standby = info.standby if running else None
+    workers = _workers(info) if running and not standby else {}
     actions = report.pop("actions")
     actions += [f"{name} is crash-looping ({w['last_error']}); next try at {w['next_try']}; "
                 f"see {site_path / 'logs' / (name + '.log')}"
@@ -59,7 +60,7 @@ def status(site_path: Path) -> dict:
     return {
         "site": site.site_name if site else site_path.name, "running": running,
         "pid": info.pid if running else None, "host": info.host if info else None,
-        "workers": workers, **report,
+        "standby": standby, "workers": workers, **report,
         "settings_error": note,
         "sizes": sizes,
         "action_required": elide("; ".join(actions), 4 * LINE) or None,

@@ -4,7 +4,8 @@ Modelled on gunicorn's arbiter: children are reaped with waitpid(WNOHANG); one t
 is restarted with backoff and its death (exit code or signal) is logged; one that fails
 at boot halts the supervisor. The supervisor never opens the database: workers open
 their own after the fork. SIGTERM/SIGINT stop the site; SIGHUP restarts the workers
-with freshly loaded settings (`balsam site sync`).
+with freshly loaded settings (`balsam site sync`). On PostgreSQL it runs its workers
+only while its lock holder holds the site's lock (leader.py): else it is on standby.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from balsam_mp import db, settings
 from balsam_mp.settings import Settings
 from balsam_mp.site import pidfile
 from balsam_mp.site.crashes import RestartPolicy, read_note, record_death
+from balsam_mp.site.leader import Leadership
 from balsam_mp.site.logs import configure_logging
 from balsam_mp.site.poller import Poller
 from balsam_mp.site.submitter import Submitter
@@ -50,6 +52,8 @@ class Supervisor:
         self.children = {name: Child(name) for name in WORKERS}
         self.stopping = False
         self.reload = False
+        self.per_host = bool(site_settings.database_url)  # may run on several hosts
+        self.leader = Leadership(site_settings) if self.per_host else None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -79,16 +83,21 @@ class Supervisor:
         signal.signal(signal.SIGHUP, self._reload)
         for name in WORKERS:  # `site start` waits for fresh ones (ours, not a rival's)
             ready_file(self.settings, name).unlink(missing_ok=True)
-        pidfile.write(self.settings.site_path)
-        for child in self.children.values():
-            self.spawn(child)
+        if self.leader is not None:  # the workers start once the holder has the lock
+            self.leader.start(in_child=self.lock_file.close)
+            self.write_pidfile()
+        else:
+            pidfile.write(self.settings.site_path)
+            for child in self.children.values():
+                self.spawn(child)
         self.log.info("site %s started (pid %d)", self.settings.site_name, os.getpid())
 
     def hold_site_lock(self) -> None:
         """One supervisor per site, even if two `site start` race past the pidfile check."""
         folder = self.settings.site_path / ".run"
         folder.mkdir(exist_ok=True)
-        self.lock_file = open(folder / "supervisor.lock", "w")  # held until we exit
+        name = f"supervisor{pidfile.host_tag(self.per_host)}.lock"
+        self.lock_file = open(folder / name, "w")  # held until we exit
         try:
             fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -107,13 +116,30 @@ class Supervisor:
                 self.reload = False
                 self.restart_all()
             now = time.monotonic()
-            for child in self.children.values():
-                if child.pid == 0 and now >= child.restart_at:
-                    self.spawn(child)
+            if self.active():
+                for child in self.children.values():
+                    if child.pid == 0 and now >= child.restart_at:
+                        self.spawn(child)
             time.sleep(0.05)
+
+    def active(self) -> bool:
+        """May the workers run here? Always on SQLite; on PostgreSQL while our holder
+        has the site's lock (a standby starts a holder again after one dies)."""
+        if self.leader is None:
+            return True
+        if self.leader.pid == 0 and time.monotonic() >= self.leader.next_start:
+            self.leader.start(in_child=self.lock_file.close)
+        if self.leader.held or not self.leader.poll():
+            return self.leader.held
+        self.log.info("holds the site lock of %s: starting the workers",
+                      self.settings.site_name)
+        self.write_pidfile()
+        return True
 
     def shutdown(self) -> None:
         self.stop_children()
+        if self.leader is not None:
+            self.leader.stop()  # after the workers: the lock goes last
         pidfile.remove(self.settings.site_path, os.getpid())
         self.log.info("site stopped")
 
@@ -141,7 +167,11 @@ class Supervisor:
         down = {name: {"last_error": c.last_death, "crash_looping": c.policy.crash_looping,
                        "next_try": time.time() + max(0.0, c.restart_at - time.monotonic())}
                 for name, c in self.children.items() if not c.pid and not self.stopping}
-        pidfile.write(self.settings.site_path, running, down)
+        standby = None
+        if self.leader is not None and not self.leader.held:
+            standby = "another host holds the site lock"
+            down = {}
+        pidfile.write(self.settings.site_path, running, down, self.per_host, standby)
 
     def reap(self) -> None:
         while True:
@@ -151,6 +181,9 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            if self.leader is not None and pid == self.leader.pid:
+                self.on_holder_exit(status)
+                continue
             child = next((c for c in self.children.values() if c.pid == pid), None)
             if child is None:
                 continue
@@ -174,6 +207,13 @@ class Supervisor:
                            delay, self.settings.logs_path / f"{child.name}.log")
         else:
             self.log.warning("%s; restarting in %.1fs", child.last_death, delay)
+
+    def on_holder_exit(self, status: int) -> None:
+        if self.leader.exited() and not self.stopping:
+            self.log.error("the site lock holder %s: the lock is lost; stopping the workers "
+                           "and waiting on standby", describe_exit(status))
+            self.stop_children()
+            self.write_pidfile()
 
     def restart_all(self) -> None:
         """Validate settings, then replace both workers (nothing in flight is lost)."""

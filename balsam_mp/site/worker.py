@@ -19,7 +19,7 @@ import peewee
 from balsam_mp import db
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
-from balsam_mp.site import crashes
+from balsam_mp.site import crashes, pidfile
 
 BOOT_FAILURE = 3
 CRASHED = 1
@@ -31,7 +31,7 @@ def ready_file(settings: Settings, name: str) -> Path:
     """Written by a worker once it has booted: `site start` waits for both."""
     folder = settings.site_path / ".run"
     folder.mkdir(exist_ok=True)
-    return folder / f"{name}.ready"
+    return folder / f"{name}{pidfile.host_tag(bool(settings.database_url))}.ready"
 
 
 class Worker:

@@ -1,0 +1,86 @@
+"""A site on two login nodes against one PostgreSQL database: one active, one on
+standby that takes over when every process of the active one is killed with SIGKILL.
+The two "hosts" are two supervisors on this machine, told apart by $BALSAM_HOSTNAME."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from balsam_mp import api, states
+from balsam_mp.site.pidfile import HOST_ENV
+from tests.conftest import wait_for
+
+TAKEOVER_LIMIT = 5.0  # seconds from the kill to the standby's workers running
+
+
+def host_pidfile(kit, host: str) -> dict:
+    path = kit.site / f"site.{host}.pid"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def kill_host(kit, host: str) -> tuple[float, list[psutil.Process]]:
+    """SIGKILL the supervisor of `host` and everything under it, at once; returns when."""
+    supervisor = psutil.Process(host_pidfile(kit, host)["pid"])
+    victims = [supervisor, *supervisor.children(recursive=True)]
+    for process in victims:
+        process.send_signal(signal.SIGKILL)
+    return time.monotonic(), victims
+
+
+def booted(kit, host: str) -> bool:
+    """Both workers of `host` run and have booted (their ready files name them)."""
+    workers = host_pidfile(kit, host).get("workers") or {}
+    ready = {name: kit.site / ".run" / f"{name}.{host}.ready" for name in workers}
+    return len(workers) == 2 and all(
+        path.exists() and path.read_text() == str(workers[name])
+        for name, path in ready.items())
+
+
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)
+def test_the_standby_takes_over_after_sigkill_and_sends_nothing_twice(sitekit):
+    kit = sitekit(emulator_args=("--startup-delay", "0.2"),
+                  transfers="  transfer_batch_size: 10\n  claim_lease: 5\n")
+    jobs = kit.make_jobs(300, stage_out=False)
+    login1, login2 = (dict(kit.env, **{HOST_ENV: name}) for name in ("login1", "login2"))
+    assert "started (pid" in kit.start(env=login1).stdout
+    wait_for(lambda: host_pidfile(kit, "login1").get("workers"), what="login1's workers")
+    standby = kit.start(env=login2).stdout
+    assert "started on standby" in standby and "another host holds the site lock" in standby
+    status = json.loads(kit.balsam("site", "status", "--format", "json", env=login2).stdout)
+    assert status["running"] and status["standby"] and status["workers"] == {}
+    wait_for(lambda: len(kit.accepted()) >= 3, what="work in flight on login1")
+
+    assert not host_pidfile(kit, "login2").get("workers")
+    killed, victims = kill_host(kit, "login1")
+    assert len(victims) == 4  # supervisor, submitter, poller, lock holder
+    wait_for(lambda: booted(kit, "login2"), timeout=TAKEOVER_LIMIT, interval=0.02,
+             what="login2 to take over")
+    takeover = time.monotonic() - killed
+    assert not psutil.wait_procs(victims, timeout=10)[1]  # all of login1 is gone
+    kit.wait_jobs(jobs, states.STAGED_IN, timeout=120)
+
+    records = kit.emulator.submissions()
+    tasks_of = collections.defaultdict(set)
+    for record in records:
+        tasks_of[record["submission_id"]].add(record["task_id"])
+    assert all(len(ids) == 1 for ids in tasks_of.values()), "a submission id made two tasks"
+    moved = collections.Counter()
+    for task in kit.emulator.tasks().values():
+        if task["status"] == "SUCCEEDED":
+            moved.update(s["destination_path"] for s in task["successful"])
+    assert len(moved) == 300 and max(moved.values()) == 1, "a file was sent twice"
+    for job in api.Job.objects.filter(id__in=jobs):
+        assert (kit.site / "data" / job.workdir / "input.dat").exists()
+    log = (kit.site / "logs" / "supervisor.log").read_text()
+    assert "holds the site lock" in log
+    print(f"\nstandby takeover: {takeover:.2f}s after SIGKILL of login1")
+    assert kit.balsam("site", "stop", env=login2).returncode == 0
+    assert not (kit.site / "site.login2.pid").exists()
+    assert os.environ.get(HOST_ENV) is None

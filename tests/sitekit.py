@@ -21,8 +21,8 @@ CLIENT = ("site-service-account", "site-secret")
 
 class SiteKit:
     def __init__(self, tmp_path: Path, transfers: str = "", emulator_args=(),
-                 database_url: str | None = None) -> None:
-        self.site = init_site(tmp_path / "site", database_url=database_url).site_path
+                 database_url: str | None = None, name: str | None = None) -> None:
+        self.site = init_site(tmp_path / "site", name, database_url=database_url).site_path
         self.remote = tmp_path / "remote"
         self.remote.mkdir()
         settings = (self.site / "settings.yml").read_text()

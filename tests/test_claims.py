@@ -29,9 +29,9 @@ class TwoIn(ApplicationDefinition):
 '''
 
 
-def _claimer(target, number: int, results, start) -> None:
+def _claimer(target, site: str, number: int, results, start) -> None:
     """A submitter-like process: claims batches until none is left."""
-    db.connect(target)
+    db.connect(target, site=site)
     start.wait(timeout=60)  # all connected: they claim side by side
     claimed = []
     counter = iter(range(10**6))
@@ -54,7 +54,8 @@ def test_concurrent_claimers_take_every_item_once(site):
     api.close()
     context = multiprocessing.get_context("fork")
     results, start = context.Queue(), context.Barrier(4)
-    workers = [context.Process(target=_claimer, args=(site.database, n, results, start))
+    workers = [context.Process(target=_claimer,
+                               args=(site.database, site.site_name, n, results, start))
                for n in range(4)]
     for worker in workers:
         worker.start()

@@ -35,7 +35,7 @@ def test_a_newer_schema_is_refused(site):
     db.Job._meta.database.execute_sql("update meta set value='99' where key='schema_version'")
     api.close()
     with pytest.raises(BalsamError, match="schema version 99 is newer"):
-        db.connect(site.database)
+        db.connect(site.database, site=site.site_name)
 
 
 @pytest.mark.engines
@@ -43,7 +43,7 @@ def test_forbidden_process_cannot_open_a_connection(site, monkeypatch):
     monkeypatch.setattr(connection, "_forbidden_reason", None)
     db.forbid_connections("supervisor forks workers")
     with pytest.raises(ForkSafetyError, match="supervisor forks workers"):
-        db.connect(site.database)
+        db.connect(site.database, site=site.site_name)
 
 
 @pytest.mark.engines
@@ -74,7 +74,7 @@ def test_an_older_schema_is_migrated_through_the_hook(site, monkeypatch):
     api.close()
     ran = []
     monkeypatch.setitem(connection.MIGRATIONS, latest, lambda database: ran.append(database))
-    database = db.connect(site.database)
+    database = db.connect(site.database, site=site.site_name)
     assert len(ran) == 1
     version = database.execute_sql("select value from meta where key='schema_version'")
     assert version.fetchone()[0] == str(latest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -165,15 +166,19 @@ def test_sqlite3_or_psql_reads_the_site_database(site):
             "input_file": f"laptop:/d/{n}", "result": f"laptop:/o/{n}"}} for n in range(4)
     ])
     query = "select state, count(*) from transfer_item group by state order by state"
-    if site.database_url:  # the README's psql line, as written
+    if site.database_url:  # the README's psql lines, as written: the site's own schema
         from balsam_mp.testing.postgres_server import find_bindir
 
-        out = subprocess.run([str(find_bindir() / "psql"), site.database_url, "-At", "-c",
-                              query], capture_output=True, text=True, check=True).stdout
+        psql = [str(find_bindir() / "psql"), site.database_url, "-At", "-c"]
+        env = dict(os.environ, PGOPTIONS=f"-c search_path=site_{site.site_name}")
+        out = subprocess.run([*psql, query], capture_output=True, text=True, check=True,
+                             env=env).stdout
         assert out == "awaiting_job|4\npending|4\n"
-        created = subprocess.run([str(find_bindir() / "psql"), site.database_url, "-At", "-c",
-                                  "select created_at from job limit 1"], capture_output=True,
-                                 text=True, check=True).stdout.strip()
+        qualified = query.replace("transfer_item", f"site_{site.site_name}.transfer_item")
+        assert subprocess.run([*psql, qualified], capture_output=True, text=True,
+                              check=True).stdout == out
+        created = subprocess.run([*psql, "select created_at from job limit 1"], env=env,
+                                 capture_output=True, text=True, check=True).stdout.strip()
         assert created.endswith("Z") and "T" in created  # ISO-8601 UTC text, as in SQLite
         return
     db_file = str(site.site_path / "site.db")

@@ -68,17 +68,17 @@ def test_a_missing_driver_is_one_clear_message(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_psycopg)
     with pytest.raises(BalsamError, match=r"pip install 'balsam_mp\[postgres\]'"):
-        db.connect(URL)
+        db.connect(URL, site="s")
 
 
 def test_an_unreachable_server_or_a_wrong_password(postgres_server, monkeypatch):
     url = postgres_server.url()
     monkeypatch.setenv("PGPASSWORD", "wrong")
     with pytest.raises(BalsamError, match="cannot connect to PostgreSQL: .*password"):
-        db.connect(url)
+        db.connect(url, site="s")
     port = postgres_server.port
     with pytest.raises(BalsamError, match=f"127.0.0.1:{port + 1}/postgres: cannot connect"):
-        db.connect(url.replace(str(port), str(port + 1)))
+        db.connect(url.replace(str(port), str(port + 1)), site="s")
 
 
 def test_the_password_comes_from_pgpass(postgres_server, tmp_path, monkeypatch):
@@ -88,8 +88,8 @@ def test_the_password_comes_from_pgpass(postgres_server, tmp_path, monkeypatch):
     pgpass = tmp_path / ".pgpass"
     pgpass.write_text(f"127.0.0.1:{postgres_server.port}:*:balsam:{postgres_server.password}\n")
     pgpass.chmod(0o600)
-    with pytest.raises(BalsamError, match="not a balsam site database .*--database-url"):
-        db.connect(postgres_server.url())  # connected: the password was read
+    with pytest.raises(BalsamError, match="no site 's' in this database .*--database-url"):
+        db.connect(postgres_server.url(), site="s")  # connected: the password was read
     api.close()
 
 
@@ -100,7 +100,8 @@ def test_init_with_a_database_url_makes_the_tables_once(postgres_server, tmp_pat
     api.use_site(tmp_path / "one")
     api.App.sync()
     api.close()
-    init_site(tmp_path / "two", database_url=url)  # a second init keeps what is there
+    # the same site on another login node: its init keeps what is there
+    init_site(tmp_path / "two", "one", database_url=url)
     api.use_site(tmp_path / "two")
     assert [a.name for a in api.App.objects.all()] == ["MySim"]
     api.close()

@@ -84,3 +84,45 @@ def test_the_standby_takes_over_after_sigkill_and_sends_nothing_twice(sitekit):
     assert kit.balsam("site", "stop", env=login2).returncode == 0
     assert not (kit.site / "site.login2.pid").exists()
     assert os.environ.get(HOST_ENV) is None
+
+
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)
+def test_two_sites_on_one_database_never_see_each_others_work(database_url, tmp_path):
+    """Same app name, same workdirs, one database: each site stages its own jobs only."""
+    from tests.sitekit import SiteKit
+
+    kits = {}
+    try:
+        for name in ("alpha", "beta"):
+            (tmp_path / name).mkdir()
+            kits[name] = SiteKit(tmp_path / name, database_url=database_url, name=name)
+        jobs = {}
+        for name, kit in kits.items():
+            api.use_site(kit.site)
+            jobs[name] = kit.make_jobs(40 if name == "alpha" else 25, stage_out=False)
+        assert jobs["alpha"][:25] == jobs["beta"]  # ids and workdirs overlap
+        for kit in kits.values():
+            kit.start()
+        for name, kit in kits.items():
+            api.use_site(kit.site)
+            kit.wait_jobs(jobs[name], states.STAGED_IN)
+            assert api.Job.objects.count() == len(jobs[name])
+            assert sum(len(s["items"]) for s in kit.accepted()) == len(jobs[name])
+            status = json.loads(kit.balsam("site", "status", "--format", "json").stdout)
+            assert status["site"] == name and status["items"] == [
+                {"direction": "in", "state": "done", "count": len(jobs[name])}]
+    finally:
+        for kit in kits.values():
+            kit.close()
+
+
+def test_two_site_names_that_share_a_schema_are_refused(postgres_server, tmp_path):
+    from balsam_mp.errors import BalsamError
+    from balsam_mp.site.layout import init_site
+
+    url = postgres_server.create_database("clash")
+    init_site(tmp_path / "one", "My-Site", database_url=url)
+    with pytest.raises(BalsamError, match="schema site_my_site belongs to site 'My-Site'"):
+        init_site(tmp_path / "two", "my_site", database_url=url)
+    api.close()
+    postgres_server.drop_database("clash")

@@ -39,7 +39,8 @@ def current_settings() -> Settings:
 def connect() -> None:
     """Open this process's connection to the site database if it is not open yet."""
     if _site["db"] is None or _site["pid"] != os.getpid():
-        _site["db"] = db.connect(current_settings().database)
+        _site["db"] = db.connect(current_settings().database,
+                                  site=current_settings().site_name)
         _site["pid"] = os.getpid()
 
 

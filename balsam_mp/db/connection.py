@@ -108,17 +108,19 @@ def allow_connections() -> None:
     _forbidden_reason = None
 
 
-def connect(target: Path | str, *, synchronous: str = "NORMAL", create: bool = False
-            ) -> Database:
-    """Open the site database for this process and bind the models to it: a SQLite file,
-    or a postgresql:// URL (`create` then makes the tables unless they exist)."""
+def connect(target: Path | str, *, site: str | None = None, synchronous: str = "NORMAL",
+            create: bool = False) -> Database:
+    """Open the site database for this process and bind the models to it: a SQLite file
+    (one site), or a postgresql:// URL and the `site` whose schema to use (`create` then
+    makes the schema and its tables unless they exist)."""
     if _forbidden_reason is not None:
         raise ForkSafetyError(f"no database connection allowed here: {_forbidden_reason}")
     if is_database_url(target):
-        database = open_postgres(str(target))
+        database = open_postgres(str(target), site)
         database_proxy.initialize(database)
         try:
             if create and not database.table_exists(Meta._meta.table_name):
+                database.create_site_schema()
                 _create_schema(database)
             else:
                 _migrate(database)
@@ -156,6 +158,8 @@ def _create_schema(db: Database) -> None:
         db.create_tables(ALL_MODELS)
         db.install_schema_hooks()
         Meta.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict_ignore().execute()
+        if isinstance(db, SitePostgres):  # whose schema this is (two names may map to it)
+            Meta.insert(key="site_name", value=db.site).on_conflict_ignore().execute()
 
 
 def _split_batches(db: Database) -> None:
@@ -178,9 +182,15 @@ def _migrate(db: Database) -> None:
     row = Meta.get_or_none(Meta.key == "schema_version") \
         if db.table_exists(Meta._meta.table_name) else None
     if row is None:
-        hint = "; `balsam site init PATH --database-url URL` makes one" \
-            if is_database_url(name) else ""
-        raise BalsamError(f"{name}: not a balsam site database (no schema_version){hint}")
+        if isinstance(db, SitePostgres):
+            raise BalsamError(f"{name}: no site {db.site!r} in this database (no schema "
+                              f"{db.schema}); `balsam site init PATH --database-url URL` "
+                              "makes it")
+        raise BalsamError(f"{name}: not a balsam site database (no schema_version)")
+    owner = Meta.get_or_none(Meta.key == "site_name")
+    if isinstance(db, SitePostgres) and owner is not None and owner.value != db.site:
+        raise BalsamError(f"{name}: schema {db.schema} belongs to site {owner.value!r}, not "
+                          f"{db.site!r}; rename one of the two sites")
     version = int(row.value)
     if version > SCHEMA_VERSION:
         raise BalsamError(

@@ -5,11 +5,17 @@ COMMITTED, claims lock the rows they take (`FOR UPDATE SKIP LOCKED`) and every s
 change stays a compare-and-set. A commit that touches jobs, items or tasks sends a
 NOTIFY, which a waiting worker receives at once (SQLite's workers poll
 `PRAGMA data_version` instead).
+
+One database holds many sites: each site's tables live in a schema of its own, named
+after the site (`site_polaris`), which every connection of that site puts first on its
+search_path. Rows of two sites never meet, their app names and workdirs may overlap, and
+every statement stays the same unqualified SQL as on SQLite.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 import urllib.parse
 
@@ -18,16 +24,21 @@ import peewee
 from balsam_mp.db import sql_postgres
 from balsam_mp.errors import BalsamError, ForkSafetyError
 
-CHANNEL = "balsam_changes"
 WATCHED_TABLES = ("job", "transfer_item", "transfer_task")
-_NOTIFY_FUNCTION = f"""
+_NOTIFY_FUNCTION = """
     CREATE OR REPLACE FUNCTION balsam_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN PERFORM pg_notify('{CHANNEL}', ''); RETURN NULL; END $$"""
+    BEGIN PERFORM pg_notify('{channel}', ''); RETURN NULL; END $$"""
 _NOTIFY_TRIGGER = """
     CREATE TRIGGER {table}_notify AFTER INSERT OR UPDATE OR DELETE ON "{table}"
     FOR EACH STATEMENT EXECUTE FUNCTION balsam_notify()"""
 MISSING_DRIVER = ("database_url names a PostgreSQL database but its driver is not "
                   "installed: pip install 'balsam_mp[postgres]' (psycopg 3)")
+
+
+def schema_of(site_name: str) -> str:
+    """The schema of a site: `site_` and its name in lower case, other characters as _
+    (two names that map to one schema are told apart by the name stored in it)."""
+    return "site_" + re.sub(r"[^a-z0-9_]", "_", site_name.lower())[:50]
 
 
 def display_url(url: str) -> str:
@@ -43,9 +54,13 @@ class SitePostgres(peewee.PostgresqlDatabase):
 
     dialect = sql_postgres
 
-    def __init__(self, url: str, **kwargs) -> None:
+    def __init__(self, url: str, site: str, **kwargs) -> None:
+        self.schema = schema_of(site)
         super().__init__(url, prefer_psycopg3=True, application_name="balsam_mp",
-                         connect_timeout=10, **kwargs)
+                         connect_timeout=10, options=f"-c search_path={self.schema}",
+                         **kwargs)
+        self.site = site
+        self.channel = f"balsam_{self.schema}"
         self.owner_pid = os.getpid()
         self._listening = False
 
@@ -66,18 +81,22 @@ class SitePostgres(peewee.PostgresqlDatabase):
 
     def _initialize_connection(self, conn) -> None:
         if self._listening:  # a reconnect listens again
-            conn.execute(f"LISTEN {CHANNEL}")
+            conn.execute(f"LISTEN {self.channel}")
+
+    def create_site_schema(self) -> None:
+        """The site's schema, where create_tables() then puts its tables."""
+        self.execute_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
 
     def install_schema_hooks(self) -> None:
-        """Triggers that NOTIFY the workers of every commit to the watched tables."""
-        self.execute_sql(_NOTIFY_FUNCTION)
+        """Triggers that NOTIFY the site's workers of every commit to the watched tables."""
+        self.execute_sql(_NOTIFY_FUNCTION.format(channel=self.channel))
         for table in WATCHED_TABLES:
             self.execute_sql(f'DROP TRIGGER IF EXISTS {table}_notify ON "{table}"')
             self.execute_sql(_NOTIFY_TRIGGER.format(table=table))
 
     def listen(self) -> None:
         self._listening = True
-        self.connection().execute(f"LISTEN {CHANNEL}")
+        self.connection().execute(f"LISTEN {self.channel}")
 
     def wait_for_change(self, timeout: float) -> bool:
         """True once another session commits to the watched tables, False after
@@ -101,12 +120,16 @@ class SitePostgres(peewee.PostgresqlDatabase):
             self.connect()
 
 
-def open_postgres(url: str) -> SitePostgres:
+def open_postgres(url: str, site: str | None) -> SitePostgres:
     try:
         import psycopg  # noqa: F401 - only to say clearly that the extra is missing
     except ImportError:
         raise BalsamError(MISSING_DRIVER) from None
-    database = SitePostgres(url)
+    if not site:
+        raise BalsamError(f"{display_url(url)}: a PostgreSQL database holds many sites; "
+                          "name one (site_name in settings.yml, or site= / "
+                          "$BALSAM_SITE_NAME for a client)")
+    database = SitePostgres(url, site)
     try:
         database.connect()
     except peewee.OperationalError as exc:

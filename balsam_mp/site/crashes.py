@@ -97,7 +97,7 @@ def record_death(settings: Settings, message: str) -> None:
     code = 1
     try:
         db.allow_connections()  # a fresh process: it may open its own connection
-        database = db.connect(settings.database)
+        database = db.connect(settings.database, site=settings.site_name)
         record_site_event("WORKER_DIED", message)
         database.close()
         code = 0

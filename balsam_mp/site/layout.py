@@ -61,5 +61,5 @@ def init_site(path: Path, name: str | None = None,
         raise BalsamError(f"cannot create a site at {path}: "
                           f"{exc.strerror or exc} ({exc.filename or path})") from None
     loaded = settings.load(path)
-    db.connect(loaded.database, create=True).close()
+    db.connect(loaded.database, site=loaded.site_name, create=True).close()
     return loaded

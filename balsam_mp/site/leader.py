@@ -105,7 +105,7 @@ def hold(settings: Settings, pipe: int) -> int:
     """In the holder: wait for the site's lock, report it, keep it while the supervisor
     lives. Returns when the supervisor is gone; raises when the session is lost."""
     supervisor = os.getppid()
-    database = db.connect(settings.database_url)
+    database = db.connect(settings.database_url, site=settings.site_name)
     for statement in KEEPALIVE:
         database.execute_sql(statement)
     key = lock_key(settings.site_name)

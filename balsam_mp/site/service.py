@@ -46,7 +46,7 @@ def validate(site: Settings) -> None:
     sync that pointed the workers at a missing database would halt a running site)."""
     file = site.site_path / settings.SETTINGS_FILE
     if site.database_url:  # reachable, and a balsam database: or the workers halt at boot
-        db.connect(site.database_url).close()
+        db.connect(site.database_url, site=site.site_name).close()
         return
     if not site.database_path.is_file():
         raise BalsamError(f"{file}: database_path: {site.database_path} does not exist; to "

@@ -46,7 +46,8 @@ def status(site_path: Path) -> dict:
     except BalsamError:
         site = None
         db_path, note = settings.database_path_of(site_path)
-    with db.connect(db_path).atomic("DEFERRED"):  # one read snapshot for every number
+    database = db.connect(db_path, site=site.site_name if site else None)
+    with database.atomic("DEFERRED"):  # one read snapshot for every number
         report = _snapshot(site)
         sizes = _sizes(db_path, site_path / "logs")
     standby = info.standby if running else None

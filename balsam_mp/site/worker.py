@@ -74,7 +74,8 @@ class Worker:
         return 0
 
     def initialize(self) -> None:
-        self.database = db.connect(self.settings.database, synchronous=self.synchronous)
+        self.database = db.connect(self.settings.database, site=self.settings.site_name,
+                                   synchronous=self.synchronous)
         self.database.listen()
 
     @property

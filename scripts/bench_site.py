@@ -8,7 +8,9 @@
 
 Default settings except as stated: `globus_requests_per_second` is raised from 10 to
 10,000 (the emulator is not Globus, and the point is the site's own overhead).
-Run: .venv/bin/python scripts/bench_site.py [--only abcde] [--items N]
+Run: .venv/bin/python scripts/bench_site.py [--only abcde] [--items N] [--postgres]
+(--postgres: the site on a PostgreSQL server started for the run, see
+balsam_mp/testing/postgres_server.py, instead of SQLite.)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from balsam_mp import api
 from balsam_mp.site import pidfile
 from balsam_mp.site.layout import init_site
 from balsam_mp.testing.globus_emulator import EmulatorProcess
+from balsam_mp.testing.postgres_server import PostgresServer
 
 SITE_EP = "5e1f0000-0000-4000-8000-0000000000b1"
 REMOTE_EP = "5e1f0000-0000-4000-8000-0000000000b2"
@@ -41,16 +44,31 @@ class Wide(ApplicationDefinition):
 '''
 
 
+DATABASE: dict[str, PostgresServer | None] = {"server": None}  # --postgres
+
+
+def load() -> str:
+    """`uptime`'s load averages (1, 5, 15 min): the machine is shared."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def database_url(name: str) -> str | None:
+    server = DATABASE["server"]
+    return server.create_database(name) if server else None
+
+
 class Bench:
-    def __init__(self, work: Path, transfers: str = "") -> None:
-        self.site = init_site(work / "site").site_path
+    def __init__(self, work: Path, transfers: str = "", name: str = "site",
+                 url: str | None = None) -> None:
+        url = url or database_url(f"bench_{work.name}".lower())
+        self.site = init_site(work / name, database_url=url).site_path
         text = (self.site / "settings.yml").read_text()
         text = text.replace("    laptop: local://", f"    remote: globus://{REMOTE_EP}")
         text = text.replace("globus_endpoint_id: null", f"globus_endpoint_id: {SITE_EP}")
         text = text.replace("globus_requests_per_second: 10 ", "globus_requests_per_second: 10000 ")
         (self.site / "settings.yml").write_text(text.rstrip() + "\n" + transfers)
         (self.site / "apps" / "wide.py").write_text(WIDE_APP)
-        (work / "remote").mkdir()
+        (work / "remote").mkdir(exist_ok=True)
         self.emulator = EmulatorProcess({SITE_EP: self.site, REMOTE_EP: work / "remote"},
                                         "--metadata-only", "--client", ":".join(CLIENT))
         self.env = dict(os.environ, **self.emulator.env, BALSAM_SITE_PATH=str(self.site),
@@ -110,7 +128,7 @@ def bench_bd(work: Path, items: int = 100_000) -> None:
     calls = sum(v for k, v in counts.items() if k != "token")
     print(f"(b) {items:,} items: {items / (done - started):,.0f} items/s claim -> submit -> "
           f"poll -> job advanced ({done - started:.1f} s; creating the jobs took "
-          f"{created:.1f} s)")
+          f"{created:.1f} s; load average {load()})")
     print(f"(d) Globus API calls per 1,000 items at batch size 100: {calls * 1000 / items:.1f} "
           f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
     bench.close()
@@ -156,9 +174,28 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="abcde", help="which benchmarks, e.g. 'ac'")
     parser.add_argument("--items", type=int, default=100_000, help="items for (b) and (d)")
+    parser.add_argument("--postgres", action="store_true", help="run the site on PostgreSQL")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+          f"; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.postgres:
+        DATABASE["server"] = start_postgres()
+        print(f"engine: PostgreSQL ({DATABASE['server'].bindir})")
+    try:
+        run(args)
+    finally:
+        if DATABASE["server"]:
+            DATABASE["server"].stop()
+
+
+def start_postgres() -> PostgresServer:
+    server = PostgresServer().start()
+    os.environ["PGPASSWORD"] = server.password  # the site's processes inherit it
+    return server
+
+
+def run(args: argparse.Namespace) -> None:
     runs = {"a": bench_a, "c": bench_c}
     for key in args.only:
         with tempfile.TemporaryDirectory() as tmp:

@@ -103,6 +103,8 @@ class Settings:
     database_path: Path
     logging: LogSettings = LogSettings()
     database_url: str | None = None  # PostgreSQL instead of database_path, when set
+    # a client without the site directory (api.use_database): the site makes workdirs
+    client: bool = False
 
     @property
     def database(self) -> Path | str:

@@ -5,12 +5,15 @@
         print(f"File {item.remote_path} is currently staging in via task ID: {item.task_id}")
 
 The site is found from `use_site(path)`, else $BALSAM_SITE_PATH, else the current
-directory and its parents. The database opens lazily, once per process.
+directory and its parents. A client without the site directory names the database and
+the site instead: `use_database(url, site="polaris")`, or $BALSAM_DATABASE_URL with
+$BALSAM_SITE_NAME. The database opens lazily, once per process.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from balsam_mp import db, settings
@@ -18,22 +21,59 @@ from balsam_mp.api.apps import ApplicationDefinition, sync_apps
 from balsam_mp.api.jobs import create_jobs, specs_from_dicts
 from balsam_mp.api.query import Manager, QuerySet
 from balsam_mp.db import jobs as job_states
-from balsam_mp.settings import Settings
+from balsam_mp.errors import BalsamError
+from balsam_mp.settings import Settings, TransferSettings
 
-_site: dict[str, Any] = {"path": None, "settings": None, "db": None, "pid": None}
+SITE_NAME_ENV = "BALSAM_SITE_NAME"
+_site: dict[str, Any] = {"path": None, "settings": None, "db": None, "pid": None,
+                         "client": None}
 
 
 def use_site(path: str | os.PathLike | None) -> Settings:
     """Point the API at a site directory (closes any connection to another site)."""
     close()
-    _site["path"] = path
+    _site.update(path=path, client=None)
+    return current_settings()
+
+
+def use_database(url: str | None, site: str) -> Settings:
+    """Point the API at a site by its database and name, from a machine without the
+    site directory (url None: $BALSAM_DATABASE_URL). Jobs are checked against the apps
+    and aliases the site published; the site makes their workdirs before staging."""
+    close()
+    url = settings.check_database_url(url or os.environ.get(settings.DATABASE_URL_ENV),
+                                      "database url" if url else settings.DATABASE_URL_ENV)
+    _site.update(path=None, client=(url, site))
     return current_settings()
 
 
 def current_settings() -> Settings:
     if _site["settings"] is None:
-        _site["settings"] = settings.load(_site["path"])
+        name = client_site_name()
+        if _site["client"] is None and _site["path"] is None and name:
+            return use_database(None, name)
+        if _site["client"] is not None:
+            _site["settings"] = _client_settings(*_site["client"])
+        else:
+            _site["settings"] = settings.load(_site["path"])
     return _site["settings"]
+
+
+def client_site_name() -> str | None:
+    """$BALSAM_SITE_NAME, when no $BALSAM_SITE_PATH names a site directory."""
+    return None if os.environ.get("BALSAM_SITE_PATH") else os.environ.get(SITE_NAME_ENV)
+
+
+def _client_settings(url: str, site: str) -> Settings:
+    _site["db"], _site["pid"] = db.connect(url, site=site), os.getpid()
+    published = db.sites.published()
+    if published is None:
+        raise BalsamError(f"site {site!r} has published no settings in its database yet; "
+                          "start it once with `balsam site start`")
+    site_path = Path(published["site_path"])
+    return Settings(site_path, site, TransferSettings(
+        transfer_locations=published["transfer_locations"]), site_path / "site.db",
+        database_url=url, client=True)
 
 
 def connect() -> None:
@@ -74,8 +114,14 @@ class App:
 
     @staticmethod
     def sync() -> list[str]:
+        if current_settings().client:
+            raise BalsamError("apps are synced by the site from its apps/ folder: run "
+                              "`balsam app sync` on the site's machine")
         connect()
-        return sync_apps(current_settings())
+        site = current_settings()
+        names = sync_apps(site)
+        db.sites.publish(str(site.site_path), site.transfers.transfer_locations)  # clients'
+        return names
 
 
 class Job:
@@ -92,5 +138,5 @@ class TransferTask:
 
 __all__ = [
     "App", "ApplicationDefinition", "Job", "QuerySet", "TransferItem", "TransferTask",
-    "close", "connect", "current_settings", "use_site",
+    "close", "connect", "current_settings", "use_database", "use_site",
 ]

@@ -15,6 +15,7 @@ import peewee
 from balsam_mp import states
 from balsam_mp.api.jobspec import JobSpec, check_json, check_tags, specs_from_dicts
 from balsam_mp.api.paths import (
+    NAME_MAX,
     Folders,
     check_limits,
     check_relative_path,
@@ -70,7 +71,8 @@ def create_jobs(settings: Settings, specs: list[JobSpec]) -> list[Job]:
     folders = Folders()
     try:
         for where, (spec, _, _) in zip(wheres, planned, strict=True):
-            folders.make(f"{where}: workdir", f"{settings.data_path}/{spec.workdir}")
+            if not settings.client:  # a client's jobs get their folders from the site
+                folders.make(f"{where}: workdir", f"{settings.data_path}/{spec.workdir}")
         return _commit(folders, planned)
     except BaseException:
         _undo(folders, settings.data_path)
@@ -128,8 +130,11 @@ class _Planner:
         self.settings = settings
         self.apps = {app.name: app for app in App.select()}
         self.data = str(settings.data_path)
-        self.real_data = os.path.realpath(self.data)
-        self.name_max = name_max_of(Path(self.real_data))
+        # a client sees no folder of the site: paths are checked as written, and the
+        # site checks symlinks when it makes the workdir
+        self.client = settings.client
+        self.real_data = self.data if self.client else os.path.realpath(self.data)
+        self.name_max = NAME_MAX if self.client else name_max_of(Path(self.real_data))
         self.workdirs: set[str] = set()
         self._real: dict[str, str] = {}  # workdir parent -> its real path
 
@@ -215,6 +220,8 @@ class _Planner:
 
     def resolve(self, relative: str) -> str:
         """realpath of SITE/data/relative, its parent's cached: jobs share parents."""
+        if self.client:
+            return f"{self.data}/{relative}"
         parent, _, leaf = relative.rpartition("/")
         base = self._real.get(parent)
         if base is None:

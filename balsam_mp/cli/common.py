@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -76,15 +77,37 @@ site_option = click.option(
     help="Site directory (default: $BALSAM_SITE_PATH, then the current directory upward).",
 )
 
+def _remember_env(name: str):
+    def remember(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value is not None:  # the API reads these as a client's own settings
+            os.environ[name] = value
+    return remember
+
+
+database_options = [
+    click.option("--database-url", metavar="URL", expose_value=False, is_eager=True,
+                 callback=_remember_env("BALSAM_DATABASE_URL"),
+                 help="A site's PostgreSQL database, for a client without the site "
+                      "directory (default: $BALSAM_DATABASE_URL)."),
+    click.option("--site-name", metavar="NAME", expose_value=False, is_eager=True,
+                 callback=_remember_env("BALSAM_SITE_NAME"),
+                 help="The site in that database (default: $BALSAM_SITE_NAME)."),
+]
+
 format_option = click.option(
     "--format", "output_format", type=click.Choice(["text", "json"]), default="text",
     show_default=True, help="Output format.",
 )
 
 
-def open_site() -> Settings:
-    """Settings of the site named by --site (or found), with the API bound to it."""
-    return api.use_site(_site_option())
+def open_site(client_ok: bool = True) -> Settings:
+    """Settings of the site named by --site (or found), with the API bound to it; a
+    client without the directory names the site (--site-name, $BALSAM_SITE_NAME),
+    except for the commands that run the site itself (`client_ok=False`)."""
+    path = _site_option()
+    if path is None and client_ok and api.client_site_name():
+        return api.use_database(None, api.client_site_name())
+    return api.use_site(path)
 
 
 def site_path() -> Path:

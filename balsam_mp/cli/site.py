@@ -46,7 +46,7 @@ def init(path: Path, name: str | None, database_url: str | None) -> None:
               help="Exit 0 quietly if the site already runs on this host (for crontab).")
 def start(foreground: bool, if_not_running: bool) -> None:
     """Start the site: a supervisor with a submitter and a poller."""
-    message = service.start(open_site(), foreground, if_not_running)
+    message = service.start(open_site(client_ok=False), foreground, if_not_running)
     if message:
         click.echo(message)
 
@@ -64,7 +64,7 @@ def stop(timeout: float) -> None:
 @site_option
 def sync() -> None:
     """Validate settings.yml, sync apps, and restart the workers of a running site."""
-    settings = open_site()
+    settings = open_site(client_ok=False)
     click.echo(service.sync(settings.site_path))
 
 

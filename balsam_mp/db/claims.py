@@ -235,6 +235,19 @@ def abandon(claim: Claim, code: str, reason: str, policy: TransferSettings) -> N
         fail_items([Failure(item_id, code, reason) for item_id, *_ in claim.items], policy, now)
 
 
+def drop_items(claim: Claim, failures: list[Failure], policy: TransferSettings) -> None:
+    """Items of a claim that cannot be sent (their folder cannot be made) fail alone; a
+    claim left with none fails as a task. `claim.items` loses them."""
+    gone = {failure.item_id for failure in failures}
+    claim.items = [item for item in claim.items if item[0] not in gone]
+    with _db().atomic():
+        fail_items(failures, policy)
+        TransferTask.update(item_count=len(claim.items), updated_at=utcnow()).where(
+            TransferTask.id == claim.task_id).execute()
+    if not claim.items:
+        abandon(claim, failures[0].code, "no item of the batch could be sent", policy)
+
+
 def record_site_event(kind: str, message: str) -> bool:
     """A site-level event (no job), e.g. ACTION_REQUIRED. Skips an exact repeat."""
     last = (LogEvent.select().where(LogEvent.job.is_null(), LogEvent.transfer_item.is_null())

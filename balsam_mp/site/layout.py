@@ -61,5 +61,7 @@ def init_site(path: Path, name: str | None = None,
         raise BalsamError(f"cannot create a site at {path}: "
                           f"{exc.strerror or exc} ({exc.filename or path})") from None
     loaded = settings.load(path)
-    db.connect(loaded.database, site=loaded.site_name, create=True).close()
+    db.connect(loaded.database, site=loaded.site_name, create=True)
+    db.sites.publish(str(loaded.site_path), loaded.transfers.transfer_locations)
+    db.Job._meta.database.close()
     return loaded

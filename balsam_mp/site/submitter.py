@@ -13,9 +13,10 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from balsam_mp.db import claims
+from balsam_mp.db import claims, sites
 from balsam_mp.db.claims import Claim, Group
 from balsam_mp.db.models import utcnow
+from balsam_mp.site import workdirs
 from balsam_mp.site.backends import Location, build_locations
 from balsam_mp.site.submission_ids import SubmissionIds
 from balsam_mp.site.worker import Worker
@@ -40,6 +41,7 @@ class Submitter(Worker):
 
     def initialize(self) -> None:
         super().initialize()
+        sites.publish(str(self.settings.site_path), self.settings.transfers.transfer_locations)
         self.owner = claims.owner_id()
         self.locations: dict[str, Location] = build_locations(self.settings)
         self.last_served: dict[Group, float] = {}
@@ -85,7 +87,7 @@ class Submitter(Worker):
         return self.submission_ids[id(self.locations[group.alias].backend)].take()
 
     def submit(self, batch: list[Claim]) -> None:
-        batch = [claim for claim in batch if self.trusted(claim)]
+        batch = [claim for claim in batch if self.trusted(claim) and self.folders_made(claim)]
         submitted: list[tuple[Claim, str]] = []
         retry_later: Exception | None = None
         # the sends wait on the network, so they overlap; results are handled here, in order
@@ -112,6 +114,20 @@ class Submitter(Worker):
                           sum(len(c.items) for c, _ in submitted))
         if retry_later is not None:
             raise retry_later  # the loop backs off; the claims stay ours to resend
+
+    def folders_made(self, claim: Claim) -> bool:
+        """Stage-ins: the folders they land in exist (a client's jobs have none yet);
+        items whose folder cannot be made fail alone. False if none is left to send."""
+        if claim.direction != "in":
+            return True
+        failures = workdirs.make_folders(self.settings.data_path,
+                                         [(item[0], item[2]) for item in claim.items])
+        if not failures:
+            return True
+        for failure in failures:
+            self.log.error("item %d: %s", failure.item_id, failure.reason)
+        claims.drop_items(claim, failures, self.settings.transfers)
+        return bool(claim.items)
 
     def trusted(self, claim: Claim) -> bool:
         """A claim whose alias left transfer_locations since is not sent, nor failed: it

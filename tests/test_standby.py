@@ -126,3 +126,19 @@ def test_two_site_names_that_share_a_schema_are_refused(postgres_server, tmp_pat
         init_site(tmp_path / "two", "my_site", database_url=url)
     api.close()
     postgres_server.drop_database("clash")
+
+
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)
+def test_the_site_rides_out_a_database_restart(sitekit, postgres_server):
+    """Every session is cut (the server restarts): the workers reconnect, the lock holder
+    takes the lock again, and work created afterwards is staged."""
+    kit = sitekit()
+    first = kit.make_jobs(5, prefix="before", stage_out=False)
+    kit.start()
+    kit.wait_jobs(first, states.STAGED_IN)
+    postgres_server.restart()
+    api.close()  # our own session was cut too
+    later = kit.make_jobs(5, prefix="after", stage_out=False)
+    kit.wait_jobs(later, states.STAGED_IN, timeout=60)
+    log = (kit.site / "logs" / "supervisor.log").read_text()
+    assert "the lock is lost" in log and log.count("holds the site lock") >= 2

@@ -88,14 +88,13 @@ class Worker:
             try:
                 busy = self.step()
                 self._error_backoff = 0.0
-            except (BalsamError, peewee.OperationalError) as exc:
+                if not busy:
+                    self.idle()  # waits on the database too (LISTEN on PostgreSQL)
+            except (BalsamError, peewee.OperationalError, peewee.InterfaceError) as exc:
                 self._error_backoff = min(30.0, max(0.5, self._error_backoff * 2))
                 self.log.warning("%s: %s; retrying in %.1fs", self.name, exc, self._error_backoff)
                 self.sleep(self._error_backoff)
                 self._reconnect()
-                continue
-            if not busy:
-                self.idle()
         if not self.stopping:
             self.log.warning("%s: supervisor %d is gone; exiting", self.name, self.parent_pid)
 

@@ -74,8 +74,10 @@ class PostgresServer:
         command = [str(self.bindir / args[0]), *args[1:]]
         if self._run_as:
             command = ["runuser", "-u", self._run_as, "--", *command]
+        # the server must not look like a site's process (tests kill those by environment)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BALSAM_", "PG"))}
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                cwd=self.folder)
+                                cwd=self.folder, env=env)
         if result.returncode != 0:
             raise PostgresServerError(f"{args[0]} failed ({result.returncode}): "
                                       f"{(result.stderr or result.stdout).strip()[-2000:]}")
@@ -96,7 +98,7 @@ class PostgresServer:
             pwfile.unlink()
             for attempt in range(3):  # the free port may be taken before the server binds
                 self.port = _free_port()
-                options = (f"-p {self.port} -c listen_addresses=127.0.0.1 "
+                self._options = options = (f"-p {self.port} -c listen_addresses=127.0.0.1 "
                            f"-c unix_socket_directories={self.folder} -c fsync=off "
                            "-c synchronous_commit=off -c full_page_writes=off "
                            f"-c max_connections={self.max_connections}")
@@ -132,6 +134,13 @@ class PostgresServer:
 
     def drop_database(self, name: str) -> None:
         self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def restart(self) -> None:
+        """Stop the server at once (every session is cut) and start it again."""
+        data = str(self.folder / "data")
+        self._run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop", timeout=60)
+        self._run("pg_ctl", "-D", data, "-w", "-t", "60", "-l", str(self.folder / "server.log"),
+                  "-o", self._options, "start")
 
     def stop(self) -> None:
         if self.folder is None:

@@ -31,14 +31,15 @@ import bench_site  # noqa: E402 - a sibling script, not a package
 from balsam_mp import api  # noqa: E402
 
 
-def client(sites: list[str], jobs: int, done) -> None:
-    """Another process: creates the jobs in chunks, alternating sites, and plays the
-    app (STAGED_IN -> POSTPROCESSED) until every job of both sites is JOB_FINISHED."""
+def client(url: str, sites: list[str], jobs: int, done) -> None:
+    """Another process, through the database alone (no site directory): creates the
+    jobs in chunks, alternating sites, and plays the app (STAGED_IN -> POSTPROCESSED)
+    until every job of both sites is JOB_FINISHED."""
     per_site, made = jobs // len(sites), dict.fromkeys(sites, 0)
     while True:
         finished = 0
         for site in sites:
-            api.use_site(site)
+            api.use_database(url, site=site)
             if made[site] < per_site:
                 count = min(1000, per_site - made[site])
                 api.Job.objects.bulk_create([
@@ -67,7 +68,7 @@ def bench_f(work: Path, jobs: int) -> None:
     queue = multiprocessing.get_context("spawn").Queue()
     started = time.monotonic()
     process = multiprocessing.get_context("spawn").Process(
-        target=client, args=([str(b.site) for b in benches], jobs, queue))
+        target=client, args=(url, [b.site.name for b in benches], jobs, queue))
     process.start()
     finished = queue.get(timeout=3600)
     process.join()

@@ -23,7 +23,7 @@ from balsam_mp.api.paths import (
     overlap,
     shown,
 )
-from balsam_mp.db.bulk import insert_rows, value_list
+from balsam_mp.db.bulk import insert_rows, refresh_statistics, value_list
 from balsam_mp.db.models import App, Job, LogEvent, TransferItem, utcnow
 from balsam_mp.errors import ValidationError
 from balsam_mp.settings import SETTINGS_FILE, Settings
@@ -108,6 +108,7 @@ def _commit(folders: Folders, planned: list) -> list[Job]:
         # another process committed one of these workdirs since we checked
         _reject_used_workdirs([row["workdir"] for row in job_rows])
         raise
+    refresh_statistics(len(job_rows))
     return [Job(id=ids[row["workdir"]], **row) for row in job_rows]
 
 

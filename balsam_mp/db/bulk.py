@@ -62,6 +62,15 @@ def value_list(values: list[int] | list[str]) -> peewee.SQL | list:
     return peewee.SQL(f"({listing.format(param=database.param)})", (json.dumps(values),))
 
 
+BIG_INSERT = 1000  # jobs: after creating this many at once, refresh planner statistics
+
+
+def refresh_statistics(rows: int) -> None:
+    """After a big insert, on engines whose planner needs fresh statistics."""
+    if rows >= BIG_INSERT and dialect().ANALYZE:
+        database_proxy.execute_sql(dialect().ANALYZE)
+
+
 def dialect():
     """The SQL fragments of this process's engine (sql_sqlite or sql_postgres)."""
     return database_proxy.obj.dialect

@@ -72,7 +72,7 @@ _DUE_ITEMS = """
     SELECT {columns} FROM transfer_item
     WHERE state = :pending AND direction = :direction AND location_alias = :alias
       AND (not_before IS NULL OR not_before <= :now){batched}
-    ORDER BY job_id, id LIMIT :limit{lock}"""
+    ORDER BY {order} LIMIT :limit{lock}"""
 # The half of a split batch (items sharing a batch_key) to claim first, if any: the
 # batch_key index holds only the few items waiting in such halves.
 _DUE_HALF = """
@@ -96,7 +96,7 @@ def _due(group: Group, now: str, limit: int, columns: str, batched: bool = True,
     """Due items; only those in no split half unless `batched`. `lock`: the claim's
     read, which on PostgreSQL locks the rows and skips those another claim holds."""
     sql = _DUE_ITEMS.format(columns=columns, batched="" if batched else
-                            " AND batch_key IS NULL",
+                            " AND batch_key IS NULL", order=dialect().DUE_ORDER,
                             lock=dialect().SKIP_LOCKED if lock else "")
     return run(sql, {"pending": Item.PENDING, "direction": group.direction,
                      "alias": group.alias, "now": now, "limit": limit}).fetchall()

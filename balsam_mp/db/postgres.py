@@ -31,6 +31,19 @@ _NOTIFY_FUNCTION = """
 _NOTIFY_TRIGGER = """
     CREATE TRIGGER {table}_notify AFTER INSERT OR UPDATE OR DELETE ON "{table}"
     FOR EACH STATEMENT EXECUTE FUNCTION balsam_notify()"""
+# The claim reads pending items of one (direction, alias), oldest job first: an index of
+# the pending items alone keeps that a short walk. The foreign key's own index on job_id
+# goes: with statistics from when every item was pending, the planner walked it through
+# every item already done (30 ms per claim at 100,000 items); (job_id, direction) serves
+# the lookups by job.
+_PENDING_INDEX = ("""
+    CREATE INDEX IF NOT EXISTS transfer_item_pending ON transfer_item
+    (direction, location_alias, job_id) WHERE state = 'pending'""",
+                  "DROP INDEX IF EXISTS transfer_item_job_id",
+                  # items change state several times each: vacuum and analyze early, or
+                  # the claim walks the index entries of items long claimed
+                  "ALTER TABLE transfer_item SET (autovacuum_vacuum_scale_factor = 0.02, "
+                  "autovacuum_analyze_scale_factor = 0.02)")
 MISSING_DRIVER = ("database_url names a PostgreSQL database but its driver is not "
                   "installed: pip install 'balsam_mp[postgres]' (psycopg 3)")
 
@@ -58,6 +71,7 @@ class SitePostgres(peewee.PostgresqlDatabase):
         self.schema = schema_of(site)
         super().__init__(url, prefer_psycopg3=True, application_name="balsam_mp",
                          connect_timeout=10, options=f"-c search_path={self.schema}",
+                         prepare_threshold=None,
                          **kwargs)
         self.site = site
         self.channel = f"balsam_{self.schema}"
@@ -89,6 +103,8 @@ class SitePostgres(peewee.PostgresqlDatabase):
 
     def install_schema_hooks(self) -> None:
         """Triggers that NOTIFY the site's workers of every commit to the watched tables."""
+        for statement in _PENDING_INDEX:
+            self.execute_sql(statement)
         self.execute_sql(_NOTIFY_FUNCTION.format(channel=self.channel))
         for table in WATCHED_TABLES:
             self.execute_sql(f'DROP TRIGGER IF EXISTS {table}_notify ON "{table}"')

@@ -23,6 +23,14 @@ SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 # second waits for the first and its next statement sees the first's items done.
 LOCK_JOBS = "SELECT id FROM job WHERE id IN ({ids}) ORDER BY id FOR UPDATE"
 
+# oldest job first, in the order of the claim index (state, direction, alias, job): no
+# sort, whatever the statistics say
+DUE_ORDER = "job_id"
+# Without statistics (a table just filled by a bulk create) the planner takes the claim
+# for a one-row query and sorts every pending item: 34 ms instead of 0.1 ms per claim
+# at 40,000 items. Autovacuum analyzes only after its next nap.
+ANALYZE = "ANALYZE job, transfer_item"
+
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 

@@ -15,6 +15,10 @@ JSON_PAIR = ("EXISTS (SELECT 1 FROM json_each(", ") WHERE key = ? AND value = ?)
 SKIP_LOCKED = ""
 # rows to lock before checking a job's items (SQLite: the write lock already covers it)
 LOCK_JOBS: str | None = None
+# the claim's order: oldest job first
+DUE_ORDER = "job_id, id"
+# statistics to refresh after a big insert (SQLite's planner needs none for these)
+ANALYZE: str | None = None
 
 
 def named(sql: str) -> str:

@@ -117,3 +117,9 @@ def test_the_cli_of_a_client(sitekit, tmp_path, database_url):
         capture_output=True, text=True)
     assert refused.returncode != 0 and "no balsam site" in refused.stderr
     assert os.environ.get("BALSAM_SITE_NAME") is None
+
+
+def test_a_site_name_without_a_database_is_one_clear_error(monkeypatch, engine):
+    monkeypatch.delenv("BALSAM_DATABASE_URL", raising=False)
+    with pytest.raises(BalsamError, match=r"named without a database: .*\$BALSAM_DATABASE_URL"):
+        api.use_database(None, site="polaris")

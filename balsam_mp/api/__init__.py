@@ -41,8 +41,12 @@ def use_database(url: str | None, site: str) -> Settings:
     site directory (url None: $BALSAM_DATABASE_URL). Jobs are checked against the apps
     and aliases the site published; the site makes their workdirs before staging."""
     close()
-    url = settings.check_database_url(url or os.environ.get(settings.DATABASE_URL_ENV),
-                                      "database url" if url else settings.DATABASE_URL_ENV)
+    url = url or os.environ.get(settings.DATABASE_URL_ENV)
+    if not url:
+        raise BalsamError(f"site {site!r} is named without a database: pass its URL or set "
+                          f"${settings.DATABASE_URL_ENV} (or set $BALSAM_SITE_PATH to use a "
+                          "site directory)")
+    url = settings.check_database_url(url, "database url")
     _site.update(path=None, client=(url, site))
     return current_settings()
 

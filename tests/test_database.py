@@ -18,7 +18,8 @@ def test_wal_immediate_and_schema_version(site):
     database = db.Job._meta.database
     assert database.execute_sql("pragma journal_mode").fetchone()[0] == "wal"
     assert database.execute_sql(
-        "select value from meta where key='schema_version'").fetchone()[0] == "1"
+        "select value from meta where key='schema_version'").fetchone()[0] == str(
+        db.models.SCHEMA_VERSION)
     names = "select name from sqlite_master where type=?"
     tables = {r[0] for r in database.execute_sql(names, ("table",))}
     assert {"app", "job", "transfer_item", "transfer_task", "log_event"} <= tables
@@ -61,14 +62,16 @@ def test_a_connection_inherited_through_fork_refuses_to_run(site):
 
 def test_an_older_schema_is_migrated_through_the_hook(site, monkeypatch):
     api.connect()
-    db.Job._meta.database.execute_sql("update meta set value='0' where key='schema_version'")
+    latest = db.models.SCHEMA_VERSION
+    db.Job._meta.database.execute_sql(
+        f"update meta set value='{latest - 1}' where key='schema_version'")
     api.close()
     ran = []
-    monkeypatch.setitem(connection.MIGRATIONS, 1, lambda database: ran.append(database))
+    monkeypatch.setitem(connection.MIGRATIONS, latest, lambda database: ran.append(database))
     database = db.connect(site.database_path)
     assert len(ran) == 1
     version = database.execute_sql("select value from meta where key='schema_version'")
-    assert version.fetchone()[0] == "1"
+    assert version.fetchone()[0] == str(latest)
     database.close()
 
 

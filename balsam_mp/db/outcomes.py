@@ -141,12 +141,12 @@ def finish_task(task_id: int, progress: Progress, failures: list[Failure],
         solo: set[int] = set()
         if final == Task.FAILED:
             code = progress.fatal_code or "FAILED"
-            reason = describe(progress) or code
+            reason = progress.fatal_error or code  # fail_items puts the code in front
             rows = list(TransferItem.select(TransferItem.id, TransferItem.split_round).where(
                 TransferItem.transfer_task == task_id,
                 TransferItem.state.in_(Item.IN_FLIGHT)).order_by(TransferItem.id).tuples())
             if len(rows) > 1 and code not in TASK_WIDE_CODES:
-                return _split(task_id, rows, reason, now)
+                return _split(task_id, rows, f"{code}: {reason}", now)
             if len(rows) == 1 and rows[0][1] and code not in TASK_WIDE_CODES:
                 # the culprit, alone after its batch was split: it stays alone
                 reason += f" (isolated after {rows[0][1]} split round(s))"

@@ -11,7 +11,13 @@ from balsam_mp.db.outcomes import Failure, Finished, Progress
 from balsam_mp.site.backends import Location, backend_of_task, build_locations
 from balsam_mp.site.worker import Worker
 from balsam_mp.states import Item, Task
-from balsam_mp.transfer.base import ConsentRequired, LoginRequired, TaskStatus, TransferBackend
+from balsam_mp.transfer.base import (
+    ConsentRequired,
+    LoginRequired,
+    PermanentError,
+    TaskStatus,
+    TransferBackend,
+)
 
 FASTEST_POLL = 0.05  # seconds; the interval grows to service_period while nothing changes
 FRESH = 2.0  # seconds after its claim that a task is polled fast (short tasks end early)
@@ -85,7 +91,10 @@ class Poller(Worker):
                 code: str, why: str) -> bool:
         """Cancel a task that holds a slot without getting anywhere; its items go round
         again (a stalled batch split in halves)."""
-        backend.cancel(task.task_id)
+        try:
+            backend.cancel(task.task_id)
+        except PermanentError as exc:  # e.g. it ended meanwhile: it is given up all the same
+            self.log.warning("task %s: cancel refused: %s", task.task_id, exc)
         progress = Progress("FAILED", status.nice_status, status.files_transferred,
                             status.bytes_transferred, status.bytes_per_second, code, why)
         self.report(task, progress, outcomes.finish_task(task.id, progress, [],

@@ -138,18 +138,25 @@ class LocalBackend(TransferBackend):
     def poll(self, task_ids: list[str]) -> dict[str, TaskStatus]:
         found = {}
         for task_id in task_ids:
-            task_dir = self.state_dir / task_id
-            spec = read_json(task_dir / "spec.json")
-            if spec is None:
-                continue
-            state = read_json(task_dir / "result.json") or read_json(task_dir / "progress.json")
-            if state is None or state.get("status") not in ("SUCCEEDED", "FAILED"):
-                state = self._unfinished(task_dir, spec, state)
-            state = state or {"status": "ACTIVE", "nice_status": "Queued"}
-            fields = TaskStatus.__dataclass_fields__
-            found[task_id] = TaskStatus(task_id=task_id, **{
-                k: v for k, v in state.items() if k in fields and k != "task_id"})
+            try:
+                status = self._poll_one(self.state_dir / task_id)
+            except (OSError, ValueError, TypeError, KeyError):
+                continue  # an unreadable task folder: unknown, lost once past its deadline
+            if status is not None:
+                found[task_id] = status
         return found
+
+    def _poll_one(self, task_dir: Path) -> TaskStatus | None:
+        spec = read_json(task_dir / "spec.json")
+        if spec is None:
+            return None
+        state = read_json(task_dir / "result.json") or read_json(task_dir / "progress.json")
+        if state is None or state.get("status") not in ("SUCCEEDED", "FAILED"):
+            state = self._unfinished(task_dir, spec, state)
+        state = state or {"status": "ACTIVE", "nice_status": "Queued"}
+        fields = TaskStatus.__dataclass_fields__
+        return TaskStatus(task_id=task_dir.name, **{
+            k: v for k, v in state.items() if k in fields and k != "task_id"})
 
     def _unfinished(self, task_dir: Path, spec: dict, state: dict | None) -> dict | None:
         """A task without a result: running, starting, or lost. Lost only when its runner

@@ -234,5 +234,7 @@ def test_the_emulator_refuses_a_symlink_out_of_a_source_tree(emulator, endpoint_
                              backend.get_submission_id(), TaskOptions(
                                  "t", dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)))
     wait_for(lambda: backend.poll([task_id])[task_id].finished)
-    assert [f.code for f in backend.failures(task_id, "in")] == ["PERMISSION_DENIED"]
+    [failure] = backend.failures(task_id, "in")
+    assert failure.code == "PERMISSION_DENIED" and failure.details.startswith("/tree/evil")
+    assert str(tmp_path) not in failure.details  # the endpoint's folder stays private
     assert not list(site.rglob("secret.dat"))

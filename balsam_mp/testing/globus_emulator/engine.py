@@ -7,6 +7,7 @@ with nice_status "Queued". Every task has a deadline. A submission id is accepte
 from __future__ import annotations
 
 import errno
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -211,7 +212,11 @@ class Engine:
             return
         if not (entry.recursive and src.is_dir()):
             raise FileNotFoundError(entry.source_path)
-        for relative in walk_files(src, lambda folder: confine(src_root, folder)):
+        def inside(folder: str) -> None:  # errors name the endpoint path, never ours
+            confine(src_root, folder, f"{entry.source_path.rstrip('/')}/"
+                                      f"{os.path.relpath(folder, src)}")
+
+        for relative in walk_files(src, inside):
             yield resolve(src_root, entry.source_path.rstrip("/") + relative), relative
 
     def _copy_retrying(self, task: Task, src: Path, dst: Path, dst_path: str) -> bool:

@@ -9,6 +9,7 @@ the same id finds it and only restarts a runner that died before it finished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -61,7 +62,8 @@ def remove_partial(task_dir: Path) -> None:
         return
     # a record cut short by a kill must never name another file
     if partial.name.startswith(".") and partial.name.endswith(f".partial-{task_dir.name[:8]}"):
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. a name too long: it was never created
+            partial.unlink(missing_ok=True)
     (task_dir / PARTIAL).unlink(missing_ok=True)
 
 

@@ -123,3 +123,22 @@ def test_a_batch_whose_runner_dies_on_one_file_is_isolated(local_site):
             .item_count == 1
     finally:
         killer.close()
+
+
+def test_a_batch_refused_for_one_bad_path_is_split(sitekit):
+    """An old row (or another client) carries a path no file system holds: the service
+    refuses the whole request as bad; the site splits it until the refusal is alone."""
+    kit = sitekit(transfers="  max_retries: 0\n")
+    jobs = kit.make_jobs(12, stage_out=False)
+    too_long = "/in/" + "x/" * 2100 + "f.dat"
+    api.TransferItem.objects.model.update(remote_path=too_long).where(
+        api.TransferItem.objects.model.job == jobs[3]).execute()
+    kit.start()
+    kit.wait_jobs(jobs[:3] + jobs[4:], states.STAGED_IN, timeout=60)
+    kit.wait_jobs([jobs[3]], states.FAILED, timeout=30)
+    failed = api.Job.objects.get(id=jobs[3]).state_data["failed_files"]
+    assert failed[0]["remote"] == f"remote:{too_long}"
+    assert "BAD_REQUEST" in failed[0]["reason"] and "invalid path" in failed[0]["reason"]
+    assert 1 <= api.TransferItem.objects.get(job_id=jobs[3]).split_round <= rounds_bound(12)
+    assert "split round 1, its 12 items retried as halves of 6 and 6" in (
+        kit.site / "logs" / "submitter.log").read_text()

@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import re
 import signal
+import socket
 import threading
 import uuid
 from dataclasses import dataclass
@@ -278,3 +279,37 @@ def test_odd_names_fail_only_their_own_items(local, direction, sources, dests):
     assert {f.code for f in local.backend.failures(status.task_id, direction)} <= KNOWN_CODES
     assert sorted(local.outside.rglob("*")) == before
     assert not [p for p in dest_side.rglob("*") if re.fullmatch(r"\..+\.partial-.{8}", p.name)]
+
+
+def _tree_with_a_socket(folder: Path) -> socket.socket:
+    """A folder with a good file and a unix socket, which no one can open() to read."""
+    make(folder / "tree/ok.dat", "ok")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(folder / "tree/sock"))
+    return server
+
+
+def test_an_unreadable_file_in_a_tree_fails_only_its_item_locally(local):
+    with _tree_with_a_socket(local.root):
+        make(local.root / "good.dat", "good")
+        status, failures = local.run("in", [
+            FileSpec("/tree", str(local.data / "t"), recursive=True),
+            FileSpec("/good.dat", str(local.data / "good.dat"))])
+    assert status.status == "SUCCEEDED" and list(failures) == ["/tree"]
+    assert failures["/tree"].code == "FILE_ERROR" and "/tree/sock" in failures["/tree"].details
+    assert (local.data / "good.dat").read_text() == "good"
+
+
+def test_an_unreadable_file_in_a_tree_is_skipped_by_the_emulator(emulator, endpoint_dirs):
+    remote, site = endpoint_dirs[REMOTE_EP], endpoint_dirs[SITE_EP]
+    backend = GlobusBackend(globus_client(emulator), SITE_EP, str(site), "/")
+    with _tree_with_a_socket(remote):
+        make(remote / "good.dat", "good")
+        task_id = backend.submit("in", REMOTE_EP, [
+            FileSpec("/tree", str(site / "t"), recursive=True),
+            FileSpec("/good.dat", str(site / "good.dat"))], backend.get_submission_id(),
+            TaskOptions("t", dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)))
+        status = wait_for(lambda: (s := backend.poll([task_id])[task_id]).finished and s)
+    assert status.status == "SUCCEEDED"
+    assert [(f.src, f.code) for f in backend.failures(task_id, "in")] == [("/tree", "FILE_ERROR")]
+    assert (site / "good.dat").read_text() == "good"

@@ -3,6 +3,7 @@ in one transaction per result, updates the task, its items and their jobs."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 
 from balsam_mp.db import claims, outcomes
@@ -82,6 +83,11 @@ class Poller(Worker):
                     f"({status.nice_status}): credentials expired or consent missing; run "
                     "`balsam site globus-login` (the task resumes by itself afterwards)")
             return new_state is not None
+        if status.fatal_code == "CANCELED" and self.faulting_too_long(task, None):
+            # our own cancel of a stalled task, whose split a crash interrupted
+            progress = dataclasses.replace(progress, fatal_code="STALLED", fatal_error=(
+                f"{task.nice_status} for over {self.settings.transfers.fault_timeout:g} s; "
+                "cancelled"))
         failures = self.failures(backend, task, status)
         self.report(task, progress, outcomes.finish_task(task.id, progress, failures,
                                                          self.settings.transfers))
@@ -114,10 +120,10 @@ class Poller(Worker):
             self.log.info("task %s %s: %d done, %d failed", task.task_id, progress.status,
                           finished.done, finished.failed)
 
-    def faulting_too_long(self, task: TransferTask, status: TaskStatus) -> bool:
+    def faulting_too_long(self, task: TransferTask, status: TaskStatus | None) -> bool:
         """The same fault (nice_status) for over fault_timeout: e.g. a destination error
-        Globus retries until the deadline."""
-        if task.fault_since is None or task.nice_status != status.nice_status:
+        Globus retries until the deadline. status None: as last recorded."""
+        if task.fault_since is None or (status and task.nice_status != status.nice_status):
             return False
         waited = (utcnow() - task.fault_since).total_seconds()
         return waited > self.settings.transfers.fault_timeout

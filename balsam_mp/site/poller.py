@@ -72,8 +72,9 @@ class Poller(Worker):
                                 f"over {self.settings.transfers.inactive_timeout} s; cancelled")
         if status.fault is not None and self.faulting_too_long(task, status):
             details = f" ({status.nice_status_details})" if status.nice_status_details else ""
+            tries = f", {status.faults} faults" if status.faults else ""
             return self.give_up(backend, task, status, "STALLED", f"{status.fault}{details} "
-                                f"for over {self.settings.transfers.fault_timeout:g} s; "
+                                f"for over {self.settings.transfers.fault_timeout:g} s{tries}; "
                                 "cancelled")
         if not status.finished:
             new_state = outcomes.record_progress(task.id, progress)

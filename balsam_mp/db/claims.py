@@ -17,7 +17,7 @@ import psutil
 
 from balsam_mp.db.bulk import insert_row, run
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
-from balsam_mp.db.outcomes import Failure, fail_items
+from balsam_mp.db.outcomes import Failure, Finished, fail_items, split_batch
 from balsam_mp.errors import StateConflict
 from balsam_mp.settings import TransferSettings
 from balsam_mp.states import Item, Task
@@ -217,14 +217,26 @@ def mark_submitted(claims: list[tuple[Claim, str]], owner: str) -> None:
             run(_ITEMS_SUBMITTED, params)
 
 
-def abandon(claim: Claim, code: str, reason: str, policy: TransferSettings) -> None:
-    """A batch the service refused for good: the task fails, its items fail or retry."""
+def abandon(claim: Claim, code: str, reason: str, policy: TransferSettings) -> Finished:
+    """A batch the service refused for good: the task fails, its items fail or retry.
+    A request refused as bad (BAD_REQUEST: one bad path refuses the batch) is split
+    in halves instead, like a batch that failed as a whole."""
     now = utcnow()
     with _db().atomic():
-        TransferTask.update(state=Task.FAILED, fatal_error=f"{code}: {reason}", owner=None,
-                            updated_at=now).where(TransferTask.id == claim.task_id,
-                                                  TransferTask.state == Task.SUBMITTING).execute()
-        fail_items([Failure(item_id, code, reason) for item_id, *_ in claim.items], policy, now)
+        changed = TransferTask.update(
+            state=Task.FAILED, fatal_error=f"{code}: {reason}", owner=None,
+            updated_at=now).where(TransferTask.id == claim.task_id,
+                                  TransferTask.state == Task.SUBMITTING).execute()
+        rows = list(TransferItem.select(TransferItem.id, TransferItem.split_round).where(
+            TransferItem.transfer_task == claim.task_id,
+            TransferItem.state == Item.SUBMITTING).order_by(TransferItem.id).tuples())
+        if not changed or not rows:
+            return Finished()
+        if code == "BAD_REQUEST" and len(rows) > 1:
+            return split_batch(claim.task_id, rows, f"{code}: {reason}", now)
+        solo = {rows[0][0]} if code == "BAD_REQUEST" and rows[0][1] else set()
+        fail_items([Failure(item_id, code, reason) for item_id, _ in rows], policy, now, solo)
+        return Finished(failed=len(rows))
 
 
 def record_site_event(kind: str, message: str) -> bool:

@@ -104,8 +104,11 @@ class Submitter(Worker):
             except RetryableError as exc:
                 retry_later = exc
             except PermanentError as exc:
-                self.log.error("task %s refused: %s", claim.task_id, exc)
-                claims.abandon(claim, exc.code, str(exc), self.settings.transfers)
+                finished = claims.abandon(claim, exc.code, str(exc), self.settings.transfers)
+                self.log.error("task %s refused: %s%s", claim.task_id, exc, (
+                    f"; split round {finished.split_round}, its {sum(finished.halves)} items "
+                    f"retried as halves of {' and '.join(map(str, finished.halves))}"
+                    if finished.halves else ""))
         if submitted:
             claims.mark_submitted(submitted, self.owner)
             self.log.info("submitted %d task(s), %d item(s)", len(submitted),

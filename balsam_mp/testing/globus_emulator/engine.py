@@ -7,6 +7,7 @@ with nice_status "Queued". Every task has a deadline. A submission id is accepte
 from __future__ import annotations
 
 import errno
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -37,6 +38,8 @@ DEST_FAULTS = {errno.EACCES: "PERMISSION_DENIED", errno.EPERM: "PERMISSION_DENIE
                errno.ENOTDIR: "NOT_A_DIRECTORY", errno.EISDIR: "IS_A_DIRECTORY",
                errno.EEXIST: "FILE_EXISTS", errno.ENAMETOOLONG: "NAME_TOO_LONG",
                errno.EROFS: "PERMISSION_DENIED"}
+SOURCE_ERRORS = {errno.EACCES: "PERMISSION_DENIED", errno.EPERM: "PERMISSION_DENIED",
+                 errno.ENOENT: "FILE_NOT_FOUND", errno.EISDIR: "IS_A_DIRECTORY"}
 
 
 class Engine:
@@ -197,8 +200,14 @@ class Engine:
                 dst = resolve(dst_root, dst_path)
             except PathEscape:
                 return self.fail(task, "PERMISSION_DENIED", f"{dst_path} leaves the root")
-            if not self._copy_retrying(task, src, dst, dst_path):
-                return  # cancelled or expired while the destination faulted
+            try:
+                if not self._copy_retrying(task, src, dst, dst_path):
+                    return  # cancelled or expired while the destination faulted
+            except OSError as exc:
+                if exc.filename != str(src):
+                    raise
+                return self._source_error(  # e.g. unreadable: skipped like a missing file
+                    task, entry, SOURCE_ERRORS.get(exc.errno, "FILE_ERROR"), exc.strerror)
         with self.lock:
             task.subtasks_succeeded += 1
             task.successful.append(_success(entry.source_path, entry.destination_path))
@@ -211,7 +220,11 @@ class Engine:
             return
         if not (entry.recursive and src.is_dir()):
             raise FileNotFoundError(entry.source_path)
-        for relative in walk_files(src, lambda folder: confine(src_root, folder)):
+        def inside(folder: str) -> None:  # errors name the endpoint path, never ours
+            confine(src_root, folder, f"{entry.source_path.rstrip('/')}/"
+                                      f"{os.path.relpath(folder, src)}")
+
+        for relative in walk_files(src, inside):
             yield resolve(src_root, entry.source_path.rstrip("/") + relative), relative
 
     def _copy_retrying(self, task: Task, src: Path, dst: Path, dst_path: str) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from balsam_mp.errors import SettingsError, SiteNotFound
+from balsam_mp.logsettings import LogSettings, parse_logging
 from balsam_mp.yamlfile import read_yaml
 
 log = logging.getLogger(__name__)
@@ -76,22 +77,6 @@ _NUMBERS: dict[str, tuple[type | tuple[type, ...], float | None, float | None]] 
 _BOOLS = ("skip_source_errors", "verify_checksum", "encrypt_data")
 _OPTIONAL_STRINGS = ("globus_endpoint_id", "globus_endpoint_site_path", "globus_client_id",
                      "sync_level")
-
-
-@dataclasses.dataclass(frozen=True)
-class LogSettings:
-    """The `logging:` section: Balsam's level/format/datefmt, plus rotation."""
-
-    level: str = "INFO"
-    format: str = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
-    datefmt: str | None = None
-    max_bytes: int = 20 * 2**20  # a log file is rotated past this size ...
-    backup_count: int = 5  # ... keeping this many old files per process
-
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-# Balsam's other logging keys (buffering and the like) mean nothing to a site: ignored.
-IGNORED_LOG_KEYS = ("buffer_num_records", "flush_period", "color", "topic_filter")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,39 +162,7 @@ def _parse(file: Path, site: Path, raw: dict[str, Any]) -> Settings:
     db_file = _database_file(site, raw.get("database_path"), fail)
     section = raw.get("transfers")
     transfers = _parse_transfers({} if section is None else section, fail)
-    return Settings(site, site_name, transfers, db_file, _parse_logging(raw.get("logging"), fail))
-
-
-def _parse_logging(section: Any, fail) -> LogSettings:
-    if section is None:
-        return LogSettings()
-    if not isinstance(section, dict):
-        raise fail("logging", "must be a mapping")
-    values: dict[str, Any] = {}
-    for key, value in section.items():
-        where = f"logging.{key}"
-        if key in IGNORED_LOG_KEYS:
-            continue
-        if key == "level":
-            if not isinstance(value, str) or value.upper() not in LOG_LEVELS:
-                raise fail(where, f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
-            value = value.upper()
-        elif key in ("format", "datefmt"):
-            if not isinstance(value, str) or not value:
-                raise fail(where, f"must be a non-empty string, got {value!r}")
-        elif key in ("max_bytes", "backup_count"):
-            low = 1024 if key == "max_bytes" else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise fail(where, f"must be a whole number >= {low}, got {value!r}")
-        else:
-            raise fail(where, "unknown key")
-        values[key] = value
-    if "format" in values:
-        try:  # a bad format would only show when the first line is logged
-            logging.Formatter(values["format"], values.get("datefmt"), validate=True)
-        except ValueError as exc:
-            raise fail("logging.format", str(exc)) from None
-    return LogSettings(**values)
+    return Settings(site, site_name, transfers, db_file, parse_logging(raw.get("logging"), fail))
 
 
 def _database_file(site: Path, value: Any, fail) -> Path:

@@ -110,7 +110,12 @@ def _plan(where: str, spec: JobSpec, apps: dict[str, App], settings: Settings,
         slot = slots[name]
         alias, remote_path = parse_location(f"{where}: slot {name!r}", value, settings)
         local = slot["local_path"]
-        local_path = job_root / (posixpath.basename(remote_path) if local == "." else local)
+        if local == ".":  # as Balsam: a directory moves to/from the workdir itself,
+            # a file keeps its remote name
+            local_path = job_root if slot["recursive"] else job_root / posixpath.basename(
+                remote_path)
+        else:
+            local_path = job_root / local
         items.append({
             "slot": name, "direction": slot["direction"], "location_alias": alias,
             "remote_path": remote_path, "local_path": str(local_path),

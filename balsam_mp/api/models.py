@@ -18,6 +18,14 @@ CHOICES = {"job_state": JOB_STATES, "item_state": Item.ALL, "task_state": Task.A
            "direction": DIRECTIONS}
 
 
+def _kind(field: peewee.Field) -> str:
+    if isinstance(field, db.models.UtcField):
+        return "time"
+    if isinstance(field, (peewee.IntegerField, peewee.AutoField)):
+        return "int"
+    return "float" if isinstance(field, peewee.FloatField) else "text"
+
+
 class TransferItem(Model):
     """One file (or directory) of a job to stage in or out.
 
@@ -38,6 +46,7 @@ class TransferItem(Model):
         "state": (db.TransferItem.state, "item_state"),
         "task_id": (db.TransferItem.task_id, "text"),
         "attempts": (db.TransferItem.attempts, "int"),
+        "error": (db.TransferItem.error, "text"),
         "last_update": (db.TransferItem.updated_at, "time"),
         "created_at": (db.TransferItem.created_at, "time"),
         "job_state": (db.Job.state, "job_state"), "tags": (db.Job.tags, "tags"),
@@ -88,13 +97,9 @@ class TransferTask(Model):
     _table = db.TransferTask
     _choices = CHOICES
     _filters: ClassVar[dict[str, tuple[Any, str]]] = {
-        "id": (db.TransferTask.id, "int"), "state": (db.TransferTask.state, "task_state"),
-        "task_id": (db.TransferTask.task_id, "text"),
+        **{name: (field, _kind(field)) for name, field in db.TransferTask._meta.fields.items()},
+        "state": (db.TransferTask.state, "task_state"),
         "direction": (db.TransferTask.direction, "direction"),
-        "location_alias": (db.TransferTask.location_alias, "text"),
-        "protocol": (db.TransferTask.protocol, "text"),
-        "submission_id": (db.TransferTask.submission_id, "text"),
-        "created_at": (db.TransferTask.created_at, "time"),
         "last_update": (db.TransferTask.updated_at, "time"),
     }
     _tracked = ("state", "task_id", "direction", "location_alias")

@@ -185,6 +185,8 @@ class QuerySet(Generic[T]):
             if op:
                 raise ValidationError(f"unknown lookup {key!r} ({name} takes {name}={{...}})")
             return _tags(name, column, value)
+        if value is None and op in ("", "ne"):  # Django: field=None is IS NULL
+            return column.is_null(op == "")
         if not op and isinstance(value, (list, tuple, set, frozenset)):
             op = "in"  # Balsam: state=["READY", "FAILED"]
         if not op:
@@ -208,6 +210,10 @@ class QuerySet(Generic[T]):
         if kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValidationError(f"{where}: {value!r} is not an integer")
+            return value
+        if kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise ValidationError(f"{where}: {value!r} is not a number")
             return value
         if kind == "bool":
             if not isinstance(value, bool):

@@ -130,7 +130,7 @@ def write_fields(job_ids: list[int], values: dict[str, Any],
     if state_data:
         for job_id, stored in Job.select(Job.id, Job.state_data).where(
                 Job.id.in_(value_list(job_ids))).tuples():
-            merged = {**json.loads(stored or "{}"), **state_data}
+            merged = {**(stored or {}), **state_data}
             merged = {k: v for k, v in merged.items() if v is not None}
             Job.update(state_data=merged, updated_at=now).where(Job.id == job_id).execute()
 

@@ -1,0 +1,331 @@
+"""Balsam's object model: constructors, fields, querysets, and writes that never revert
+or strand a job (real SQLite site database; the site's moves through the workers' db
+functions)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from balsam_mp import api, db, states
+from balsam_mp.api import ApplicationDefinition, EventLog, Job, TransferItem
+from balsam_mp.db import outcomes
+from balsam_mp.errors import BalsamError, NotFound, StateConflict, ValidationError
+from tests.sitemoves import claim, finish, stage
+
+
+def mysim_id() -> int:
+    return api.App.objects.get(name="MySim").id
+
+
+def make(n: int = 1, prefix: str = "e", out: bool = True) -> list[Job]:
+    jobs = [Job(workdir=Path(prefix, str(i)), app_id=mysim_id(), tags={"n": str(i)},
+                transfers={"input_file": {"location_alias": "laptop", "path": f"/in/{i}.dat"},
+                           **({"result": f"laptop:/out/{i}.dat"} if out else {})})
+            for i in range(n)]
+    return Job.objects.bulk_create(jobs)
+
+
+def test_constructor_save_and_the_fields_balsam_has(site):
+    job = Job(workdir=Path("ensemble") / "1", app_id=mysim_id(), parameters={"x": 1},
+              transfers={"input_file": {"location_alias": "laptop", "path": Path("/d/in.dat")},
+                         "result": "laptop:/r/out.dat"}, tags={"system": "H2O"})
+    assert job.id is None and job.state is None
+    job.save()
+    assert job.id is not None and job.state == states.READY
+    assert job.workdir == Path("ensemble/1") and (site.data_path / job.workdir).is_dir()
+    again = Job.objects.get(id=job.id)
+    assert again.transfers == {"input_file": "laptop:/d/in.dat", "result": "laptop:/r/out.dat"}
+    assert (again.app, again.app_id, again.parameters) == ("MySim", mysim_id(), {"x": 1})
+    assert again.state_data == {} and isinstance(again.last_update, dt.datetime)
+    item = TransferItem.objects.get(job_id=job.id, direction="in")
+    assert (item.location_alias, item.remote_path, item.local_path, item.recursive) == (
+        "laptop", PurePosixPath("/d/in.dat"), Path("input.dat"), False)
+    assert (item.state, item.task_id, item.transfer_info["attempts"]) == ("pending", None, 0)
+    assert [(e.from_state, e.to_state) for e in job.events] == [(None, "READY")]
+
+
+def test_create_and_bulk_create_take_every_form(site):
+    one = Job.objects.create(workdir="a", app="MySim", transfers={"input_file": "laptop:/x"})
+    mixed = Job.objects.bulk_create([
+        Job(workdir="b", app_id=mysim_id(), transfers={"input_file": "laptop:/y"}),
+        {"app": "MySim", "workdir": Path("c"), "transfers": {"input_file": "laptop:/z"}},
+    ])
+    assert [j.workdir for j in mixed] == [Path("b"), Path("c")]
+    assert all(j.id for j in [one, *mixed]) and Job.objects.count() == 3
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"workdir": "w", "app_id": 99}, "app_id 99 is not a registered app"),
+    ({"workdir": "w"}, "give app_id"),
+    ({"app": "MySim"}, "workdir is missing"),
+    ({"workdir": "w", "app": "MySim", "app_id": 99}, "app_id 99"),
+    ({"workdir": "w", "app": "MySim", "num_nodes": 2}, "num_nodes is a Balsam launcher"),
+    ({"workdir": "w", "app": "MySim", "colour": 2}, "colour is not a Job field"),
+    ({"workdir": "w", "app": "MySim", "transfers": ["laptop:/x"]}, "transfers must be a mapping"),
+    ({"workdir": "w", "app": "MySim", "transfers": {"input_file": {"path": "/x"}}},
+     "'location_alias': str"),
+])
+def test_bad_constructions_are_one_clear_error(site, kwargs, message):
+    with pytest.raises(ValidationError, match=message):
+        Job.objects.create(**kwargs)
+    assert Job.objects.count() == 0
+
+
+def test_get_errors_and_filters(site):
+    jobs = make(4)
+    assert issubclass(Job.DoesNotExist, NotFound) and issubclass(
+        Job.MultipleObjectsReturned, NotFound)
+    assert Job.DoesNotExist is not TransferItem.DoesNotExist
+    with pytest.raises(Job.DoesNotExist):
+        Job.objects.get(workdir="nope")
+    with pytest.raises(Job.MultipleObjectsReturned):
+        Job.objects.get(state="READY")
+    assert Job.objects.filter(state=["READY", "FAILED"]).count() == 4
+    assert Job.objects.filter(id=[jobs[0].id, jobs[2].id]).count() == 2
+    assert Job.objects.filter(tags=["n:1"]).get().id == jobs[1].id
+    assert Job.objects.filter(tags={"n": "3"}).get().id == jobs[3].id
+    assert Job.objects.filter(workdir__contains="e/2").get().id == jobs[2].id
+    assert Job.objects.get(workdir=Path("e/1")).id == jobs[1].id
+    assert TransferItem.objects.filter(job_state="READY", direction="out").count() == 4
+    Job.objects.filter(id=jobs[1].id).update(tags={"n": "new"})
+    newest = Job.objects.order_by("-last_update")[0]
+    assert newest.id == jobs[1].id
+    stamp = newest.last_update
+    assert Job.objects.filter(last_update__gt=stamp - dt.timedelta(microseconds=1)).count() == 1
+    assert Job.objects.filter(last_update__lt=stamp).count() == 3
+    assert Job.objects.filter(last_update_before=stamp).count() == 3
+    assert Job.objects.filter(last_update_after=stamp.replace(tzinfo=None)
+                              - dt.timedelta(seconds=1)).count() >= 1
+
+
+def test_indexing_and_slicing(site):
+    jobs = make(5)
+    qs = Job.objects.all()
+    assert qs[-1].id == jobs[-1].id and qs[-5].id == jobs[0].id
+    assert qs[0].id == jobs[0].id and qs[1:3][1].id == jobs[2].id
+    with pytest.raises(IndexError):
+        qs[-6]
+    with pytest.raises(IndexError):
+        qs[1:3][2]
+    with pytest.raises(ValueError, match="negative"):
+        qs[-2:]
+    with pytest.raises(ValidationError):
+        qs[::2]
+    assert [j.id for j in Job.objects.order_by("-id")[:2]] == [jobs[4].id, jobs[3].id]
+
+
+@pytest.mark.parametrize("lookups, message", [
+    ({"colour": "red"}, "Job has no field 'colour'"),
+    ({"state__like": "R%"}, "unknown lookup 'state__like'"),
+    ({"state": "BOGUS"}, "'BOGUS' is not one of"),
+    ({"id": {"a": 1}}, "is not an integer"),
+    ({"id": "1"}, "is not an integer"),
+    ({"last_update__gt": "yesterday"}, "is not a datetime"),
+    ({"tags": 5}, "tags= takes a mapping"),
+    ({"tags": ["nocolon"]}, "is not 'key:value'"),
+    ({"state__in": "READY"}, "takes a list"),
+    ({"workdir": "a\0b"}, "is not a string"),
+    ({"id__contains": 1}, "contains is for text"),
+])
+def test_bad_lookups_are_validation_errors_naming_them(site, lookups, message):
+    make(1)
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        list(Job.objects.filter(**lookups))
+
+
+def test_no_raw_database_error_reaches_a_user(site):
+    api.connect()
+    db.Job._meta.database.execute_sql("drop table log_event")
+    with pytest.raises(BalsamError, match="site database"):
+        list(EventLog.objects.all())
+
+
+def test_a_stale_save_never_reverts_what_the_site_wrote(site):
+    job = make(1)[0]
+    stale = Job.objects.get(id=job.id)
+    stage("in")  # the site: READY -> STAGED_IN
+    stale.tags = {"n": "changed"}
+    stale.save()
+    fresh = Job.objects.get(id=job.id)
+    assert (fresh.state, fresh.tags) == (states.STAGED_IN, {"n": "changed"})
+    assert stale.state == states.STAGED_IN  # save() re-read it
+
+
+def test_a_stale_state_change_is_a_conflict_naming_job_expected_found(site):
+    job = make(1)[0]
+    stale = Job.objects.get(id=job.id)
+    stage("in")
+    stale.state, stale.tags = states.FAILED, {"n": "x"}
+    with pytest.raises(StateConflict, match=f"job {job.id}: expected state READY, found STAGED_IN"):
+        stale.save()
+    assert Job.objects.get(id=job.id).tags == {"n": "0"}  # nothing of the save was written
+    stale.refresh_from_db()
+    assert (stale.state, stale.tags) == (states.STAGED_IN, {"n": "0"})
+
+
+def test_postprocessed_by_save_releases_stage_out_and_logs(site):
+    job = make(1)[0]
+    stage("in")
+    job.refresh_from_db()
+    job.state = "POSTPROCESSED"
+    job.save()
+    assert TransferItem.objects.get(job_id=job.id, direction="out").state == "pending"
+    stage("out")
+    job.refresh_from_db()
+    assert job.state == states.JOB_FINISHED
+    assert [e.to_state for e in job.events.order_by("id")] == [
+        "READY", "STAGED_IN", "POSTPROCESSED", "STAGED_OUT", "JOB_FINISHED"]
+    job.state = "RESTART_READY"
+    with pytest.raises(ValidationError, match="JOB_FINISHED is final"):
+        job.save()
+
+
+@pytest.mark.parametrize("target, message", [
+    ("BOGUS", "'BOGUS' is not a job state"),
+    ("STAGED_IN", "stage-in items are not done"),
+    ("JOB_FINISHED", "cannot move from READY to JOB_FINISHED"),
+    ("POSTPROCESSED", "cannot move from READY to POSTPROCESSED"),
+])
+def test_skipping_the_sites_work_is_refused(site, target, message):
+    job = make(1)[0]
+    job.state = target
+    with pytest.raises(ValidationError, match=message):
+        job.save()
+    with pytest.raises(ValidationError, match=message):
+        Job.objects.filter(id=job.id).update(state=target)
+    assert Job.objects.get(id=job.id).state == states.READY
+
+
+def test_update_moves_each_job_all_or_none(site):
+    jobs = make(3)
+    stage("in")
+    moved = Job.objects.filter(id=[jobs[0].id, jobs[1].id]).update(state="RUNNING")
+    assert sorted(j.state for j in moved) == ["RUNNING", "RUNNING"]
+    with pytest.raises(ValidationError, match=f"job {jobs[0].id}: cannot move from RUNNING"):
+        Job.objects.all().update(state="PREPROCESSED")  # RUNNING -> PREPROCESSED is refused
+    assert Job.objects.get(id=jobs[2].id).state == "STAGED_IN"  # rolled back
+    with pytest.raises(ValidationError, match="workdir cannot be changed"):
+        Job.objects.all().update(workdir="elsewhere")
+    with pytest.raises(ValidationError, match="no writable field 'colour'"):
+        Job.objects.all().update(colour="red")
+    with pytest.raises(ValidationError, match="cannot be updated"):
+        TransferItem.objects.all().update(state="done")
+
+
+def test_state_data_is_merged_so_the_sites_keys_survive(site):
+    job = make(1)[0]
+    stale = Job.objects.get(id=job.id)
+    task = claim("in")
+    finish(task.task_id, failed_items=(TransferItem.objects.get(job_id=job.id,
+                                                                direction="in").id,))
+    stale.state_data["note"] = "mine"
+    stale.save()
+    data = Job.objects.get(id=job.id).state_data
+    assert data["note"] == "mine" and data["failed_from"] == "READY" and data["failed_files"]
+
+
+def test_a_job_with_failed_items_moves_only_through_documented_paths(site):
+    job = make(1)[0]
+    item = TransferItem.objects.get(job_id=job.id, direction="in")
+    finish(claim("in").task_id, failed_items=(item.id,))
+    job.refresh_from_db()
+    assert job.state == states.FAILED
+    job.state = "READY"
+    with pytest.raises(ValidationError, match=f"balsam transfer retry {item.id}"):
+        job.save()
+
+
+def test_fields_that_are_fixed_once_a_job_exists(site):
+    job = make(1)[0]
+    for name, value in (("workdir", Path("x")), ("transfers", {"input_file": "laptop:/q"})):
+        other = Job.objects.get(id=job.id)
+        setattr(other, name, value)
+        with pytest.raises(ValidationError, match=f"{name} cannot be changed"):
+            other.save()
+    bad = Job.objects.get(id=job.id)
+    bad.tags = {"k": float("nan")}
+    with pytest.raises(ValidationError, match="tags is not JSON"):
+        bad.save()
+    item = TransferItem.objects.get(job_id=job.id, direction="in")
+    item.state = "done"
+    with pytest.raises(ValidationError, match="the site moves transfer items"):
+        item.save()
+
+
+def test_delete_is_refused_while_items_are_in_flight(site):
+    jobs = make(2)
+    task = claim("in", limit=1)  # the first job's input is in flight
+    with pytest.raises(ValidationError, match=f"job {jobs[0].id}: .* in flight in task "
+                                              f"{task.task_id}; cancel it first"):
+        jobs[0].delete()
+    with pytest.raises(ValidationError, match="in flight"):
+        Job.objects.all().delete()
+    assert Job.objects.count() == 2
+    jobs[1].delete()
+    assert jobs[1].id is None and Job.objects.count() == 1
+    assert TransferItem.objects.count() == 2 and EventLog.objects.filter(job_id=jobs[0].id)
+    finish(task.task_id)
+    assert Job.objects.filter(id=jobs[0].id).delete() == 1
+    assert TransferItem.objects.count() == 0
+
+
+def test_a_late_failure_never_moves_a_finished_job(site):
+    job = make(1, out=False)[0]
+    stage("in")
+    Job.objects.set_state(job.id, "STAGED_IN", "POSTPROCESSED")
+    assert Job.objects.get(id=job.id).state == states.JOB_FINISHED
+    item = TransferItem.objects.get(job_id=job.id)
+    with db.Job._meta.database.atomic():
+        outcomes.fail_items([outcomes.Failure(item.id, "FILE_NOT_FOUND", "late")],
+                            site.transfers)
+    assert Job.objects.get(id=job.id).state == states.JOB_FINISHED
+
+
+def test_submit_save_false_and_sync_one_app(site):
+    class Echo(ApplicationDefinition):
+        transfers = {"src": {"direction": "in", "local_path": ".", "recursive": True}}
+
+    app = Echo.sync()
+    assert (app.name, app.transfers["src"]["recursive"]) == ("Echo", True)
+    job = Echo.submit("echo/1", save=False, size=3)
+    assert job.id is None and job.parameters == {"size": 3} and Job.objects.count() == 0
+    Job.objects.bulk_create([job])
+    assert job.id and Job.objects.get(id=job.id).state == states.STAGED_IN
+    saved = Echo.submit(Path("echo/2"), transfers={"src": "laptop:/data/set"})
+    assert TransferItem.objects.get(job_id=saved.id).local_path == Path(".")
+
+
+@pytest.fixture
+def running_site(site, tmp_path):
+    """`balsam site start` on the test site (alias laptop: local://, the local backend)."""
+    env = dict(os.environ, BALSAM_SITE_PATH=str(site.site_path), HOME=str(tmp_path / "home"))
+
+    def balsam(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "balsam_mp", *args], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    started = balsam("site", "start")
+    assert started.returncode == 0, started.stderr
+    yield site
+    assert balsam("site", "stop", "--timeout", "10").returncode == 0
+
+
+def test_the_readme_python_api_script_runs_verbatim(running_site, tmp_path, monkeypatch,
+                                                     capsys):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Python API"):]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {"__name__": "__readme__"})
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all("JOB_FINISHED ['input_file', 'result']" in x for x in lines)
+    for n in range(3):
+        assert (tmp_path / "inputs" / f"result-{n}.dat").read_text() == f"INPUT {n}\n"
+    assert Job.objects.filter(tags={"run": "1"}).count() == 3

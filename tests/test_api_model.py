@@ -5,10 +5,7 @@ functions)."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -17,6 +14,7 @@ from balsam_mp import api, db, states
 from balsam_mp.api import ApplicationDefinition, EventLog, Job, TransferItem
 from balsam_mp.db import outcomes
 from balsam_mp.errors import BalsamError, NotFound, StateConflict, ValidationError
+from tests.localsite import running_site  # noqa: F401 (a fixture)
 from tests.sitemoves import claim, finish, stage
 
 
@@ -300,21 +298,6 @@ def test_submit_save_false_and_sync_one_app(site):
     assert job.id and Job.objects.get(id=job.id).state == states.STAGED_IN
     saved = Echo.submit(Path("echo/2"), transfers={"src": "laptop:/data/set"})
     assert TransferItem.objects.get(job_id=saved.id).local_path == Path(".")
-
-
-@pytest.fixture
-def running_site(site, tmp_path):
-    """`balsam site start` on the test site (alias laptop: local://, the local backend)."""
-    env = dict(os.environ, BALSAM_SITE_PATH=str(site.site_path), HOME=str(tmp_path / "home"))
-
-    def balsam(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "balsam_mp", *args], env=env,
-                              capture_output=True, text=True, timeout=60)
-
-    started = balsam("site", "start")
-    assert started.returncode == 0, started.stderr
-    yield site
-    assert balsam("site", "stop", "--timeout", "10").returncode == 0
 
 
 def test_the_readme_python_api_script_runs_verbatim(running_site, tmp_path, monkeypatch,

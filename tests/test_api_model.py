@@ -300,7 +300,7 @@ def test_submit_save_false_and_sync_one_app(site):
     assert TransferItem.objects.get(job_id=saved.id).local_path == Path(".")
 
 
-def test_the_readme_python_api_script_runs_verbatim(running_site, tmp_path, monkeypatch,
+def test_the_readme_python_api_script_runs_verbatim(running_site, tmp_path, monkeypatch,  # noqa: F811
                                                      capsys):
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     section = readme[readme.index("### Python API"):]

@@ -15,7 +15,7 @@ def state_of(job_id: int, state: str):
     return lambda: Job.objects.get(id=job_id).state == state
 
 
-def test_recursive_dot_in_and_out(running_site, tmp_path):
+def test_recursive_dot_in_and_out(running_site, tmp_path):  # noqa: F811
     site = running_site
     (site.apps_path / "tree.py").write_text(
         "from balsam_mp.api import ApplicationDefinition\n"

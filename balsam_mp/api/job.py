@@ -36,6 +36,7 @@ LAUNCH_FIELDS = {"num_nodes", "ranks_per_node", "threads_per_rank", "threads_per
                  "launch_params", "gpus_per_rank", "node_packing_count", "wall_time_min",
                  "parent_ids", "data", "return_code", "batch_job_id"}
 WRITABLE = ("tags", "parameters", "state_data", "state")
+SITE_KEYS = ("failed_from", "failed_files", "previous_failures")  # state_data the site owns
 FIXED = ("workdir", "app_id", "app", "transfers")
 
 
@@ -148,6 +149,11 @@ class Job(Model):
         """This job's log rows."""
         return EventLog.objects.filter(job_id=self.id)
 
+    def _same_row(self) -> Any:
+        # SQLite reuses the id of the newest row once it is deleted: created_at tells a
+        # new job from the deleted one a stale object still names
+        return (db.Job.id == self.id) & (db.Job.created_at == self.created_at)
+
     def _changed(self) -> list[str]:
         changed = super()._changed()
         if "transfers" in self._loaded and self._transfers != self._loaded["transfers"]:
@@ -165,13 +171,17 @@ class Job(Model):
             raise ValidationError(f"job {self.id}: {fixed[0]} cannot be changed once the "
                                   "job exists (delete it and create another)")
         if not changed:
+            self.refresh_from_db()  # nothing to write; a deleted job says so
             return
         fields = {name: getattr(self, name) for name in changed}
         if "state_data" in fields:  # only the keys that changed, so the site's keys survive
             old, new = self._loaded["state_data"], _mapping(self.id, "state_data", self.state_data)
             fields["state_data"] = {**{k: None for k in old if k not in new},
                                     **{k: v for k, v in new.items() if old.get(k) != v}}
-        _write([(self.id, self._loaded["state"])], fields, self.DoesNotExist)
+        with database().atomic():
+            if not guarded(lambda: db.Job.select().where(self._same_row()).exists()):
+                raise self.DoesNotExist(f"job {self.id} no longer exists")
+            _write([(self.id, self._loaded["state"])], fields)
         self.refresh_from_db()
 
     def delete(self) -> None:
@@ -179,6 +189,8 @@ class Job(Model):
         if self.id is None:
             raise ValidationError("this Job is not saved: nothing to delete")
         with database().atomic():
+            if not guarded(lambda: db.Job.select().where(self._same_row()).exists()):
+                raise self.DoesNotExist(f"job {self.id} no longer exists")
             guarded(lambda: job_db.delete_jobs([self.id]))
         self.id = None
 
@@ -194,7 +206,7 @@ class Job(Model):
                                       f"(writable: {', '.join(WRITABLE)})")
         with database().atomic():
             rows = guarded(lambda: list(query._query(db.Job.id, db.Job.state).tuples()))
-            _write(rows, fields, cls.DoesNotExist)
+            _write(rows, fields)
         ids = [job_id for job_id, _ in rows]
         return list(QuerySet(cls, where=(db.Job.id.in_(value_list(ids)),)))
 
@@ -204,24 +216,25 @@ class Job(Model):
             return guarded(lambda: job_db.delete_jobs(query._ids()))
 
 
-def _write(rows: list[tuple[int, str]], fields: dict[str, Any], missing: type[Exception]) -> None:
-    """Write `fields` on jobs (id, state they were read in) in one transaction."""
+def _write(rows: list[tuple[int, str]], fields: dict[str, Any]) -> None:
+    """Write `fields` on jobs (id, state they were read in), in the caller's transaction."""
     values = {getattr(db.Job, name): _mapping(rows[0][0] if len(rows) == 1 else "update",
                                               name, fields[name])
               for name in ("tags", "parameters") if name in fields}
     patch = _mapping("update", "state_data", fields["state_data"]) \
         if "state_data" in fields else None
+    owned = sorted(set(patch or ()) & set(SITE_KEYS))
+    if owned:
+        raise ValidationError(f"state_data key {owned[0]!r} is written by the site (use "
+                              "`balsam transfer retry` to send a failed job back)")
     target = fields.get("state")
     if "state" in fields:
         transitions.check_state_name(target, "state")
     ids = [job_id for job_id, _ in rows]
-    with database().atomic():
-        if len(rows) == 1 and db.Job.select().where(db.Job.id == ids[0]).count() == 0:
-            raise missing(f"job {ids[0]} no longer exists")
-        guarded(lambda: job_db.write_fields(ids, values, patch))
-        for job_id, read_state in rows:
-            if target is not None and read_state != target:
-                guarded(lambda j=job_id, s=read_state: job_db.set_job_state(j, s, target))
+    guarded(lambda: job_db.write_fields(ids, values, patch))
+    for job_id, read_state in rows:
+        if target is not None and read_state != target:
+            guarded(lambda j=job_id, s=read_state: job_db.set_job_state(j, s, target))
 
 
 def _mapping(job: object, name: str, value: Any) -> dict[str, Any]:

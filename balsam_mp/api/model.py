@@ -69,6 +69,11 @@ class Model:
     def _convert(cls, row: dict[str, Any]) -> dict[str, Any]:
         return dict(row)
 
+    def _same_row(self) -> Any:
+        """The row this object was read from (a model whose ids can be reused after a
+        delete adds what tells the new row from the old)."""
+        return self._table.id == self.id
+
     def _changed(self) -> list[str]:
         loaded = getattr(self, "_loaded", {})
         return [name for name in self._tracked if name in loaded and
@@ -78,7 +83,7 @@ class Model:
         """Re-read this object from the database (changes not saved are dropped)."""
         if self.id is None:
             raise ValidationError(f"{type(self).__name__} is not saved yet: nothing to refresh")
-        row = guarded(lambda: self._select().where(self._table.id == self.id).dicts().first())
+        row = guarded(lambda: self._select().where(self._same_row()).dicts().first())
         if row is None:
             raise self.DoesNotExist(f"{type(self).__name__} {self.id} no longer exists")
         self._load(row)

@@ -9,7 +9,6 @@ rows are written by the site (`balsam transfer retry|cancel` change items and ta
 
 from __future__ import annotations
 
-import copy
 from typing import Any, ClassVar
 
 import peewee
@@ -21,6 +20,16 @@ from balsam_mp.errors import NotFound, ValidationError
 
 class MultipleObjectsReturned(NotFound):
     """`.get()` matched more than one object."""
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy that in-place edits of `value` do not reach. Values come from JSON, or are
+    immutable (str, numbers, paths, datetimes): much cheaper than copy.deepcopy."""
+    if isinstance(value, dict):
+        return {key: _snapshot(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_snapshot(item) for item in value]
+    return value
 
 
 class Model:
@@ -63,7 +72,7 @@ class Model:
     def _load(self, row: dict[str, Any]) -> None:
         for name, value in self._convert(row).items():
             setattr(self, name, value)
-        self._loaded = {name: copy.deepcopy(getattr(self, name)) for name in self._tracked}
+        self._loaded = {name: _snapshot(getattr(self, name)) for name in self._tracked}
 
     @classmethod
     def _convert(cls, row: dict[str, Any]) -> dict[str, Any]:

@@ -76,12 +76,11 @@ class TransferItem(Model):
 
     @classmethod
     def _convert(cls, row: dict[str, Any]) -> dict[str, Any]:
-        workdir = current_settings().data_path / row["job_workdir"]
         return {
             "id": row["id"], "job_id": row["job"], "slot": row["slot"],
             "direction": row["direction"], "location_alias": row["location_alias"],
             "remote_path": PurePosixPath(row["remote_path"]),
-            "local_path": Path(os.path.relpath(row["local_path"], workdir)),
+            "local_path": _relative(row["local_path"], row["job_workdir"]),
             "recursive": bool(row["recursive"]), "state": row["state"],
             "task_id": row["task_id"], "attempts": row["attempts"], "error": row["error"],
             "not_before": row["not_before"], "created_at": row["created_at"],
@@ -89,6 +88,16 @@ class TransferItem(Model):
             "transfer_info": {"transfer_task_id": row["transfer_task"],
                               "attempts": row["attempts"], "error": row["error"]},
         }
+
+
+def _relative(local_path: str, workdir: str) -> Path:
+    """An item's local path (stored absolute) relative to its job's workdir."""
+    root = f"{current_settings().data_path}/{workdir}"
+    if local_path == root:
+        return Path(".")
+    if local_path.startswith(root + "/"):
+        return Path(local_path[len(root) + 1:])
+    return Path(os.path.relpath(local_path, root))
 
 
 class TransferTask(Model):

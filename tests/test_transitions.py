@@ -98,3 +98,18 @@ def test_the_workers_ask_the_table_too(site):
     api.connect()
     with pytest.raises(ValidationError, match="site may not move jobs from JOB_FINISHED"):
         job_db.move_jobs([1], "JOB_FINISHED", "READY")
+
+
+def test_retry_returns_a_job_only_to_a_state_the_table_allows(site):
+    from balsam_mp.db import controls
+    from tests.sitemoves import claim, finish
+
+    job = Job.objects.create(workdir="w", app="MySim", transfers={"input_file": "laptop:/x"})
+    item = api.TransferItem.objects.get(job_id=job.id)
+    finish(claim("in").task_id, failed_items=(item.id,))
+    assert Job.objects.get(id=job.id).state == "FAILED"
+    db.Job.update(state_data={"failed_from": "JOB_FINISHED"}).where(
+        db.Job.id == job.id).execute()  # tampered with by hand (sqlite3)
+    with db.Job._meta.database.atomic():
+        controls.retry_items(None)
+    assert Job.objects.get(id=job.id).state == "READY"

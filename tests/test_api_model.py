@@ -296,6 +296,11 @@ def test_submit_save_false_and_sync_one_app(site):
     assert job.id is None and job.parameters == {"size": 3} and Job.objects.count() == 0
     Job.objects.bulk_create([job])
     assert job.id and Job.objects.get(id=job.id).state == states.STAGED_IN
+    with pytest.raises(ValidationError, match="num_nodes is a Balsam launcher setting"):
+        Echo.submit("echo/3", num_nodes=2)
+    assert list(Job(workdir="x", app="Echo").events) == []
+    with pytest.raises(ValidationError, match="job id '1' is not an integer"):
+        Job.objects.set_state("1", "READY", "FAILED")
     saved = Echo.submit(Path("echo/2"), transfers={"src": "laptop:/data/set"})
     assert TransferItem.objects.get(job_id=saved.id).local_path == Path(".")
 

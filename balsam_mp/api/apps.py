@@ -35,8 +35,13 @@ class ApplicationDefinition:
                save: bool = True, **more_parameters: Any) -> Any:
         """A job of this app; saved unless save=False (then call `.save()` or pass it to
         `Job.objects.bulk_create`). Extra keywords are parameters, as in Balsam."""
-        from balsam_mp.api.job import Job
+        from balsam_mp.api.job import LAUNCH_FIELDS, Job
 
+        launch = sorted(set(more_parameters) & LAUNCH_FIELDS)
+        if launch:
+            raise ValidationError(f"{cls.__name__}.submit({launch[0]}=...): {launch[0]} is a "
+                                  "Balsam launcher setting; balsam_mp stages files and runs "
+                                  "no apps")
         job = Job(workdir=workdir, app=cls.__name__, transfers=transfers, tags=tags,
                   parameters={**(parameters or {}), **more_parameters})
         if save:

@@ -66,6 +66,8 @@ class JobManager(Manager["Job"]):
 
     def set_state(self, job_id: int, from_state: str, to_state: str, message: str = "") -> None:
         """Compare-and-set one job's state (e.g. RUN_DONE -> POSTPROCESSED)."""
+        if isinstance(job_id, bool) or not isinstance(job_id, int):
+            raise ValidationError(f"set_state: job id {job_id!r} is not an integer")
         with database().atomic():
             guarded(lambda: job_db.set_job_state(job_id, from_state, to_state, message))
 
@@ -146,8 +148,8 @@ class Job(Model):
 
     @property
     def events(self) -> QuerySet[EventLog]:
-        """This job's log rows."""
-        return EventLog.objects.filter(job_id=self.id)
+        """This job's log rows (none before it is saved)."""
+        return EventLog.objects.filter(job_id=[] if self.id is None else [self.id])
 
     def _same_row(self) -> Any:
         # SQLite reuses the id of the newest row once it is deleted: created_at tells a

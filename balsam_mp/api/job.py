@@ -15,13 +15,13 @@ first (`balsam transfer cancel`) or wait for it.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any, ClassVar
 
 import peewee
 
 from balsam_mp import db, transitions
+from balsam_mp.api import inputs
 from balsam_mp.api.jobs import JobSpec, create_jobs
 from balsam_mp.api.model import Model
 from balsam_mp.api.models import CHOICES, EventLog
@@ -177,7 +177,8 @@ class Job(Model):
             return
         fields = {name: getattr(self, name) for name in changed}
         if "state_data" in fields:  # only the keys that changed, so the site's keys survive
-            old, new = self._loaded["state_data"], _mapping(self.id, "state_data", self.state_data)
+            old = self._loaded["state_data"]
+            new = inputs.mapping(self.id, "state_data", self.state_data)
             fields["state_data"] = {**{k: None for k in old if k not in new},
                                     **{k: v for k, v in new.items() if old.get(k) != v}}
         with database().atomic():
@@ -220,10 +221,10 @@ class Job(Model):
 
 def _write(rows: list[tuple[int, str]], fields: dict[str, Any]) -> None:
     """Write `fields` on jobs (id, state they were read in), in the caller's transaction."""
-    values = {getattr(db.Job, name): _mapping(rows[0][0] if len(rows) == 1 else "update",
+    values = {getattr(db.Job, name): inputs.mapping(rows[0][0] if len(rows) == 1 else "update",
                                               name, fields[name])
               for name in ("tags", "parameters") if name in fields}
-    patch = _mapping("update", "state_data", fields["state_data"]) \
+    patch = inputs.mapping("update", "state_data", fields["state_data"]) \
         if "state_data" in fields else None
     owned = sorted(set(patch or ()) & set(SITE_KEYS))
     if owned:
@@ -239,18 +240,6 @@ def _write(rows: list[tuple[int, str]], fields: dict[str, Any]) -> None:
             guarded(lambda j=job_id, s=read_state: job_db.set_job_state(j, s, target))
 
 
-def _mapping(job: object, name: str, value: Any) -> dict[str, Any]:
-    """tags, parameters and state_data: a JSON object with string keys."""
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise ValidationError(f"job {job}: {name} must be a mapping with string keys, "
-                              f"not {value!r}")
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"job {job}: {name} is not JSON: {exc}") from None
-    return value
-
-
 def _create(objs: list[Job]) -> list[Job]:
     """Balsam's input forms -> JobSpec -> create_jobs; the objects become saved."""
     connect()
@@ -260,59 +249,12 @@ def _create(objs: list[Job]) -> list[Job]:
         where = f"job {index}" if len(objs) > 1 else "job"
         if job.id is not None:
             raise ValidationError(f"{where}: job {job.id} is already saved")
-        specs.append(JobSpec(app=_app_name(where, job, apps), workdir=_workdir(where, job.workdir),
-                             transfers=_transfers(where, job._transfers),
-                             tags=job.tags, parameters=job.parameters))
+        specs.append(JobSpec(app=inputs.app_name(where, job, apps),
+                             workdir=inputs.workdir_text(where, job.workdir),
+                             transfers=inputs.transfer_texts(where, job._transfers),
+                             tags=inputs.mapping(where, "tags", job.tags),
+                             parameters=inputs.mapping(where, "parameters", job.parameters)))
     rows = guarded(lambda: create_jobs(current_settings(), specs))
     for job, row in zip(objs, rows, strict=True):
         job._load({**row.__data__, "app_name": apps[row.__data__["app"]]})
     return objs
-
-
-def _app_name(where: str, job: Job, apps: dict[int, str]) -> str:
-    name = job.app
-    if name is not None and not isinstance(name, str):
-        name = getattr(name, "name", None) or getattr(name, "__name__", None)  # App, class
-        if not isinstance(name, str):
-            raise ValidationError(f"{where}: app must be an app's name, not {job.app!r}")
-    if job.app_id is not None:
-        if isinstance(job.app_id, bool) or not isinstance(job.app_id, int) \
-                or job.app_id not in apps:
-            known = ", ".join(f"{i} ({n})" for i, n in sorted(apps.items())) or "none"
-            raise ValidationError(f"{where}: app_id {job.app_id!r} is not a registered app "
-                                  f"(apps: {known})")
-        if name is not None and name != apps[job.app_id]:
-            raise ValidationError(f"{where}: app_id {job.app_id} is {apps[job.app_id]}, "
-                                  f"not app {name!r}")
-        return apps[job.app_id]
-    if name is None:
-        raise ValidationError(f"{where}: give app_id (an app's id) or app (its name)")
-    return name
-
-
-def _workdir(where: str, workdir: Any) -> Any:
-    if workdir is None:
-        raise ValidationError(f"{where}: workdir is missing")
-    return workdir.as_posix() if isinstance(workdir, PurePath) else workdir
-
-
-def _transfers(where: str, transfers: Any) -> dict[str, Any]:
-    """slot -> "alias:/path", from either form: the string, or Balsam's
-    {"location_alias": ..., "path": ...}. Strings are checked by create_jobs."""
-    if not isinstance(transfers, dict):
-        raise ValidationError(f"{where}: transfers must be a mapping of slot -> location, "
-                              f"not {transfers!r}")
-    out = {}
-    for slot, value in transfers.items():
-        if isinstance(value, dict):
-            path = value.get("path")
-            path = path.as_posix() if isinstance(path, PurePath) else path
-            alias = value.get("location_alias")
-            if set(value) != {"location_alias", "path"} or not isinstance(alias, str) \
-                    or not isinstance(path, str):
-                raise ValidationError(
-                    f"{where}: slot {slot!r}: {value!r} is not {{'location_alias': str, "
-                    "'path': str}")
-            value = f"{alias}:{path}"
-        out[slot] = value
-    return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import sqlite3
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -145,6 +146,26 @@ def test_no_raw_database_error_reaches_a_user(site):
     db.Job._meta.database.execute_sql("drop table log_event")
     with pytest.raises(BalsamError, match="site database"):
         list(EventLog.objects.all())
+
+
+def test_a_write_lock_that_never_comes_is_a_balsam_error(site, monkeypatch):
+    from balsam_mp.db import connection
+
+    job = make(1)[0]
+    monkeypatch.setattr(connection, "BUSY_TIMEOUT", 0.1)
+    other = sqlite3.connect(str(site.database_path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        job.tags = {"n": "x"}
+        with pytest.raises(BalsamError, match="site database: .*locked"):
+            job.save()
+        with pytest.raises(BalsamError, match="site database"):
+            Job.objects.all().update(state="FAILED")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    job.save()
+    assert Job.objects.get(id=job.id).tags == {"n": "x"}
 
 
 def test_a_stale_save_never_reverts_what_the_site_wrote(site):

@@ -26,7 +26,7 @@ from balsam_mp.api.jobs import JobSpec, create_jobs
 from balsam_mp.api.model import Model
 from balsam_mp.api.models import CHOICES, EventLog
 from balsam_mp.api.query import Manager, QuerySet, guarded
-from balsam_mp.api.site import connect, current_settings, database
+from balsam_mp.api.site import connect, current_settings, transaction
 from balsam_mp.db import jobs as job_db
 from balsam_mp.db.bulk import value_list
 from balsam_mp.errors import ValidationError
@@ -68,7 +68,7 @@ class JobManager(Manager["Job"]):
         """Compare-and-set one job's state (e.g. RUN_DONE -> POSTPROCESSED)."""
         if isinstance(job_id, bool) or not isinstance(job_id, int):
             raise ValidationError(f"set_state: job id {job_id!r} is not an integer")
-        with database().atomic():
+        with transaction():
             guarded(lambda: job_db.set_job_state(job_id, from_state, to_state, message))
 
 
@@ -181,7 +181,7 @@ class Job(Model):
             new = inputs.mapping(self.id, "state_data", self.state_data)
             fields["state_data"] = {**{k: None for k in old if k not in new},
                                     **{k: v for k, v in new.items() if old.get(k) != v}}
-        with database().atomic():
+        with transaction():
             if not guarded(lambda: db.Job.select().where(self._same_row()).exists()):
                 raise self.DoesNotExist(f"job {self.id} no longer exists")
             _write([(self.id, self._loaded["state"])], fields)
@@ -191,7 +191,7 @@ class Job(Model):
         """Delete the job, its items and log rows; refused while items are in flight."""
         if self.id is None:
             raise ValidationError("this Job is not saved: nothing to delete")
-        with database().atomic():
+        with transaction():
             if not guarded(lambda: db.Job.select().where(self._same_row()).exists()):
                 raise self.DoesNotExist(f"job {self.id} no longer exists")
             guarded(lambda: job_db.delete_jobs([self.id]))
@@ -207,7 +207,7 @@ class Job(Model):
             if name not in WRITABLE:
                 raise ValidationError(f"update: Job has no writable field {name!r} "
                                       f"(writable: {', '.join(WRITABLE)})")
-        with database().atomic():
+        with transaction():
             rows = guarded(lambda: list(query._query(db.Job.id, db.Job.state).tuples()))
             _write(rows, fields)
         ids = [job_id for job_id, _ in rows]
@@ -215,7 +215,7 @@ class Job(Model):
 
     @classmethod
     def _delete(cls, query: QuerySet[Any]) -> int:
-        with database().atomic():
+        with transaction():
             return guarded(lambda: job_db.delete_jobs(query._ids()))
 
 

@@ -6,12 +6,15 @@ directory and its parents. The database opens lazily, once per process.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import peewee
 
 from balsam_mp import db, settings
+from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
 
 _site: dict[str, Any] = {"path": None, "settings": None, "db": None, "pid": None}
@@ -40,6 +43,17 @@ def connect() -> None:
 def database() -> peewee.Database:
     connect()
     return _site["db"]
+
+
+@contextlib.contextmanager
+def transaction() -> Iterator[None]:
+    """One write transaction (BEGIN IMMEDIATE); a database failure, such as the write
+    lock not coming within the timeout, reaches the user as a BalsamError."""
+    try:
+        with database().atomic():
+            yield
+    except peewee.PeeweeException as exc:
+        raise BalsamError(f"site database: {exc}") from None
 
 
 def close() -> None:

@@ -146,6 +146,10 @@ class Job(Model):
             _ = self.transfers  # remember what it was, so save() can refuse a change
         self._transfers = value
 
+    def resolve_workdir(self, data_path: Path | str | None = None) -> Path:
+        """The workdir's absolute path (Balsam's name for it)."""
+        return Path(data_path or current_settings().data_path) / self.workdir
+
     @property
     def events(self) -> QuerySet[EventLog]:
         """This job's log rows (none before it is saved)."""

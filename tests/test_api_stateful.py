@@ -138,6 +138,17 @@ class SiteAndUser(RuleBasedStateMachine):
         assert read_in == target_state or (
             before == read_in and transitions.allowed(read_in, target_state))
 
+    @rule()
+    def run_apps(self) -> None:
+        """The user's code runs every staged-in job and marks it POSTPROCESSED."""
+        for job in Job.objects.filter(state="STAGED_IN"):
+            for state in ("RUNNING", "RUN_DONE", "POSTPROCESSED"):
+                job.state = state
+                job.save()
+            assert not db.TransferItem.select().where(
+                db.TransferItem.job == job.id,
+                db.TransferItem.state == Item.AWAITING_JOB).exists()
+
     @rule(job=jobs, target_state=st.sampled_from(JOB_STATES))
     def set_state(self, job: Job, target_state: str) -> None:
         before = db_state(job)
@@ -164,6 +175,17 @@ class SiteAndUser(RuleBasedStateMachine):
         for job_id in chosen:
             assert before[job_id] == target_state or transitions.allowed(before[job_id],
                                                                           target_state)
+
+    @rule(data=st.data(), tag=st.text("xyz", min_size=1, max_size=2))
+    def update_tags(self, data: st.DataObject, tag: str) -> None:
+        ids = sorted(db_states())
+        chosen = data.draw(st.lists(st.sampled_from(ids), unique=True, max_size=3)) if ids \
+            else []
+        before = db_states()
+        updated = Job.objects.filter(id=chosen).update(tags={"n": tag})
+        assert sorted(j.id for j in updated) == sorted(chosen)
+        assert db_states() == before  # tags only: no job moved
+        assert all(j.tags == {"n": tag} for j in updated)
 
     @rule(job=consumes(jobs))
     def delete(self, job: Job) -> None:
@@ -268,6 +290,7 @@ class SiteAndUser(RuleBasedStateMachine):
             events.setdefault(job_id, []).append((from_state, to_state))
         for job_id, state in db_states().items():
             runs["seen"].add(state)
+            assert state in JOB_STATES
             chain = events.get(job_id, [])
             assert chain and chain[0][0] is None, (job_id, chain)
             for (_, reached), (left, entered) in itertools.pairwise(chain):

@@ -93,8 +93,14 @@ def test_get_errors_and_filters(site):
     assert Job.objects.filter(tags=["n:1"]).get().id == jobs[1].id
     assert Job.objects.filter(tags={"n": "3"}).get().id == jobs[3].id
     assert Job.objects.filter(workdir__contains="e/2").get().id == jobs[2].id
+    odd = Job.objects.create(workdir="odd", app="MySim", tags={'a"b.c': "v", "$": "w"},
+                             transfers={"input_file": "laptop:/odd"})
+    assert Job.objects.get(tags={'a"b.c': "v", "$": "w"}).id == odd.id
+    assert Job.objects.filter(tags={'a"b.c': "w"}).count() == 0
+    odd.delete()
     assert Job.objects.get(workdir=Path("e/1")).id == jobs[1].id
     assert TransferItem.objects.filter(job_state="READY", direction="out").count() == 4
+    assert TransferItem.objects.filter(tags=["n:1"]).count() == 2  # the job's tags
     Job.objects.filter(id=jobs[1].id).update(tags={"n": "new"})
     newest = Job.objects.order_by("-last_update")[0]
     assert newest.id == jobs[1].id

@@ -1,11 +1,14 @@
-"""The site's own moves, through the db-layer functions the workers call (no network)."""
+"""The site's own moves, through the db-layer functions the workers call (no network),
+and jobs for them to move."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+from pathlib import Path
 
 from balsam_mp import api, db
+from balsam_mp.api import Job
 from balsam_mp.db import claims, outcomes
 from balsam_mp.db.claims import Group
 from balsam_mp.states import Item
@@ -47,3 +50,15 @@ def stage(direction: str = "in", alias: str = "laptop") -> None:
     db.TransferItem.update(not_before=None).where(db.TransferItem.state == Item.PENDING).execute()
     while (task := claim(direction, alias)) is not None:
         finish(task.task_id)
+
+
+def mysim_id() -> int:
+    return api.App.objects.get(name="MySim").id
+
+
+def make(n: int = 1, prefix: str = "e", out: bool = True) -> list[Job]:
+    jobs = [Job(workdir=Path(prefix, str(i)), app_id=mysim_id(), tags={"n": str(i)},
+                transfers={"input_file": {"location_alias": "laptop", "path": f"/in/{i}.dat"},
+                           **({"result": f"laptop:/out/{i}.dat"} if out else {})})
+            for i in range(n)]
+    return Job.objects.bulk_create(jobs)

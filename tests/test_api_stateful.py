@@ -29,6 +29,7 @@ from hypothesis.stateful import (
 
 from balsam_mp import api, db, transitions
 from balsam_mp.api import Job
+from balsam_mp.api.job import SITE_KEYS
 from balsam_mp.db import controls
 from balsam_mp.errors import NotFound, StateConflict, ValidationError
 from balsam_mp.states import JOB_STATES, Item, Task
@@ -40,7 +41,6 @@ EXPLORE = "STATEFUL_EXAMPLES" in os.environ
 STAGED = {"STAGED_IN", "PREPROCESSED", "RUNNING", "RUN_DONE", "RUN_ERROR", "RUN_TIMEOUT",
           "RESTART_READY", "POSTPROCESSED", "STAGED_OUT", "JOB_FINISHED"}
 RELEASED = {"POSTPROCESSED", "STAGED_OUT", "JOB_FINISHED"}
-SITE_KEYS = ("failed_from", "failed_files")
 runs: dict = {"examples": 0, "steps": 0, "seen": set()}
 workdirs = itertools.count()
 

@@ -22,7 +22,7 @@ def test_stage_in_and_out_batched_and_capped(sitekit):
     kit.start()
     kit.wait_jobs(jobs, states.STAGED_IN)
     for job in api.Job.objects.filter(id__in=jobs):
-        name = f"job{job.workdir.split('/')[1]}"
+        name = f"job{job.workdir.parts[1]}"
         assert (kit.site / "data" / job.workdir / "input.dat").read_text() == f"input of {name}"
     kit.run_apps(jobs)
     kit.wait_jobs(jobs, states.JOB_FINISHED)

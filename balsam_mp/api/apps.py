@@ -31,13 +31,38 @@ class ApplicationDefinition:
     transfers: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @classmethod
-    def submit(cls, workdir: str, transfers: dict[str, str] | None = None,
-               tags: dict[str, str] | None = None, **parameters: Any):
-        """Create one job of this app (see `Job.objects.create`)."""
-        from balsam_mp.api import Job
+    def submit(cls, workdir: Any, *, transfers: dict[str, Any] | None = None,
+               tags: dict[str, str] | None = None, parameters: dict[str, Any] | None = None,
+               save: bool = True, **more_parameters: Any) -> Any:
+        """A job of this app; saved unless save=False (then call `.save()` or pass it to
+        `Job.objects.bulk_create`). Extra keywords are parameters, as in Balsam."""
+        from balsam_mp.api.job import LAUNCH_FIELDS, Job
 
-        return Job.objects.create(app=cls.__name__, workdir=workdir, transfers=transfers,
-                                  tags=tags, parameters=parameters)
+        launch = sorted(set(more_parameters) & LAUNCH_FIELDS)
+        if launch:
+            raise ValidationError(f"{cls.__name__}.submit({launch[0]}=...): {launch[0]} is a "
+                                  "Balsam launcher setting; balsam_mp stages files and runs "
+                                  "no apps")
+        job = Job(workdir=workdir, app=cls.__name__, transfers=transfers, tags=tags,
+                  parameters={**(parameters or {}), **more_parameters})
+        if save:
+            job.save()
+        return job
+
+    @classmethod
+    def sync(cls) -> Any:
+        """Register (or update) this one app in the site's database, as `balsam app sync`
+        does for every app; returns its App object."""
+        from balsam_mp.api.models import App
+        from balsam_mp.api.site import connect
+
+        connect()
+        source = inspect.getsourcefile(cls) or "<python>"
+        slots = validate_slots(f"{source}: app {cls.__name__}", cls.transfers)
+        _upsert([{"name": cls.__name__, "source_file": source,
+                  "description": cls.description or (cls.__doc__ or "").strip(),
+                  "transfers": slots, "updated_at": utcnow()}])
+        return App.objects.get(name=cls.__name__)
 
 
 def validate_slots(where: str, transfers: Any) -> dict[str, dict[str, Any]]:
@@ -122,12 +147,15 @@ def sync_apps(settings: Settings) -> list[str]:
             raise ValidationError(f"{file}: app {name}: description must be a string")
         rows.append({"name": name, "source_file": str(file), "description": description,
                      "transfers": slots, "updated_at": utcnow()})
-    db = App._meta.database
-    with db.atomic():
+    _upsert(rows)
+    return sorted(classes)
+
+
+def _upsert(rows: list[dict[str, Any]]) -> None:
+    with App._meta.database.atomic():
         for row in rows:
             App.insert(**row).on_conflict(
                 conflict_target=[App.name],
                 update={App.source_file: row["source_file"], App.description: row["description"],
                         App.transfers: row["transfers"], App.updated_at: row["updated_at"]},
             ).execute()
-    return sorted(classes)

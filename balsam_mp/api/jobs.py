@@ -174,13 +174,15 @@ class _Planner:
             at = f"{where}: slot {name!r}"
             alias, remote_path = parse_location(at, value, self.settings)
             local = PurePosixPath(slot["local_path"])
-            if local == KEEP_NAME:  # keep the remote file's name
+            if local == KEEP_NAME and slot["recursive"]:
+                pass  # as Balsam: a directory moves to (or from) the workdir itself
+            elif local == KEEP_NAME:  # a file keeps its remote name
                 if remote_path == "/":
                     raise ValidationError(f"{at}: remote path '/' has no name to keep "
                                           "(local_path '.')")
                 local = PurePosixPath(posixpath.basename(remote_path))
             local_paths[slot["direction"]][name] = local
-            local_path = f"{job_root}/{local.as_posix()}"
+            local_path = job_root if local == KEEP_NAME else f"{job_root}/{local.as_posix()}"
             check_limits(f"{at}: local path", local_path, self.name_max)
             items.append({
                 "slot": name, "direction": slot["direction"], "location_alias": alias,

@@ -11,7 +11,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from balsam_mp import states
+from balsam_mp import states, transitions
 from balsam_mp.db.bulk import insert_rows, run
 from balsam_mp.db.jobs import advance_jobs
 from balsam_mp.db.models import Job, LogEvent, TransferItem, TransferTask, iso, utcnow
@@ -230,6 +230,8 @@ def fail_job(job_id: int, files: list[dict], now: dt.datetime) -> None:
     if job.state == states.FAILED:
         Job.update(state_data=data, updated_at=now).where(Job.id == job_id).execute()
         return
+    if not transitions.allowed(job.state, states.FAILED, transitions.SITE):
+        return  # JOB_FINISHED is final: a late failure never moves a job backwards
     data["failed_from"] = job.state
     changed = Job.update(state=states.FAILED, state_data=data, updated_at=now).where(
         Job.id == job_id, Job.state == job.state).execute()

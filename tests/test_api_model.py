@@ -52,8 +52,8 @@ def test_create_and_bulk_create_take_every_form(site):
     ({"workdir": "w", "app": "MySim", "num_nodes": 2}, "num_nodes is a Balsam launcher"),
     ({"workdir": "w", "app": "MySim", "colour": 2}, "colour is not a Job field"),
     ({"workdir": "w", "app": "MySim", "transfers": ["laptop:/x"]}, "transfers must be a mapping"),
-    ({"workdir": "w", "app": "MySim", "tags": {"k": float("inf")}}, "job: tags is not JSON"),
-    ({"workdir": "w", "app": "MySim", "parameters": {1: 2}}, "parameters must be a mapping"),
+    ({"workdir": "w", "app": "MySim", "tags": {"k": float("inf")}}, "must be strings"),
+    ({"workdir": "w", "app": "MySim", "parameters": {1: 2}}, "parameters: key 1 must be a string"),
     ({"workdir": "w", "app": "MySim", "transfers": {"input_file": {"path": "/x"}}},
      "'location_alias': str"),
 ])

@@ -140,7 +140,7 @@ def test_fields_that_are_fixed_once_a_job_exists(site):
             other.save()
     bad = Job.objects.get(id=job.id)
     bad.tags = {"k": float("nan")}
-    with pytest.raises(ValidationError, match="tags is not JSON"):
+    with pytest.raises(ValidationError, match="keys and values must be strings"):
         bad.save()
     item = TransferItem.objects.get(job_id=job.id, direction="in")
     item.state = "done"

@@ -272,14 +272,14 @@ API_ONLY = [
     ("transfers-list", lambda: api.Job.objects.create(
         app="MySim", workdir="w", transfers=["laptop:/a"]), "transfers must be a mapping"),
     ("workdir-key-missing", lambda: api.Job.objects.bulk_create([{"app": "MySim"}]),
-     "the 'workdir' key is missing"),
+     "workdir is missing"),
     ("dict-for-list", lambda: api.Job.objects.bulk_create(
-        {"app": "MySim", "workdir": "w"}), "expected a list of jobs"),
-    ("job-not-a-dict", lambda: api.Job.objects.bulk_create(["w"]), "expected a dict"),
+        {"app": "MySim", "workdir": "w"}), "bulk_create takes a list"),
+    ("job-not-a-dict", lambda: api.Job.objects.bulk_create(["w"]), "is not a Job or a dict"),
     ("workdir-not-str", lambda: api.Job.objects.create(app="MySim", workdir=5),
      "must be a non-empty string"),
     ("app-not-str", lambda: api.Job.objects.create(app=["MySim"], workdir="w"),
-     "app must be an app name"),
+     "app must be an app's name"),
     ("twice-in-batch", lambda: api.Job.objects.bulk_create([
         {"app": "MySim", "workdir": "w", "transfers": {"input_file": "laptop:/a"}},
         {"app": "MySim", "workdir": "./w", "transfers": {"input_file": "laptop:/a"}}]),

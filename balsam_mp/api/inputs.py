@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import PurePath
 from typing import Any
 
+from balsam_mp.api.jobspec import check_json, check_tags
 from balsam_mp.errors import ValidationError
 
 
@@ -14,14 +14,13 @@ def _job(job: object) -> str:
 
 
 def mapping(job: object, name: str, value: Any) -> dict[str, Any]:
-    """tags, parameters and state_data: a JSON object with string keys."""
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise ValidationError(f"{_job(job)}: {name} must be a mapping with string keys, "
-                              f"not {value!r}")
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{_job(job)}: {name} is not JSON: {exc}") from None
+    """tags (strings to strings, as in Balsam), parameters and state_data (plain JSON)."""
+    what = f"{_job(job)}: {name}"
+    if not isinstance(value, dict):
+        raise ValidationError(f"{what} must be a mapping, not {value!r}")
+    if name == "tags":
+        return check_tags(what, value)
+    check_json(what, value)
     return value
 
 

@@ -256,8 +256,9 @@ def _create(objs: list[Job]) -> list[Job]:
         specs.append(JobSpec(app=inputs.app_name(where, job, apps),
                              workdir=inputs.workdir_text(where, job.workdir),
                              transfers=inputs.transfer_texts(where, job._transfers),
-                             tags=inputs.mapping(where, "tags", job.tags),
-                             parameters=inputs.mapping(where, "parameters", job.parameters)))
+                             # checked by create_jobs, whose messages name the workdir
+                             tags={} if job.tags is None else job.tags,
+                             parameters={} if job.parameters is None else job.parameters))
     rows = guarded(lambda: create_jobs(current_settings(), specs))
     for job, row in zip(objs, rows, strict=True):
         job._load({**row.__data__, "app_name": apps[row.__data__["app"]]})

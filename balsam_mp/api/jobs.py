@@ -13,7 +13,7 @@ from typing import Any
 import peewee
 
 from balsam_mp import states
-from balsam_mp.api.jobspec import JobSpec, check_json, check_tags, specs_from_dicts
+from balsam_mp.api.jobspec import JobSpec, check_json, check_tags
 from balsam_mp.api.paths import (
     Folders,
     check_limits,
@@ -28,7 +28,7 @@ from balsam_mp.errors import ValidationError
 from balsam_mp.settings import SETTINGS_FILE, Settings
 from balsam_mp.states import Item
 
-__all__ = ["JobSpec", "create_jobs", "parse_location", "specs_from_dicts"]
+__all__ = ["JobSpec", "create_jobs", "parse_location"]
 KEEP_NAME = PurePosixPath(".")
 
 

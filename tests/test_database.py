@@ -101,7 +101,7 @@ def test_a_version_1_database_gains_the_split_columns(site):
     api.connect()
     job = api.Job.objects.create(app="MySim", workdir="after-upgrade",
                                  transfers={"input_file": "laptop:/in.dat"})
-    item = api.TransferItem.objects.get(job_id=job.id)
+    item = db.TransferItem.get(db.TransferItem.job == job.id)
     assert (item.split_round, item.batch_key) == (0, None)
     database = db.Job._meta.database
     assert database.execute_sql(

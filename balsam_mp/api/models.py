@@ -46,6 +46,7 @@ class TransferItem(Model):
         "state": (db.TransferItem.state, "item_state"),
         "task_id": (db.TransferItem.task_id, "text"),
         "attempts": (db.TransferItem.attempts, "int"),
+        "split_round": (db.TransferItem.split_round, "int"),
         "error": (db.TransferItem.error, "text"),
         "last_update": (db.TransferItem.updated_at, "time"),
         "created_at": (db.TransferItem.created_at, "time"),
@@ -83,10 +84,12 @@ class TransferItem(Model):
             "local_path": _relative(row["local_path"], row["job_workdir"]),
             "recursive": bool(row["recursive"]), "state": row["state"],
             "task_id": row["task_id"], "attempts": row["attempts"], "error": row["error"],
+            "split_round": row["split_round"],
             "not_before": row["not_before"], "created_at": row["created_at"],
             "last_update": row["updated_at"],
             "transfer_info": {"transfer_task_id": row["transfer_task"],
-                              "attempts": row["attempts"], "error": row["error"]},
+                              "attempts": row["attempts"], "error": row["error"],
+                              "split_round": row["split_round"]},
         }
 
 

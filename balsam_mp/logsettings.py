@@ -19,6 +19,8 @@ class LogSettings:
     backup_count: int = 5  # ... keeping this many old files per process
 
 
+# Rotation checks every old file's name at each roll-over: keep the count sane.
+LIMITS = {"max_bytes": (1024, 2**40), "backup_count": (0, 1000)}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Balsam's other logging keys (buffering and the like) mean nothing to a site: ignored.
 IGNORED_LOG_KEYS = ("buffer_num_records", "flush_period", "color", "topic_filter")
@@ -42,15 +44,19 @@ def parse_logging(section: Any, fail: Callable[[str, str], Exception]) -> LogSet
             if not isinstance(value, str) or not value:
                 raise fail(where, f"must be a non-empty string, got {value!r}")
         elif key in ("max_bytes", "backup_count"):
-            low = 1024 if key == "max_bytes" else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise fail(where, f"must be a whole number >= {low}, got {value!r}")
+            low, high = LIMITS[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise fail(where, f"must be a whole number from {low} to {high}, got {value!r}")
         else:
             raise fail(where, "unknown key")
         values[key] = value
-    if "format" in values:
-        try:  # a bad format would only show when the first line is logged
-            logging.Formatter(values["format"], values.get("datefmt"), validate=True)
-        except ValueError as exc:
-            raise fail("logging.format", str(exc)) from None
+    if "format" in values or "datefmt" in values:
+        # a format that fails only shows when the first line is logged (and every line then
+        # goes to supervisor.out as a traceback): format a sample line now
+        sample = logging.LogRecord("balsam_mp", logging.INFO, __file__, 1, "a line", None, None)
+        try:
+            logging.Formatter(values.get("format", LogSettings.format), values.get("datefmt"),
+                              validate=True).format(sample)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise fail("logging.format", f"cannot format a log line: {exc}") from None
     return LogSettings(**values)

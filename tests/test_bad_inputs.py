@@ -171,7 +171,7 @@ CASES = [
     Case("site-after-subcommand-wins", ("job", "ls", "--site", "/tmp"),
          "/tmp is not a balsam site"),
     Case("transfer-retry-nothing", ("transfer", "retry"), "give item ids or --failed"),
-    Case("transfer-ls-job-not-int", ("transfer", "ls", "--job", "one"), "is not a valid integer"),
+    Case("transfer-ls-job-not-int", ("transfer", "ls", "--job", "one"), "is not an id"),
     Case("site-stop-not-running", ("site", "stop"), "is not running"),
     Case("site-stop-timeout-nan", ("site", "stop", "--timeout", "nan"), "finite number"),
     Case("site-stop-timeout-negative", ("site", "stop", "--timeout", "-1"), "finite number"),

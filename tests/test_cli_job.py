@@ -46,7 +46,7 @@ def test_modify_moves_jobs_through_the_api_rules(site):
     (("{0}", "--state", "STAGED_OUT"), "cannot move from STAGED_IN to STAGED_OUT"),
     (("{0}", "{1}", "--state", "READY"), "cannot move from STAGED_IN to READY"),
     (("{0}", "999", "--state", "FAILED"), "no job with id 999"),
-    (("x1", "--state", "FAILED"), "job id 'x1' is not a positive integer"),
+    (("x1", "--state", "FAILED"), "job id 'x1' is not an id"),
 ])
 def test_modify_refusals_are_one_line_and_change_nothing(site, args, message):
     ids = jobs(2)

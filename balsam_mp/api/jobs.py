@@ -200,7 +200,9 @@ class _Planner:
         return items
 
     def workdir(self, what: str, workdir: Any) -> str:
-        """The normalized workdir: strictly inside SITE/data, even through symlinks."""
+        """The normalized workdir: strictly inside SITE/data, and no symlink on the way
+        (SITE/data itself may be one): then each folder has one name, so the one-job-per-
+        workdir rule, checked on names, holds for folders."""
         pure = check_relative_path(what, workdir)
         if pure == KEEP_NAME:
             raise ValidationError(f"{what}: {workdir!r} is SITE/data itself; name a folder "
@@ -213,6 +215,9 @@ class _Planner:
         if not real.startswith(self.real_data + "/"):
             raise ValidationError(f"{what}: {shown(workdir)} leads out of SITE/data "
                                   f"(to {shown(real)}) through a symlink")
+        if real != f"{self.real_data}/{relative}":  # one folder, two names: two jobs in it
+            raise ValidationError(f"{what}: {shown(workdir)} passes through a symlink inside "
+                                  f"SITE/data (it is {shown(real)}); name the folder itself")
         return relative
 
     def resolve(self, relative: str) -> str:

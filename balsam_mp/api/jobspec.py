@@ -31,6 +31,10 @@ def check_tags(what: str, tags: Any) -> dict[str, str]:
         for text in (key, value):
             if "\0" in text:
                 raise ValidationError(f"{what}: {shown(text)} contains a NUL byte")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValidationError(f"{what}: {shown(text)} is not valid UTF-8") from None
     return tags
 
 

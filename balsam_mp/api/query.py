@@ -199,7 +199,7 @@ class QuerySet(Generic[T]):
             if kind not in ("text", "path"):
                 raise ValidationError(f"unknown lookup {key!r} (contains is for text fields)")
             text = self._value(key, kind, value)
-            return column.contains(text)
+            return peewee.fn.instr(column, text) > 0  # LIKE would ignore case: Run1 != run1
         if op in _OPERATORS:
             return _OPERATORS[op](column, self._value(key, kind, value))
         raise ValidationError(f"unknown lookup {key!r} on {self.model.__name__} (lookups: "
@@ -210,6 +210,8 @@ class QuerySet(Generic[T]):
         if kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValidationError(f"{where}: {value!r} is not an integer")
+            if not -2**63 <= value < 2**63:
+                raise ValidationError(f"{where}: {value} is beyond the database's integers")
             return value
         if kind == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
@@ -227,10 +229,19 @@ class QuerySet(Generic[T]):
             value = os.fspath(value)
         if not isinstance(value, str) or "\0" in value:
             raise ValidationError(f"{where}: {value!r} is not a string")
+        _check_utf8(where, value)
         choices = self.model._choices.get(kind)
         if choices is not None and value not in choices:
             raise ValidationError(f"{where}: {value!r} is not one of {', '.join(choices)}")
         return value
+
+
+def _check_utf8(where: str, text: str) -> None:
+    """A str the database cannot store (lone surrogates from undecodable bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{where}: {text!r} is not valid UTF-8") from None
 
 
 def _tags(name: str, column: Any, value: Any) -> peewee.Expression:
@@ -248,6 +259,8 @@ def _tags(name: str, column: Any, value: Any) -> peewee.Expression:
     if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise ValidationError(f"{name}= takes a mapping of key: value strings, not {value!r}")
+    for text in (*value, *value.values()):
+        _check_utf8(f"{name}=", text)
     # json_each, not a JSON path: any key matches, quotes and dots included
     clauses = [peewee.NodeList((
         peewee.SQL("EXISTS (SELECT 1 FROM json_each("), column,

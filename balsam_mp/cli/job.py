@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from balsam_mp import api
-from balsam_mp.cli.common import BalsamGroup, emit, format_option, open_site, site_option
+from balsam_mp.cli.common import (
+    MAX_ID,
+    BalsamGroup,
+    emit,
+    format_option,
+    open_site,
+    site_option,
+)
 from balsam_mp.errors import NotFound, ValidationError
 from balsam_mp.states import JOB_STATES
 from balsam_mp.transitions import check_state_name
@@ -72,8 +79,9 @@ def _job_ids(values: tuple[str, ...]) -> list[int]:
     """Job ids as the user typed them; all must exist."""
     ids = []
     for value in values:
-        if not value.isdigit():
-            raise ValidationError(f"job id {value!r} is not a positive integer")
+        if not value.isdigit() or not 0 < int(value) <= MAX_ID:
+            raise ValidationError(f"job id {value!r} is not an id (a whole number from 1 to "
+                                  f"{MAX_ID})")
         ids.append(int(value))
     found = {job.id for job in api.Job.objects.filter(id=ids)}
     missing = [str(i) for i in ids if i not in found]

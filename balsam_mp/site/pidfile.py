@@ -25,6 +25,7 @@ class PidInfo:
     workers: dict[str, int] | None = None
     # worker -> {"last_error", "crash_looping", "next_try" (epoch seconds)} of dead workers
     down: dict[str, dict] | None = None
+    damaged: bool = False  # the file could not be read
 
     @property
     def here(self) -> bool:
@@ -65,7 +66,9 @@ def read(site_path: Path) -> PidInfo | None:
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):
-        return PidInfo("?", 0, 0.0)  # unreadable: treated as stale
+        # damaged (it is written by rename, so never half-written by us): a stale file of
+        # this host; the supervisor's lock still keeps a second supervisor from running
+        return PidInfo(socket.gethostname(), 0, 0.0, damaged=True)
 
 
 def remove(site_path: Path, pid: int | None = None) -> None:

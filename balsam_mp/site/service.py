@@ -102,7 +102,8 @@ def start(site: Settings, foreground: bool = False, if_not_running: bool = False
 
 
 def _detach_stdio(site: Settings) -> None:
-    out = os.open(site.logs_path / "supervisor.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    out = os.open(site.logs_path / "supervisor.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                  0o644)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(out, 1)

@@ -109,3 +109,16 @@ def test_start_if_not_running_stays_quiet_while_settings_are_broken(running_site
     status = balsam(running_site.site_path, "site", "status")
     assert status.returncode == 0 and "running (pid" in status.stdout
     assert "fix settings.yml" in status.stdout
+
+
+def test_app_sync_ignores_aliases_and_forgets_apps_no_job_uses(site):
+    apps = site.apps_path
+    (apps / "extra.py").write_text(
+        "from balsam_mp.api import ApplicationDefinition\n\n\n"
+        "class Gone(ApplicationDefinition):\n    transfers = {}\n\n\n"
+        "class Used(ApplicationDefinition):\n    transfers = {}\n\n\nAlias = Used\n")
+    assert api.App.sync() == ["Gone", "MySim", "Used"]  # Alias is Used, not a fourth app
+    api.Job.objects.create(app="Used", workdir="uses-it")
+    (apps / "extra.py").unlink()
+    assert api.App.sync() == ["MySim"]
+    assert sorted(a.name for a in api.App.objects.all()) == ["MySim", "Used"]  # a job needs it

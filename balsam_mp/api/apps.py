@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from balsam_mp.api.paths import check_relative_path, overlap
-from balsam_mp.db.models import App, utcnow
+from balsam_mp.db.models import App, Job, utcnow
 from balsam_mp.errors import ValidationError
 from balsam_mp.settings import Settings
 from balsam_mp.states import DIRECTIONS
@@ -127,7 +127,7 @@ def load_app_classes(apps_path: Path) -> dict[str, tuple[Path, type[ApplicationD
             raise ValidationError(f"{file}: cannot import: {type(exc).__name__}: {exc}") from exc
         for name, cls in inspect.getmembers(module, inspect.isclass):
             if issubclass(cls, ApplicationDefinition) and cls is not ApplicationDefinition \
-                    and cls.__module__ == module_name:
+                    and cls.__module__ == module_name and name == cls.__name__:  # no aliases
                 if name in found:
                     raise ValidationError(
                         f"{file}: app {name} is also defined in {found[name][0]}"
@@ -147,11 +147,13 @@ def sync_apps(settings: Settings) -> list[str]:
             raise ValidationError(f"{file}: app {name}: description must be a string")
         rows.append({"name": name, "source_file": str(file), "description": description,
                      "transfers": slots, "updated_at": utcnow()})
-    _upsert(rows)
+    _upsert(rows, forget_others=True)
     return sorted(classes)
 
 
-def _upsert(rows: list[dict[str, Any]]) -> None:
+def _upsert(rows: list[dict[str, Any]], forget_others: bool = False) -> None:
+    """Insert or update these apps; with `forget_others` (a sync of all SITE/apps), apps
+    gone from there are forgotten unless a job still uses them (its rows name the app)."""
     with App._meta.database.atomic():
         for row in rows:
             App.insert(**row).on_conflict(
@@ -159,3 +161,6 @@ def _upsert(rows: list[dict[str, Any]]) -> None:
                 update={App.source_file: row["source_file"], App.description: row["description"],
                         App.transfers: row["transfers"], App.updated_at: row["updated_at"]},
             ).execute()
+        if forget_others:
+            App.delete().where(App.name.not_in([row["name"] for row in rows]),
+                               App.id.not_in(Job.select(Job.app))).execute()

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from balsam_mp.db import claims
 from balsam_mp.db.claims import Claim, Group
 from balsam_mp.db.models import utcnow
+from balsam_mp.site import batching
 from balsam_mp.site.backends import Location, build_locations
 from balsam_mp.site.submission_ids import SubmissionIds
 from balsam_mp.site.worker import Worker
@@ -57,20 +58,28 @@ class Submitter(Worker):
     def claim_new(self) -> list[Claim]:
         """Claim batches round-robin over (direction, alias), oldest job first in each."""
         config = self.settings.transfers
-        capacity = config.max_concurrent_transfers - claims.in_flight_count()
+        auto = config.transfer_batch_size == batching.AUTO
+        limit = batching.slots(config.max_concurrent_transfers, {
+            loc.protocol for loc in self.locations.values()}) if auto else \
+            config.max_concurrent_transfers
+        capacity = limit - claims.in_flight_count()
         if capacity <= 0:
             return []
+        now = utcnow()
         groups = claims.ready_groups([Group(direction, alias) for alias in self.locations
-                                      for direction in DIRECTIONS], utcnow())
+                                      for direction in DIRECTIONS], now)
         if not groups:
             return []
+        batch_size = batching.auto_batch_size(
+            claims.due_count(groups, now, config.num_items_query_limit), capacity) if auto \
+            else config.transfer_batch_size
         groups.sort(key=lambda g: self.last_served.get(g, 0.0))  # least recently served first
         for backend_key in {id(self.locations[g.alias].backend) for g in groups}:
             self.submission_ids[backend_key].stock(capacity)
         new = claims.claim_batches(
             [(g, self.locations[g.alias].address, self.locations[g.alias].protocol)
              for g in groups],
-            capacity, config.num_items_query_limit, config.transfer_batch_size,
+            capacity, config.num_items_query_limit, batch_size,
             self.take_submission_id, self.owner, config.claim_lease,
             utcnow() + dt.timedelta(seconds=config.task_deadline))
         for claim in new:

@@ -119,3 +119,20 @@ def test_never_more_than_a_burst_plus_the_refill(tmp_path_factory, steps, per_se
             granted += got
             assert granted <= budget.capacity + (clock[0] - 1000.0) * budget.rate + 1e-6
     budget.close()
+
+
+def test_recent_task_cost_is_the_median_from_claim_to_finish(site):
+    from balsam_mp.db import claims
+
+    api.connect()
+    assert claims.recent_task_seconds() == 0.0  # no history: auto does not pace
+    database = db.Job._meta.database
+    for seconds, state in ([(2, "succeeded"), (3, "succeeded"),
+                           (100, "failed"), (4, "succeeded")]):
+        database.execute_sql(
+            "INSERT INTO transfer_task (direction, location_alias, protocol, remote_address,"
+            " state, item_count, label, files_transferred, files_skipped, bytes_transferred,"
+            " bytes_per_second, created_at, updated_at) VALUES ('in', 'a', 'globus', 'x', ?,"
+            " 1, '', 0, 0, 0, 0, ?, ?)",
+            (state, "2026-01-01T00:00:00.000000Z", f"2026-01-01T00:00:{seconds:02d}.500000Z"))
+    assert claims.recent_task_seconds() == pytest.approx(3.5)  # a failure is not a cost

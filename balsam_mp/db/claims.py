@@ -123,6 +123,16 @@ def ready_groups(candidates: list[Group], now: dt.datetime) -> list[Group]:
     return sorted(oldest, key=oldest.get)
 
 
+def recent_task_seconds(count: int = 9) -> float:
+    """Median seconds from claim to finish of the last `count` tasks that succeeded
+    (0.0 before any): what a task costs here, start-up included."""
+    rows = run("SELECT (julianday(updated_at) - julianday(created_at)) * 86400.0 "
+               "FROM transfer_task WHERE state = :succeeded ORDER BY id DESC LIMIT :n",
+               {"succeeded": Task.SUCCEEDED, "n": count}).fetchall()
+    seconds = sorted(max(0.0, row[0] or 0.0) for row in rows)
+    return seconds[len(seconds) // 2] if seconds else 0.0
+
+
 def due_count(groups: list[Group], now: dt.datetime, limit: int) -> int:
     """How many items of these groups are due now, counting at most `limit`."""
     total = 0

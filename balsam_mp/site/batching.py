@@ -9,7 +9,11 @@ task has finished. So:
 - what is due is spread evenly over the slots free now: a backlog of 2,000 items with
   3 slots free goes out as 3 tasks of about 667, paying one start-up per slot; a
   trickle (1 item due, slots free) goes out at once as a task of 1;
-- nothing is held back to fill a batch: an item waits only for a free slot.
+- nothing is held back to fill a batch: an item waits for a free slot, and, while
+  other tasks run, at most a task's cost over the slots (capped at service_period)
+  since the last new task: new tasks then start one by one, so the slots free one by
+  one and a trickle waits about a third of a start-up for the next, not a whole one
+  behind slots that all free together (the submitter's `paced`).
 
 An explicit number keeps Balsam's meaning: batches of at most that many items, up to
 max_concurrent_transfers in flight.

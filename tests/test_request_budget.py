@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import time
 
+import peewee
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from balsam_mp import api, db
+from balsam_mp.db import claims
 from balsam_mp.db.budget import BURST, SUSTAINED, RequestBudget
 from balsam_mp.transfer.ratelimit import SharedRateLimiter
 
@@ -122,8 +125,6 @@ def test_never_more_than_a_burst_plus_the_refill(tmp_path_factory, steps, per_se
 
 
 def test_recent_task_cost_is_the_median_from_claim_to_finish(site):
-    from balsam_mp.db import claims
-
     api.connect()
     assert claims.recent_task_seconds() == 0.0  # no history: auto does not pace
     database = db.Job._meta.database
@@ -136,3 +137,21 @@ def test_recent_task_cost_is_the_median_from_claim_to_finish(site):
             " 1, '', 0, 0, 0, 0, ?, ?)",
             (state, "2026-01-01T00:00:00.000000Z", f"2026-01-01T00:00:{seconds:02d}.500000Z"))
     assert claims.recent_task_seconds() == pytest.approx(3.5)  # a failure is not a cost
+
+
+def test_a_database_locked_too_long_is_an_error_the_workers_retry(site, monkeypatch):
+    """Not a crash: the workers back off on peewee.OperationalError as for their own
+    queries (a sqlite3 error would escape their loop)."""
+    budget = RequestBudget(site.database_path, "globus/test", 20)
+    budget.take(1)
+    budget._conn.execute("PRAGMA busy_timeout = 50")
+    other = sqlite3.connect(str(site.database_path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with pytest.raises(peewee.OperationalError, match="locked"):
+            budget.take(1)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert budget.take(1) == (1, 0.0)  # and it works again once the lock is gone
+    budget.close()

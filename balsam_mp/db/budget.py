@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+import peewee
+
 SUSTAINED = 0.75  # of the limit, refilled per second
 BURST = 0.2  # of the limit, available at once after a quiet spell
 
@@ -49,8 +51,8 @@ class RequestBudget:
         """Up to `wanted` tokens: (granted, 0.0), or (0, seconds until one is there)."""
         with self._lock:
             conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
             try:
+                conn.execute("BEGIN IMMEDIATE")
                 row = conn.execute("SELECT tokens, updated FROM request_budget WHERE name = ?",
                                    (self.name,)).fetchone()
                 now = time.time()
@@ -68,10 +70,12 @@ class RequestBudget:
                              (self.name, tokens - granted, now))
                 conn.execute("COMMIT")
                 return (granted, 0.0) if granted >= 1 else (0, (1.0 - tokens) / self.rate)
-            except BaseException:
+            except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise
+                if isinstance(exc, sqlite3.OperationalError):  # e.g. locked past the busy
+                    raise peewee.OperationalError(*exc.args) from exc  # timeout: the
+                raise  # workers back off and retry, as for their own queries
 
     def close(self) -> None:
         if self._conn is not None and self._pid == os.getpid():

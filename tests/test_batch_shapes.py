@@ -4,11 +4,13 @@ processes, the emulator as a process over HTTP, the real globus-sdk."""
 from __future__ import annotations
 
 import math
+import time
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from balsam_mp import states
+from balsam_mp.db.models import TransferTask
 from balsam_mp.site.batching import GLOBUS_ACTIVE_TASKS, auto_batch_size, slots
 from tests.conftest import wait_for
 
@@ -85,3 +87,18 @@ def test_both_workers_busy_never_draw_a_429_from_the_enforced_limit(sitekit):
     counts = kit.emulator.counts()
     assert counts["submit_transfer"] == 40 and counts["task_list"] > 10  # both were busy
     assert kit.emulator.stats()["injected"].get("rate_limited", 0) == 0
+
+
+def test_a_stream_starts_its_tasks_one_by_one_while_others_run(sitekit):
+    """Paced: while tasks are in flight, each pass claims one task, so no two tasks share
+    a claim (their created_at), and the slots free one by one."""
+    kit = sitekit(emulator_args=("--startup-delay", "1"), transfers=AUTO)
+    kit.start()
+    jobs = []
+    for n in range(24):  # ~6 jobs/s for 4 s: a stream that keeps every slot busy
+        jobs += kit.make_jobs(1, prefix=f"s{n}-", stage_out=False)
+        time.sleep(0.16)  # the stream's pace, not a wait for a state
+    kit.wait_jobs(jobs, states.STAGED_IN)
+    claims = [t.created_at for t in TransferTask.select(TransferTask.created_at)]
+    assert len(claims) == len(set(claims)) and len(claims) < len(jobs)
+    assert max(s["unfinished_before"] for s in kit.accepted()) <= GLOBUS_ACTIVE_TASKS - 1

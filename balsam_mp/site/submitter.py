@@ -46,8 +46,11 @@ class Submitter(Worker):
         self.last_served: dict[Group, float] = {}
         self.held: set[int] = set()  # claims waiting for their alias to come back
         # transfer_batch_size auto: tasks worth having in flight, and their pacing
-        self.slots = batching.slots(self.settings.transfers.max_concurrent_transfers,
+        config = self.settings.transfers
+        self.slots = batching.slots(config.max_concurrent_transfers,
                                     {loc.protocol for loc in self.locations.values()})
+        self.limit = self.slots if config.transfer_batch_size == batching.AUTO else \
+            config.max_concurrent_transfers  # tasks in flight at most
         self.last_claim = self.next_claim = self.cost_checked = 0.0
         self.task_cost = 0.0  # median seconds from claim to finish, recently
         self.pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="send")
@@ -64,9 +67,8 @@ class Submitter(Worker):
         """Claim batches round-robin over (direction, alias), oldest job first in each."""
         config = self.settings.transfers
         auto = config.transfer_batch_size == batching.AUTO
-        limit = self.slots if auto else config.max_concurrent_transfers
         in_flight = claims.in_flight_count()
-        capacity = limit - in_flight
+        capacity = self.limit - in_flight
         if capacity <= 0 or (auto and in_flight and self.paced()):
             return []
         now = utcnow()
@@ -127,8 +129,7 @@ class Submitter(Worker):
         futures = [(claim, self.pool.submit(self.send, claim)) for claim in batch]
         # the ids for the next batches arrive while these are in flight
         for location in {self.locations[claim.alias] for claim in batch}:
-            self.submission_ids[id(location.backend)].fetch_ahead(
-                self.settings.transfers.max_concurrent_transfers)
+            self.submission_ids[id(location.backend)].fetch_ahead(self.limit)
         for claim, future in futures:
             try:
                 submitted.append((claim, future.result()))

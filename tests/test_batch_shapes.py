@@ -102,3 +102,13 @@ def test_a_stream_starts_its_tasks_one_by_one_while_others_run(sitekit):
     claims = [t.created_at for t in TransferTask.select(TransferTask.created_at)]
     assert len(claims) == len(set(claims)) and len(claims) < len(jobs)
     assert max(s["unfinished_before"] for s in kit.accepted()) <= GLOBUS_ACTIVE_TASKS - 1
+
+
+def test_a_backlog_arriving_while_a_task_runs_is_spread_over_the_free_slots(sitekit):
+    kit = sitekit(emulator_args=("--startup-delay", "2"), transfers=AUTO)
+    kit.start()
+    first = kit.make_jobs(1, prefix="first", stage_out=False)
+    wait_for(lambda: len(kit.accepted()) == 1, what="the first task")
+    backlog = kit.make_jobs(200, prefix="b", stage_out=False)  # one slot busy, two free
+    kit.wait_jobs(first + backlog, states.STAGED_IN)
+    assert sizes(kit) == [1, 100, 100]  # one claim at a time, each for its share

@@ -206,12 +206,15 @@ def bench_g(work: Path, batch_size: str) -> None:
     bench.files(2000)
     bench.balsam("site", "start")
     time.sleep(2)  # an idle, running site
-    started = time.monotonic()
-    bench.jobs(2000)
-    done = bench.wait_staged_in(2000)
+    bench.jobs(2000)  # one transaction: the site sees them all at once
+    bench.wait_staged_in(2000)
+    created = min(at for (at,) in Job.select(Job.created_at).tuples())
+    staged = max(at for (at,) in LogEvent.select(LogEvent.timestamp).where(
+        LogEvent.to_state == "STAGED_IN").tuples())
+    took = (staged - created).total_seconds()  # from their commit, as the site saw it
     bound = PROFILES["realistic"].lower_bound(2000, FILE_SIZE)
     print(f"(g) realistic, batch size {batch_size}: 2,000 jobs created at once, all "
-          f"STAGED_IN after {done - started:.2f} s = {(done - started) / bound:.2f} x the "
+          f"STAGED_IN after {took:.2f} s = {took / bound:.2f} x the "
           f"profile's bound of {bound:.2f} s (target <= 1.5 x; "
           f"{bench.emulator.counts().get('submit_transfer')} tasks, "
           f"{rate_limited(bench)} x 429; {load()})")

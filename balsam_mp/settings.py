@@ -42,7 +42,7 @@ class TransferSettings:
     globus_endpoint_site_path: str | None = None
     globus_client_id: str | None = None
     max_concurrent_transfers: int = 5
-    transfer_batch_size: int = 100
+    transfer_batch_size: int | str = "auto"  # "auto": shaped per claim (site/batching.py)
     num_items_query_limit: int = 2000
     service_period: float = 1.0
     max_retries: int = 3
@@ -54,7 +54,7 @@ class TransferSettings:
     verify_checksum: bool = True
     sync_level: str | None = "size"
     claim_lease: float = 60.0
-    globus_requests_per_second: float = 10.0
+    globus_requests_per_second: float = 20.0
     encrypt_data: bool = True
     fault_timeout: float = 600.0
 
@@ -200,6 +200,8 @@ def database_path_of(site: Path) -> tuple[Path, str | None]:
 def _number(where: str, value: Any, spec: tuple, fail) -> float:
     types, low, high = spec
     kind = "an integer" if types is int else "a number"
+    if where.endswith(".transfer_batch_size"):
+        kind += " or auto"
     if isinstance(value, bool) or not isinstance(value, types):
         raise fail(where, f"must be {kind}, got {value!r}")
     # .nan passes every comparison, .inf never times out; a huge int is only out of range
@@ -219,7 +221,9 @@ def _parse_transfers(section: Any, fail) -> TransferSettings:
         where = f"transfers.{key}"
         if key not in fields:
             raise fail(where, "unknown key")
-        if key in _NUMBERS:
+        if key == "transfer_batch_size" and value == "auto":
+            pass
+        elif key in _NUMBERS:
             _number(where, value, _NUMBERS[key], fail)
         elif key in _BOOLS:
             if not isinstance(value, bool):

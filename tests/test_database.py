@@ -104,5 +104,5 @@ def test_a_version_1_database_gains_the_split_columns(site):
     item = db.TransferItem.get(db.TransferItem.job == job.id)
     assert (item.split_round, item.batch_key) == (0, None)
     database = db.Job._meta.database
-    assert database.execute_sql(
-        "select value from meta where key='schema_version'").fetchone()[0] == "2"
+    assert database.execute_sql("select value from meta where key='schema_version'"
+                                ).fetchone()[0] == str(db.models.SCHEMA_VERSION)

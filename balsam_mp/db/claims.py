@@ -98,14 +98,16 @@ def _due(group: Group, now: str, limit: int, columns: str, batched: bool = True)
                      "alias": group.alias, "now": now, "limit": limit}).fetchall()
 
 
-def _next_batch(group: Group, now: str, limit: int) -> list[tuple[int, str, str, bool]]:
-    """The items of the next batch: a waiting split half whole and alone, else the
-    oldest jobs' items that are in no half."""
+def _next_batch(group: Group, now: str, limit: int,
+                half_limit: int) -> list[tuple[int, str, str, bool]]:
+    """The items of the next batch: a waiting split half whole and alone (up to
+    `half_limit`, whatever the batch size), else at most `limit` of the oldest jobs'
+    items that are in no half."""
     params = {"pending": Item.PENDING, "direction": group.direction, "alias": group.alias,
               "now": now, "limit": limit}
     half = run(_DUE_HALF, params).fetchone()
-    rows = run(_HALF_ITEMS, dict(params, key=half[0])).fetchall() if half else \
-        _due(group, now, limit, "id, remote_path, local_path, recursive", batched=False)
+    rows = run(_HALF_ITEMS, dict(params, key=half[0], limit=half_limit)).fetchall() if half \
+        else _due(group, now, limit, "id, remote_path, local_path, recursive", batched=False)
     return [(i, remote, local, bool(recursive)) for i, remote, local, recursive in rows]
 
 
@@ -119,6 +121,29 @@ def ready_groups(candidates: list[Group], now: dt.datetime) -> list[Group]:
         if first:
             oldest[group] = first[0][0]
     return sorted(oldest, key=oldest.get)
+
+
+def recent_task_seconds(count: int = 9) -> float:
+    """Median seconds from claim to finish of the last `count` tasks that succeeded
+    (0.0 before any): what a task costs here, start-up included."""
+    rows = run("SELECT (julianday(updated_at) - julianday(created_at)) * 86400.0 "
+               "FROM transfer_task WHERE state = :succeeded ORDER BY id DESC LIMIT :n",
+               {"succeeded": Task.SUCCEEDED, "n": count}).fetchall()
+    seconds = sorted(max(0.0, row[0] or 0.0) for row in rows)
+    return seconds[len(seconds) // 2] if seconds else 0.0
+
+
+def due_count(groups: list[Group], now: dt.datetime, limit: int) -> int:
+    """How many items of these groups are due now, counting at most `limit`."""
+    total = 0
+    for group in groups:
+        if total >= limit:
+            break
+        sql = f"SELECT count(*) FROM ({_DUE_ITEMS.format(columns='1', batched='')})"
+        total += run(sql, {"pending": Item.PENDING, "direction": group.direction,
+                           "alias": group.alias, "now": iso(now),
+                           "limit": limit - total}).fetchone()[0]
+    return total
 
 
 def claim_batches(groups: list[tuple[Group, str, str]], capacity: int, budget: int,
@@ -138,7 +163,7 @@ def claim_batches(groups: list[tuple[Group, str, str]], capacity: int, budget: i
                 if capacity <= 0 or budget <= 0:
                     break
                 group, remote_address, protocol = entry
-                items = _next_batch(group, iso(now), min(batch_size, budget))
+                items = _next_batch(group, iso(now), min(batch_size, budget), budget)
                 if not items:
                     active.remove(entry)
                     continue

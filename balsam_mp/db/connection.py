@@ -19,7 +19,13 @@ from pathlib import Path
 
 import peewee
 
-from balsam_mp.db.models import ALL_MODELS, SCHEMA_VERSION, Meta, database_proxy
+from balsam_mp.db.models import (
+    ALL_MODELS,
+    SCHEMA_VERSION,
+    Meta,
+    RequestBudget,
+    database_proxy,
+)
 from balsam_mp.errors import BalsamError, ForkSafetyError
 
 _forbidden_reason: str | None = None
@@ -122,8 +128,14 @@ def _split_batches(db: SiteDatabase) -> None:
         db.execute_sql(statement)
 
 
+def _request_budget(db: SiteDatabase) -> None:
+    """v3: the Globus request budget the workers share (request_budget)."""
+    db.create_tables([RequestBudget])
+
+
 # Migration hook: version -> function bringing the schema from version-1 to version.
-MIGRATIONS: dict[int, Callable[[SiteDatabase], None]] = {2: _split_batches}
+MIGRATIONS: dict[int, Callable[[SiteDatabase], None]] = {2: _split_batches,
+                                                         3: _request_budget}
 
 
 def _migrate(db: SiteDatabase) -> None:

@@ -4,6 +4,7 @@ in one transaction per result, updates the task, its items and their jobs."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import defaultdict
 
 from balsam_mp.db import claims, outcomes
@@ -21,6 +22,7 @@ from balsam_mp.transfer.base import (
 )
 
 FASTEST_POLL = 0.05  # seconds; the interval grows to service_period while nothing changes
+POLL_SHARE = 1 / 3  # most of the Globus request budget the poller's fast pace may use
 FRESH = 2.0  # seconds after its claim that a task is polled fast (short tasks end early)
 
 
@@ -30,9 +32,16 @@ class Poller(Worker):
     def initialize(self) -> None:
         super().initialize()
         self.locations: dict[str, Location] = build_locations(self.settings)
-        self.interval = FASTEST_POLL
+        # polling fast leaves the rest of the identity's budget to the submitter
+        globus = any(loc.protocol == "globus" for loc in self.locations.values())
+        self.fastest = max(FASTEST_POLL, 1 / (POLL_SHARE * self.settings.transfers
+                                              .globus_requests_per_second)) if globus else \
+            FASTEST_POLL
+        self.interval = self.fastest
+        self.last_poll = 0.0
 
     def step(self) -> bool:
+        self.last_poll = time.monotonic()
         tasks = list(TransferTask.select(
             TransferTask.id, TransferTask.task_id, TransferTask.direction,
             TransferTask.location_alias, TransferTask.protocol, TransferTask.state,
@@ -59,7 +68,7 @@ class Poller(Worker):
                     changed |= self.lost(task)
         # poll fast while tasks finish or were just submitted; back off on long ones
         fresh = any((utcnow() - t.created_at).total_seconds() < FRESH for t in tasks)
-        self.interval = FASTEST_POLL if changed or fresh else min(
+        self.interval = self.fastest if changed or fresh else min(
             self.interval * 1.5, self.settings.transfers.service_period)
         return False
 
@@ -164,4 +173,7 @@ class Poller(Worker):
 
     def idle(self) -> None:
         if self.wait_for_change(self.interval):
-            self.interval = FASTEST_POLL
+            self.interval = self.fastest
+            if self.fastest > FASTEST_POLL:  # a commit (our own request grant too) is no
+                # reason to poll sooner than the budget allows
+                self.sleep(self.last_poll + self.fastest - time.monotonic())

@@ -25,6 +25,7 @@ class Knobs:
     """Performance and behaviour settings; all changeable while running."""
 
     startup_delay: float = 0.0  # seconds before a started task moves its first byte
+    file_overhead: float = 0.0  # seconds each file costs on top of its bytes
     bandwidth: float | None = None  # bytes per second per task; None = unlimited
     max_active: int = 3  # tasks running at once per user
     max_pending: int = 100  # unfinished tasks per user before submissions are refused
@@ -141,7 +142,8 @@ class Engine:
         task.nice_status = "OK"
         self._running[task.owner] = self._running.get(task.owner, 0) + 1
         task.event("STARTED", "task started")
-        if self.knobs.metadata_only and not self.knobs.startup_delay:
+        knobs = self.knobs
+        if knobs.metadata_only and not (knobs.startup_delay or knobs.file_overhead):
             self._run(task)  # nothing to wait for: skip the thread hand-off
         else:
             self._pool.submit(self._run, task)
@@ -178,6 +180,8 @@ class Engine:
 
     def _transfer(self, task: Task, entry: TransferEntry) -> None:
         if self.knobs.metadata_only:
+            if self.knobs.file_overhead and task.cancelled.wait(self.knobs.file_overhead):
+                return
             with self.lock:
                 task.files += 1
                 task.files_transferred += 1
@@ -233,6 +237,8 @@ class Engine:
         the file goes through, or the task is cancelled or expires. False if it ended."""
         with self.lock:
             task.files += 1
+        if self.knobs.file_overhead and task.cancelled.wait(self.knobs.file_overhead):
+            return False
         while True:
             try:
                 self._copy(task, src, dst)

@@ -12,12 +12,15 @@ import logging
 import math
 import os
 import re
-import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
 
+from balsam_mp.dburl import DATABASE_URL_ENV as DATABASE_URL_ENV
+from balsam_mp.dburl import check_database_url as check_database_url
+from balsam_mp.dburl import parse_database_url
 from balsam_mp.errors import SettingsError, SiteNotFound
+from balsam_mp.logsettings import LogSettings, parse_logging
 from balsam_mp.yamlfile import read_yaml
 
 log = logging.getLogger(__name__)
@@ -42,7 +45,7 @@ class TransferSettings:
     globus_endpoint_site_path: str | None = None
     globus_client_id: str | None = None
     max_concurrent_transfers: int = 5
-    transfer_batch_size: int = 100
+    transfer_batch_size: int | str = "auto"  # "auto": shaped per claim (site/batching.py)
     num_items_query_limit: int = 2000
     service_period: float = 1.0
     max_retries: int = 3
@@ -54,7 +57,7 @@ class TransferSettings:
     verify_checksum: bool = True
     sync_level: str | None = "size"
     claim_lease: float = 60.0
-    globus_requests_per_second: float = 10.0
+    globus_requests_per_second: float = 20.0
     encrypt_data: bool = True
     fault_timeout: float = 600.0
 
@@ -77,22 +80,6 @@ _NUMBERS: dict[str, tuple[type | tuple[type, ...], float | None, float | None]] 
 _BOOLS = ("skip_source_errors", "verify_checksum", "encrypt_data")
 _OPTIONAL_STRINGS = ("globus_endpoint_id", "globus_endpoint_site_path", "globus_client_id",
                      "sync_level")
-
-
-@dataclasses.dataclass(frozen=True)
-class LogSettings:
-    """The `logging:` section: Balsam's level/format/datefmt, plus rotation."""
-
-    level: str = "INFO"
-    format: str = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
-    datefmt: str | None = None
-    max_bytes: int = 20 * 2**20  # a log file is rotated past this size ...
-    backup_count: int = 5  # ... keeping this many old files per process
-
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-# Balsam's other logging keys (buffering and the like) mean nothing to a site: ignored.
-IGNORED_LOG_KEYS = ("buffer_num_records", "flush_period", "color", "topic_filter")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,84 +174,10 @@ def _parse(file: Path, site: Path, raw: dict[str, Any]) -> Settings:
     db_file = _database_file(site, raw.get("database_path"), fail)
     section = raw.get("transfers")
     transfers = _parse_transfers({} if section is None else section, fail)
-    url = _database_url(raw.get("database_url"), fail)
-    return Settings(site, site_name, transfers, db_file, _parse_logging(raw.get("logging"), fail),
+    url = parse_database_url(raw.get("database_url"), fail)
+    return Settings(site, site_name, transfers, db_file, parse_logging(raw.get("logging"), fail),
                     url)
 
-
-DATABASE_URL_ENV = "BALSAM_DATABASE_URL"
-
-
-def check_database_url(url: Any, where: str = DATABASE_URL_ENV) -> str:
-    """A postgresql://user@host:port/dbname URL, without a password (it would sit in
-    plain text in settings.yml or the environment of every process: libpq reads it from
-    ~/.pgpass or $PGPASSWORD instead)."""
-    if not isinstance(url, str) or not url or any(c in url for c in "\0\n\r"):
-        raise SettingsError(f"{where}: must be a postgresql://user@host:port/dbname URL, "
-                            f"got {url!r}")
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError as exc:
-        raise SettingsError(f"{where}: {url!r} is not a valid URL: {exc}") from None
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise SettingsError(f"{where}: {url!r} is not a postgresql:// URL (without it the "
-                            "site uses SQLite at database_path)")
-    if parts.password is not None:
-        raise SettingsError(f"{where}: the URL carries a password; remove it and put it in "
-                            "~/.pgpass (chmod 600) or $PGPASSWORD, so it is never stored "
-                            "in settings.yml nor shown in a process list")
-    if not parts.path.strip("/"):
-        raise SettingsError(f"{where}: {url!r} names no database (postgresql://user@host:port"
-                            "/dbname)")
-    return url
-
-
-def _database_url(value: Any, fail) -> str | None:
-    """settings.yml's database_url, else $BALSAM_DATABASE_URL; both set must agree."""
-    env = os.environ.get(DATABASE_URL_ENV) or None
-    if value is None:
-        return None if env is None else check_database_url(env)
-    try:
-        url = check_database_url(value, "database_url")
-    except SettingsError as exc:
-        raise fail("database_url", str(exc).removeprefix("database_url: ")) from None
-    if env is not None and env != url:
-        raise fail("database_url", f"{url!r} differs from ${DATABASE_URL_ENV} ({env!r}); "
-                   "unset one of them")
-    return url
-
-
-def _parse_logging(section: Any, fail) -> LogSettings:
-    if section is None:
-        return LogSettings()
-    if not isinstance(section, dict):
-        raise fail("logging", "must be a mapping")
-    values: dict[str, Any] = {}
-    for key, value in section.items():
-        where = f"logging.{key}"
-        if key in IGNORED_LOG_KEYS:
-            continue
-        if key == "level":
-            if not isinstance(value, str) or value.upper() not in LOG_LEVELS:
-                raise fail(where, f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
-            value = value.upper()
-        elif key in ("format", "datefmt"):
-            if not isinstance(value, str) or not value:
-                raise fail(where, f"must be a non-empty string, got {value!r}")
-        elif key in ("max_bytes", "backup_count"):
-            low = 1024 if key == "max_bytes" else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise fail(where, f"must be a whole number >= {low}, got {value!r}")
-        else:
-            raise fail(where, "unknown key")
-        values[key] = value
-    if "format" in values:
-        try:  # a bad format would only show when the first line is logged
-            logging.Formatter(values["format"], values.get("datefmt"), validate=True)
-        except ValueError as exc:
-            raise fail("logging.format", str(exc)) from None
-    return LogSettings(**values)
 
 
 def _database_file(site: Path, value: Any, fail) -> Path:
@@ -302,6 +215,8 @@ def database_path_of(site: Path) -> tuple[Path, str | None]:
 def _number(where: str, value: Any, spec: tuple, fail) -> float:
     types, low, high = spec
     kind = "an integer" if types is int else "a number"
+    if where.endswith(".transfer_batch_size"):
+        kind += " or auto"
     if isinstance(value, bool) or not isinstance(value, types):
         raise fail(where, f"must be {kind}, got {value!r}")
     # .nan passes every comparison, .inf never times out; a huge int is only out of range
@@ -321,7 +236,9 @@ def _parse_transfers(section: Any, fail) -> TransferSettings:
         where = f"transfers.{key}"
         if key not in fields:
             raise fail(where, "unknown key")
-        if key in _NUMBERS:
+        if key == "transfer_batch_size" and value == "auto":
+            pass
+        elif key in _NUMBERS:
             _number(where, value, _NUMBERS[key], fail)
         elif key in _BOOLS:
             if not isinstance(value, bool):

@@ -6,13 +6,18 @@ starts itself, see postgres_server below); the others on SQLite only.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from balsam_mp import api
+from balsam_mp.site import pidfile
 from balsam_mp.site.layout import init_site
 
 ENGINES = ("sqlite", "postgres")
@@ -148,3 +153,26 @@ def sitekit(tmp_path, monkeypatch, database_url):
     yield make
     for kit in kits:
         kit.close()
+
+
+@pytest.fixture
+def running_site(site, tmp_path):
+    """`balsam site start` on the test site (alias laptop: local://, the local backend)."""
+    env = dict(os.environ, BALSAM_SITE_PATH=str(site.site_path), HOME=str(tmp_path / "home"))
+
+    def balsam(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "balsam_mp", *args], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    started = balsam("site", "start")
+    assert started.returncode == 0, started.stderr
+    try:
+        yield site
+    finally:
+        stopped = balsam("site", "stop", "--timeout", "10")
+        info = pidfile.read(site.site_path)
+        if info is not None and info.alive():  # stop failed: kill what this test started
+            for pid in [info.pid, *(info.workers or {}).values()]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        assert stopped.returncode == 0, stopped.stderr

@@ -32,7 +32,8 @@ class SiteKit:
                 f"  globus_endpoint_id: {SITE_EP}\n"
                 "  globus_endpoint_site_path: /\n"
                 "  service_period: 0.5\n"
-                "  retry_backoff: 0.2\n")
+                "  retry_backoff: 0.2\n"
+                "  transfer_batch_size: 100\n")  # fixed batches; test_batch_shapes: auto
         given = {line.split(":")[0] for line in transfers.splitlines()}
         base = "".join(line for line in base.splitlines(keepends=True)
                        if line.split(":")[0] not in given)  # a key given twice is an error

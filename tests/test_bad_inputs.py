@@ -171,7 +171,7 @@ CASES = [
     Case("site-after-subcommand-wins", ("job", "ls", "--site", "/tmp"),
          "/tmp is not a balsam site"),
     Case("transfer-retry-nothing", ("transfer", "retry"), "give item ids or --failed"),
-    Case("transfer-ls-job-not-int", ("transfer", "ls", "--job", "one"), "is not a valid integer"),
+    Case("transfer-ls-job-not-int", ("transfer", "ls", "--job", "one"), "is not an id"),
     Case("site-stop-not-running", ("site", "stop"), "is not running"),
     Case("site-stop-timeout-nan", ("site", "stop", "--timeout", "nan"), "finite number"),
     Case("site-stop-timeout-negative", ("site", "stop", "--timeout", "-1"), "finite number"),
@@ -272,14 +272,14 @@ API_ONLY = [
     ("transfers-list", lambda: api.Job.objects.create(
         app="MySim", workdir="w", transfers=["laptop:/a"]), "transfers must be a mapping"),
     ("workdir-key-missing", lambda: api.Job.objects.bulk_create([{"app": "MySim"}]),
-     "the 'workdir' key is missing"),
+     "workdir is missing"),
     ("dict-for-list", lambda: api.Job.objects.bulk_create(
-        {"app": "MySim", "workdir": "w"}), "expected a list of jobs"),
-    ("job-not-a-dict", lambda: api.Job.objects.bulk_create(["w"]), "expected a dict"),
+        {"app": "MySim", "workdir": "w"}), "bulk_create takes a list"),
+    ("job-not-a-dict", lambda: api.Job.objects.bulk_create(["w"]), "is not a Job or a dict"),
     ("workdir-not-str", lambda: api.Job.objects.create(app="MySim", workdir=5),
      "must be a non-empty string"),
     ("app-not-str", lambda: api.Job.objects.create(app=["MySim"], workdir="w"),
-     "app must be an app name"),
+     "app must be an app's name"),
     ("twice-in-batch", lambda: api.Job.objects.bulk_create([
         {"app": "MySim", "workdir": "w", "transfers": {"input_file": "laptop:/a"}},
         {"app": "MySim", "workdir": "./w", "transfers": {"input_file": "laptop:/a"}}]),

@@ -58,7 +58,7 @@ def test_chaos(sitekit, engine):
 
     assert sum(kills.values()) >= min_kills and kills["supervisor"] >= 1
     for job in api.Job.objects.all():
-        name = f"job{job.workdir.split('/')[1]}"
+        name = f"job{job.workdir.parts[1]}"
         assert (kit.site / "data" / job.workdir / "input.dat").read_text() == f"input of {name}"
         assert (kit.remote / "out" / f"{name}.dat").read_text() == f"output of {job.workdir}"
     assert len(list((kit.remote / "out").iterdir())) == jobs

@@ -74,8 +74,9 @@ def test_concurrent_claimers_take_every_item_once(site):
             task = api.TransferTask.objects.get(id=task_id)
             assert (task.state, task.submission_id, task.item_count) == (
                 Task.SUBMITTING, sid, len(ids))
-            assert sorted(i.id for i in api.TransferItem.objects.filter(
-                transfer_task_id=task_id, state=Item.SUBMITTING)) == sorted(ids)
+            assert sorted(db.TransferItem.select(db.TransferItem.id).where(
+                db.TransferItem.transfer_task == task_id,
+                db.TransferItem.state == Item.SUBMITTING).scalars()) == sorted(ids)
 
 
 def _in_flight_task(item_ids: list[int], name: str) -> int:

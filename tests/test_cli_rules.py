@@ -70,8 +70,8 @@ def test_tag_filter_matches_any_key(tmp_path, key):
     for n, value in enumerate(("v", "w")):
         api.Job.objects.create(app="MySim", workdir=f"j{n}", tags={key: value, "k": "v"},
                                transfers={"input_file": "laptop:/a"})
-    assert [j.workdir for j in api.Job.objects.filter(tags={key: "v"})] == ["j0"]
-    assert [j.workdir for j in api.Job.objects.filter(tags={key: "w", "k": "v"})] == ["j1"]
+    assert [str(j.workdir) for j in api.Job.objects.filter(tags={key: "v"})] == ["j0"]
+    assert [str(j.workdir) for j in api.Job.objects.filter(tags={key: "w", "k": "v"})] == ["j1"]
     assert api.Job.objects.filter(tags={key: "nope"}).count() == 0
     if key:  # KEY=VALUE needs a key on the command line
         listed = balsam("job", "ls", "--format", "json", "--tag", f"{key}=w", env_site=site)

@@ -91,7 +91,7 @@ def test_a_client_checks_what_it_can_before_writing(sitekit, tmp_path, database_
     api.close()
     api.Job.objects.create(app="MySim", workdir="env/1",
                            transfers={"input_file": "remote:/in/x.dat"})
-    assert [j.workdir for j in api.Job.objects.all()] == ["env/1"]
+    assert [str(j.workdir) for j in api.Job.objects.all()] == ["env/1"]
 
 
 def test_the_cli_of_a_client(sitekit, tmp_path, database_url):

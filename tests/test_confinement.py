@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
+import socket
 import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from balsam_mp.transfer.base import FileFailure, FileSpec, TaskOptions, TaskStatus
 from balsam_mp.transfer.globus import GlobusBackend
@@ -234,5 +238,78 @@ def test_the_emulator_refuses_a_symlink_out_of_a_source_tree(emulator, endpoint_
                              backend.get_submission_id(), TaskOptions(
                                  "t", dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)))
     wait_for(lambda: backend.poll([task_id])[task_id].finished)
-    assert [f.code for f in backend.failures(task_id, "in")] == ["PERMISSION_DENIED"]
+    [failure] = backend.failures(task_id, "in")
+    assert failure.code == "PERMISSION_DENIED" and failure.details.startswith("/tree/evil")
+    assert str(tmp_path) not in failure.details  # the endpoint's folder stays private
     assert not list(site.rglob("secret.dat"))
+
+
+KNOWN_CODES = {"FILE_NOT_FOUND", "PERMISSION_DENIED", "NOT_A_DIRECTORY", "IS_A_DIRECTORY",
+               "FILE_EXISTS", "NAME_TOO_LONG", "INVALID_PATH"}
+odd_name = st.one_of(
+    st.text(st.characters(codec="utf-8"), min_size=1, max_size=40),
+    st.sampled_from(["..", "../..", "/../x", "a\0b", "n" * 256, "x/" * 2100, " ", "\n",
+                     "~", "-rf", ".partial-x", "in/..", "//", "\\"]))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(sources=st.lists(odd_name, min_size=1, max_size=4),
+       dests=st.lists(odd_name, min_size=1, max_size=4))
+@pytest.mark.parametrize("direction", ["in", "out"])
+def test_odd_names_fail_only_their_own_items(local, direction, sources, dests):
+    """Whatever the names, the task ends SUCCEEDED: the good file lands, every odd item
+    fails alone with a known code, and nothing appears outside the two roots."""
+    inbound = direction == "in"
+    src_side, dest_side = (local.root, local.data) if inbound else (local.data, local.root)
+
+    def named(side: Path, name: str) -> str:  # remote paths are '/...', site paths absolute
+        return f"/{name}" if side == local.root else f"{local.data}/{name}"
+
+    make(src_side / "good.dat", "good")
+    before = sorted(local.outside.rglob("*"))
+    files = [FileSpec(named(src_side, "good.dat"), named(dest_side, "good/good.dat"))]
+    files += [FileSpec(named(src_side, name), named(dest_side, f"odd/{n}.dat"))
+              for n, name in enumerate(sources)]
+    files += [FileSpec(named(src_side, "good.dat"), named(dest_side, f"odd/{name}"))
+              for name in dests]
+    status, failures = local.run(direction, files)
+    assert status.status == "SUCCEEDED", status
+    assert (dest_side / "good/good.dat").read_text() == "good"
+    assert {f.code for f in local.backend.failures(status.task_id, direction)} <= KNOWN_CODES
+    assert sorted(local.outside.rglob("*")) == before
+    assert not [p for p in dest_side.rglob("*") if re.fullmatch(r"\..+\.partial-.{8}", p.name)]
+
+
+def _tree_with_a_socket(folder: Path) -> socket.socket:
+    """A folder with a good file and a unix socket, which no one can open() to read."""
+    make(folder / "tree/ok.dat", "ok")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(folder / "tree/sock"))
+    return server
+
+
+def test_an_unreadable_file_in_a_tree_fails_only_its_item_locally(local):
+    with _tree_with_a_socket(local.root):
+        make(local.root / "good.dat", "good")
+        status, failures = local.run("in", [
+            FileSpec("/tree", str(local.data / "t"), recursive=True),
+            FileSpec("/good.dat", str(local.data / "good.dat"))])
+    assert status.status == "SUCCEEDED" and list(failures) == ["/tree"]
+    assert failures["/tree"].code == "FILE_ERROR" and "/tree/sock" in failures["/tree"].details
+    assert (local.data / "good.dat").read_text() == "good"
+
+
+def test_an_unreadable_file_in_a_tree_is_skipped_by_the_emulator(emulator, endpoint_dirs):
+    remote, site = endpoint_dirs[REMOTE_EP], endpoint_dirs[SITE_EP]
+    backend = GlobusBackend(globus_client(emulator), SITE_EP, str(site), "/")
+    with _tree_with_a_socket(remote):
+        make(remote / "good.dat", "good")
+        task_id = backend.submit("in", REMOTE_EP, [
+            FileSpec("/tree", str(site / "t"), recursive=True),
+            FileSpec("/good.dat", str(site / "good.dat"))], backend.get_submission_id(),
+            TaskOptions("t", dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)))
+        status = wait_for(lambda: (s := backend.poll([task_id])[task_id]).finished and s)
+    assert status.status == "SUCCEEDED"
+    assert [(f.src, f.code) for f in backend.failures(task_id, "in")] == [("/tree", "FILE_ERROR")]
+    assert (site / "good.dat").read_text() == "good"

@@ -91,25 +91,3 @@ def test_a_writer_waits_for_the_lock_then_proceeds(site):
                                   "transfers": {"input_file": "laptop:/in.dat"}}])
     assert api.Job.objects.count() == 1
     other.close()
-
-
-@pytest.mark.engines
-def test_a_version_1_database_gains_the_split_columns(site):
-    """A site made before batches could be split (schema 1) opens and works after upgrade."""
-    api.connect()
-    old = db.Job._meta.database
-    for statement in ('DROP INDEX "transfer_item_batch_key"',
-                      'ALTER TABLE "transfer_item" DROP COLUMN "batch_key"',
-                      'ALTER TABLE "transfer_item" DROP COLUMN "split_round"',
-                      'ALTER TABLE "transfer_task" DROP COLUMN "fault_since"',
-                      "UPDATE meta SET value='1' WHERE key='schema_version'"):
-        old.execute_sql(statement)
-    api.close()
-    api.connect()
-    job = api.Job.objects.create(app="MySim", workdir="after-upgrade",
-                                 transfers={"input_file": "laptop:/in.dat"})
-    item = api.TransferItem.objects.get(job_id=job.id)
-    assert (item.split_round, item.batch_key) == (0, None)
-    database = db.Job._meta.database
-    assert database.execute_sql(
-        "select value from meta where key='schema_version'").fetchone()[0] == "2"

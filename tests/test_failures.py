@@ -243,6 +243,7 @@ def test_a_service_restart_refuses_connections_then_loses_the_task(sitekit):
     jobs = kit.make_jobs(3, stage_out=False)
     kit.start()
     first_task(kit)
+    wait_for(lambda: kit.emulator.counts().get("task_list"), what="a first poll")
     port = kit.emulator.base_url.rstrip("/").rsplit(":", 1)[1]
     kit.emulator.stop()  # connections refused from here on
     wait_for(lambda: "cannot reach Globus" in (kit.site / "logs" / "poller.log").read_text(),

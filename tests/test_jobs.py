@@ -6,11 +6,13 @@ import os
 import shutil
 import sqlite3
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from balsam_mp import api, states
 from balsam_mp.errors import NotFound, StateConflict, ValidationError
+from tests.sitemoves import claim, stage
 
 pytestmark = pytest.mark.engines  # every test on SQLite and on PostgreSQL
 
@@ -23,7 +25,7 @@ def test_job_with_stage_in_starts_ready_and_its_items_pending(site, remote_files
     assert job.state == states.READY
     items = {i.slot: i for i in api.TransferItem.objects.filter(job_id=job.id)}
     assert items["input_file"].state == "pending"
-    assert items["input_file"].local_path == str(site.data_path / "ensemble/1/input.dat")
+    assert items["input_file"].local_path == Path("input.dat")  # relative to the workdir
     assert items["result"].state == "awaiting_job"
     assert (site.data_path / "ensemble/1").is_dir()
     events = [(e.from_state, e.to_state) for e in job.events]
@@ -43,7 +45,7 @@ def test_job_without_stage_in_starts_staged_in(site):
     plain = api.Job.objects.create(app="Plain", workdir="p", transfers={"out": "laptop:/r/o.txt"})
     assert plain.state == states.STAGED_IN
     item = api.TransferItem.objects.get(job_id=plain.id)
-    assert item.local_path.endswith("/p/o.txt")  # "." keeps the remote name
+    assert item.local_path == Path("o.txt")  # "." keeps the remote name
 
 
 def test_postprocessed_releases_stage_out_in_one_step(site):
@@ -51,7 +53,10 @@ def test_postprocessed_releases_stage_out_in_one_step(site):
         "input_file": "laptop:/x/in.dat", "result": "laptop:/r/out.dat"})
     with pytest.raises(StateConflict):
         api.Job.objects.set_state(job.id, states.RUN_DONE, states.POSTPROCESSED)
-    api.Job.objects.set_state(job.id, states.READY, states.POSTPROCESSED, "test")
+    with pytest.raises(ValidationError, match="stage-in items are not done"):
+        api.Job.objects.set_state(job.id, states.READY, states.STAGED_IN)
+    stage("in")
+    api.Job.objects.set_state(job.id, states.STAGED_IN, states.POSTPROCESSED, "test")
     assert api.TransferItem.objects.get(job_id=job.id, direction="out").state == "pending"
     assert api.Job.objects.get(id=job.id).state == states.POSTPROCESSED
 
@@ -59,10 +64,11 @@ def test_postprocessed_releases_stage_out_in_one_step(site):
 def test_postprocessed_without_stage_out_finishes(site):
     job = api.Job.objects.create(app="MySim", workdir="w", transfers={
         "input_file": "laptop:/x/in.dat"})
-    api.Job.objects.set_state(job.id, states.READY, states.POSTPROCESSED)
+    stage("in")
+    api.Job.objects.set_state(job.id, states.STAGED_IN, states.POSTPROCESSED)
     assert api.Job.objects.get(id=job.id).state == states.JOB_FINISHED
     trail = [e.to_state for e in api.Job.objects.get(id=job.id).events.order_by("id")]
-    assert trail == ["READY", "POSTPROCESSED", "STAGED_OUT", "JOB_FINISHED"]
+    assert trail == ["READY", "STAGED_IN", "POSTPROCESSED", "STAGED_OUT", "JOB_FINISHED"]
 
 
 def test_the_seed_query_loop_runs_as_written(site, capsys):
@@ -70,14 +76,12 @@ def test_the_seed_query_loop_runs_as_written(site, capsys):
         {"app": "MySim", "workdir": f"e/{n}", "transfers": {"input_file": f"laptop:/d/{n}.dat"}}
         for n in range(3)
     ])
-    first = api.TransferItem.objects.first()
-    first.state, first.task_id = "active", "task-123"
-    first.save()
+    task = claim("in", limit=1)  # the site sends the first file
     from balsam_mp.api import TransferItem
     for item in TransferItem.objects.filter(direction="in", state="active"):
         print(f"File {item.remote_path} is currently staging in via task ID: {item.task_id}")
     assert capsys.readouterr().out == (
-        "File /d/0.dat is currently staging in via task ID: task-123\n")
+        f"File /d/0.dat is currently staging in via task ID: remote-{task.task_id}\n")
 
 
 def test_query_api_lookups(site):
@@ -197,5 +201,5 @@ def test_app_class_submit(site):
 
     my_sim = load_app_classes(site.apps_path)["MySim"][1]
     job = my_sim.submit("e/42", transfers={"input_file": "laptop:/d/42.dat"}, tags={"k": "v"})
-    assert (job.state, job.workdir, job.tags) == ("READY", "e/42", {"k": "v"})
+    assert (job.state, job.workdir, job.tags) == ("READY", Path("e/42"), {"k": "v"})
     assert api.Job.objects.filter(tags={"k": "v"}).count() == 1

@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from balsam_mp import api, states
+from balsam_mp.db.models import utcnow
 from balsam_mp.transfer.local import read_json, runner_alive
 from tests.conftest import wait_for
 from tests.localsite import LocalSite
@@ -123,3 +124,44 @@ def test_a_batch_whose_runner_dies_on_one_file_is_isolated(local_site):
             .item_count == 1
     finally:
         killer.close()
+
+
+def test_a_batch_refused_for_one_bad_path_is_split(sitekit):
+    """An old row (or another client) carries a path no file system holds: the service
+    refuses the whole request as bad; the site splits it until the refusal is alone."""
+    kit = sitekit(transfers="  max_retries: 0\n")
+    jobs = kit.make_jobs(12, stage_out=False)
+    too_long = "/in/" + "x/" * 2100 + "f.dat"
+    api.TransferItem.objects.model.update(remote_path=too_long).where(
+        api.TransferItem.objects.model.job == jobs[3]).execute()
+    kit.start()
+    kit.wait_jobs(jobs[:3] + jobs[4:], states.STAGED_IN, timeout=60)
+    kit.wait_jobs([jobs[3]], states.FAILED, timeout=30)
+    failed = api.Job.objects.get(id=jobs[3]).state_data["failed_files"]
+    assert failed[0]["remote"] == f"remote:{too_long}"
+    assert "BAD_REQUEST" in failed[0]["reason"] and "invalid path" in failed[0]["reason"]
+    assert 1 <= api.TransferItem.objects.get(job_id=jobs[3]).split_round <= rounds_bound(12)
+    assert "split round 1, its 12 items retried as halves of 6 and 6" in (
+        kit.site / "logs" / "submitter.log").read_text()
+
+
+def test_a_stalled_task_cancelled_before_its_split_is_still_split(sitekit):
+    """The poller cancels a stalled task, then dies before it records the split: the
+    next poller finds the task CANCELED after a long fault and splits it all the same."""
+    kit = sitekit(transfers="  max_retries: 0\n  fault_timeout: 3\n")
+    kit.emulator.knobs(fault_retry=0.2)
+    jobs = kit.make_jobs(4, stage_out=False)
+    poisoned = api.Job.objects.get(id=jobs[1])
+    (kit.site / "data" / poisoned.workdir / "input.dat" / "x").mkdir(parents=True)
+    kit.start()
+    task = wait_for(lambda: api.TransferTask.objects.filter(fault_since__ne=None).first(),
+                    what="the fault to be recorded")
+    kit.balsam("site", "stop")
+    assert "split round" not in (kit.site / "logs" / "poller.log").read_text()
+    kit.emulator.fail_task(task.task_id, "CANCELED", "canceled by the user")
+    wait_for(lambda: (utcnow() - task.fault_since).total_seconds() > 3.5, timeout=10)
+    kit.start()
+    kit.wait_jobs(jobs[:1] + jobs[2:], states.STAGED_IN, timeout=60)
+    kit.wait_jobs([jobs[1]], states.FAILED, timeout=30)
+    assert all(i.attempts == 0 for i in api.TransferItem.objects.filter(job_id__ne=jobs[1]))
+    assert api.TransferItem.objects.get(job_id=jobs[1]).split_round == 2

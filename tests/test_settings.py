@@ -46,7 +46,8 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_of_an_empty_file(tmp_path):
     loaded = settings.load(write(tmp_path, ""))
-    assert loaded.transfers.transfer_batch_size == 100
+    assert loaded.transfers.transfer_batch_size == "auto"
+    assert loaded.transfers.globus_requests_per_second == 20  # per identity, shared
     assert loaded.transfers.max_retries == 3
     assert loaded.database_path == tmp_path.resolve() / "site.db"
     assert loaded.site_name == tmp_path.name
@@ -57,6 +58,7 @@ def test_a_whole_balsam_settings_file_loads(tmp_path, caplog):
         loaded = settings.load(write(tmp_path, BALSAM_SETTINGS))
     assert loaded.transfers.transfer_locations == {"theta_dtn": f"globus://{UUID}"}
     assert loaded.transfers.service_period == 5
+    assert loaded.transfers.transfer_batch_size == 100  # an explicit number stays
     assert loaded.location("theta_dtn") == ("globus", UUID)
     ignored = [r for r in caplog.records if "ignoring sections" in r.message]
     assert len(ignored) == 1 and "scheduler" in ignored[0].message
@@ -65,7 +67,8 @@ def test_a_whole_balsam_settings_file_loads(tmp_path, caplog):
 @pytest.mark.parametrize("text, key, what", [
     ("bogus: 1", "bogus", "unknown key"),
     ("transfers: {max_retry: 2}", "transfers.max_retry", "unknown key"),
-    ("transfers: {transfer_batch_size: ten}", "transfers.transfer_batch_size", "an integer"),
+    ("transfers: {transfer_batch_size: ten}", "transfer_batch_size", "an integer or auto"),
+    ("transfers: {transfer_batch_size: AUTO}", "transfers.transfer_batch_size", "or auto"),
     ("transfers: {transfer_batch_size: true}", "transfers.transfer_batch_size", "integer"),
     ("transfers: {transfer_batch_size: 0}", "transfers.transfer_batch_size", "out of range"),
     ("transfers: {max_concurrent_transfers: -1}", "max_concurrent_transfers", "out of range"),

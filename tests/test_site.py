@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from balsam_mp import api, db, states
+from balsam_mp import api, states
 from balsam_mp.site import pidfile
 from balsam_mp.site.submitter import CRASH_HOOK
 from tests.conftest import REMOTE_EP, wait_for
@@ -26,7 +26,7 @@ def test_stage_in_and_out_batched_and_capped(sitekit):
     kit.start()
     kit.wait_jobs(jobs, states.STAGED_IN)
     for job in api.Job.objects.filter(id__in=jobs):
-        name = f"job{job.workdir.split('/')[1]}"
+        name = f"job{job.workdir.parts[1]}"
         assert (kit.site / "data" / job.workdir / "input.dat").read_text() == f"input of {name}"
     kit.run_apps(jobs)
     kit.wait_jobs(jobs, states.JOB_FINISHED)
@@ -37,7 +37,7 @@ def test_stage_in_and_out_batched_and_capped(sitekit):
     assert len(inbound) == len(outbound) == math.ceil(150 / BATCH)
     assert sum(len(s["items"]) for s in inbound) == 150
     assert max(s["unfinished_before"] for s in accepted) <= 2  # never more than 3 in flight
-    trail = [e.to_state for e in api.Job.objects.get(id=jobs[0]).events.order_by(db.LogEvent.id)]
+    trail = [e.to_state for e in api.Job.objects.get(id=jobs[0]).events.order_by("id")]
     assert trail == ["READY", "STAGED_IN", "POSTPROCESSED", "STAGED_OUT", "JOB_FINISHED"]
     status = kit.balsam("site", "status", "--format", "json").stdout
     assert '"running": true' in status and '"state": "done"' in status

@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from balsam_mp.api.paths import check_relative_path, overlap
-from balsam_mp.db.models import App, utcnow
+from balsam_mp.db.models import App, Job, utcnow
 from balsam_mp.errors import ValidationError
 from balsam_mp.settings import Settings
 from balsam_mp.states import DIRECTIONS
@@ -31,13 +31,38 @@ class ApplicationDefinition:
     transfers: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @classmethod
-    def submit(cls, workdir: str, transfers: dict[str, str] | None = None,
-               tags: dict[str, str] | None = None, **parameters: Any):
-        """Create one job of this app (see `Job.objects.create`)."""
-        from balsam_mp.api import Job
+    def submit(cls, workdir: Any, *, transfers: dict[str, Any] | None = None,
+               tags: dict[str, str] | None = None, parameters: dict[str, Any] | None = None,
+               save: bool = True, **more_parameters: Any) -> Any:
+        """A job of this app; saved unless save=False (then call `.save()` or pass it to
+        `Job.objects.bulk_create`). Extra keywords are parameters, as in Balsam."""
+        from balsam_mp.api.job import LAUNCH_FIELDS, Job
 
-        return Job.objects.create(app=cls.__name__, workdir=workdir, transfers=transfers,
-                                  tags=tags, parameters=parameters)
+        launch = sorted(set(more_parameters) & LAUNCH_FIELDS)
+        if launch:
+            raise ValidationError(f"{cls.__name__}.submit({launch[0]}=...): {launch[0]} is a "
+                                  "Balsam launcher setting; balsam_mp stages files and runs "
+                                  "no apps")
+        job = Job(workdir=workdir, app=cls.__name__, transfers=transfers, tags=tags,
+                  parameters={**(parameters or {}), **more_parameters})
+        if save:
+            job.save()
+        return job
+
+    @classmethod
+    def sync(cls) -> Any:
+        """Register (or update) this one app in the site's database, as `balsam app sync`
+        does for every app; returns its App object."""
+        from balsam_mp.api.models import App
+        from balsam_mp.api.site import connect
+
+        connect()
+        source = inspect.getsourcefile(cls) or "<python>"
+        slots = validate_slots(f"{source}: app {cls.__name__}", cls.transfers)
+        _upsert([{"name": cls.__name__, "source_file": source,
+                  "description": cls.description or (cls.__doc__ or "").strip(),
+                  "transfers": slots, "updated_at": utcnow()}])
+        return App.objects.get(name=cls.__name__)
 
 
 def validate_slots(where: str, transfers: Any) -> dict[str, dict[str, Any]]:
@@ -102,7 +127,7 @@ def load_app_classes(apps_path: Path) -> dict[str, tuple[Path, type[ApplicationD
             raise ValidationError(f"{file}: cannot import: {type(exc).__name__}: {exc}") from exc
         for name, cls in inspect.getmembers(module, inspect.isclass):
             if issubclass(cls, ApplicationDefinition) and cls is not ApplicationDefinition \
-                    and cls.__module__ == module_name:
+                    and cls.__module__ == module_name and name == cls.__name__:  # no aliases
                 if name in found:
                     raise ValidationError(
                         f"{file}: app {name} is also defined in {found[name][0]}"
@@ -122,12 +147,20 @@ def sync_apps(settings: Settings) -> list[str]:
             raise ValidationError(f"{file}: app {name}: description must be a string")
         rows.append({"name": name, "source_file": str(file), "description": description,
                      "transfers": slots, "updated_at": utcnow()})
-    db = App._meta.database
-    with db.atomic():
+    _upsert(rows, forget_others=True)
+    return sorted(classes)
+
+
+def _upsert(rows: list[dict[str, Any]], forget_others: bool = False) -> None:
+    """Insert or update these apps; with `forget_others` (a sync of all SITE/apps), apps
+    gone from there are forgotten unless a job still uses them (its rows name the app)."""
+    with App._meta.database.atomic():
         for row in rows:
             App.insert(**row).on_conflict(
                 conflict_target=[App.name],
                 update={App.source_file: row["source_file"], App.description: row["description"],
                         App.transfers: row["transfers"], App.updated_at: row["updated_at"]},
             ).execute()
-    return sorted(classes)
+        if forget_others:
+            App.delete().where(App.name.not_in([row["name"] for row in rows]),
+                               App.id.not_in(Job.select(Job.app))).execute()

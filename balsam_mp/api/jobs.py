@@ -13,7 +13,7 @@ from typing import Any
 import peewee
 
 from balsam_mp import states
-from balsam_mp.api.jobspec import JobSpec, check_json, check_tags, specs_from_dicts
+from balsam_mp.api.jobspec import JobSpec, check_json, check_tags
 from balsam_mp.api.paths import (
     NAME_MAX,
     Folders,
@@ -29,7 +29,7 @@ from balsam_mp.errors import ValidationError
 from balsam_mp.settings import SETTINGS_FILE, Settings
 from balsam_mp.states import Item
 
-__all__ = ["JobSpec", "create_jobs", "parse_location", "specs_from_dicts"]
+__all__ = ["JobSpec", "create_jobs", "parse_location"]
 KEEP_NAME = PurePosixPath(".")
 
 
@@ -180,13 +180,15 @@ class _Planner:
             at = f"{where}: slot {name!r}"
             alias, remote_path = parse_location(at, value, self.settings)
             local = PurePosixPath(slot["local_path"])
-            if local == KEEP_NAME:  # keep the remote file's name
+            if local == KEEP_NAME and slot["recursive"]:
+                pass  # as Balsam: a directory moves to (or from) the workdir itself
+            elif local == KEEP_NAME:  # a file keeps its remote name
                 if remote_path == "/":
                     raise ValidationError(f"{at}: remote path '/' has no name to keep "
                                           "(local_path '.')")
                 local = PurePosixPath(posixpath.basename(remote_path))
             local_paths[slot["direction"]][name] = local
-            local_path = f"{job_root}/{local.as_posix()}"
+            local_path = job_root if local == KEEP_NAME else f"{job_root}/{local.as_posix()}"
             check_limits(f"{at}: local path", local_path, self.name_max)
             items.append({
                 "slot": name, "direction": slot["direction"], "location_alias": alias,
@@ -204,7 +206,9 @@ class _Planner:
         return items
 
     def workdir(self, what: str, workdir: Any) -> str:
-        """The normalized workdir: strictly inside SITE/data, even through symlinks."""
+        """The normalized workdir: strictly inside SITE/data, and no symlink on the way
+        (SITE/data itself may be one): then each folder has one name, so the one-job-per-
+        workdir rule, checked on names, holds for folders."""
         pure = check_relative_path(what, workdir)
         if pure == KEEP_NAME:
             raise ValidationError(f"{what}: {workdir!r} is SITE/data itself; name a folder "
@@ -217,6 +221,9 @@ class _Planner:
         if not real.startswith(self.real_data + "/"):
             raise ValidationError(f"{what}: {shown(workdir)} leads out of SITE/data "
                                   f"(to {shown(real)}) through a symlink")
+        if real != f"{self.real_data}/{relative}":  # one folder, two names: two jobs in it
+            raise ValidationError(f"{what}: {shown(workdir)} passes through a symlink inside "
+                                  f"SITE/data (it is {shown(real)}); name the folder itself")
         return relative
 
     def resolve(self, relative: str) -> str:

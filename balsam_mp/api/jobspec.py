@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from balsam_mp.api.paths import shown
 from balsam_mp.errors import ValidationError
-
-SPEC_KEYS = ("app", "workdir", "transfers", "tags", "parameters")
 
 
 @dataclass
@@ -21,32 +18,6 @@ class JobSpec:
     transfers: dict[str, str]
     tags: dict[str, str]
     parameters: dict[str, Any]
-
-
-def specs_from_dicts(jobs: Any) -> list[JobSpec]:
-    """The API's list of job dicts as JobSpecs; a wrong shape is a ValidationError."""
-    if isinstance(jobs, (str, bytes, Mapping)) or not hasattr(jobs, "__iter__"):
-        raise ValidationError(f"expected a list of jobs (dicts), got {type(jobs).__name__}")
-    specs = []
-    for index, job in enumerate(jobs):
-        if not isinstance(job, Mapping):
-            raise ValidationError(f"job {index}: expected a dict, got {type(job).__name__}")
-        unknown = sorted(map(str, set(job) - set(SPEC_KEYS)))
-        if unknown:
-            raise ValidationError(f"job {index}: unknown key {unknown[0]!r} "
-                                  f"(keys: {', '.join(SPEC_KEYS)})")
-        for key in ("app", "workdir"):
-            if key not in job:
-                raise ValidationError(f"job {index}: the {key!r} key is missing")
-        specs.append(JobSpec(app=job["app"], workdir=job["workdir"],
-                             transfers=_or_empty(job.get("transfers")),
-                             tags=_or_empty(job.get("tags")),
-                             parameters=_or_empty(job.get("parameters"))))
-    return specs
-
-
-def _or_empty(value: Any) -> Any:
-    return {} if value is None else value
 
 
 def check_tags(what: str, tags: Any) -> dict[str, str]:
@@ -60,6 +31,10 @@ def check_tags(what: str, tags: Any) -> dict[str, str]:
         for text in (key, value):
             if "\0" in text:
                 raise ValidationError(f"{what}: {shown(text)} contains a NUL byte")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValidationError(f"{what}: {shown(text)} is not valid UTF-8") from None
     return tags
 
 

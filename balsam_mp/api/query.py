@@ -1,61 +1,93 @@
-"""Django-style managers over the peewee models: `Model.objects.filter(state="active")`.
+"""Balsam/Django-style querysets over the API's models: `Job.objects.filter(state="READY")`.
 
-Lookups: `field=value`, `field__in=[...]`, `field__ne|lt|lte|gt|gte=value`, `job_id=`
-(any foreign key by its `_id` name), and `tags={"key": "value"}` (all pairs must match).
+Lookups: `field=value` (a list, tuple or set means `in`, as in Balsam), `field__in=`,
+`__ne`, `__lt/__lte/__gt/__gte`, `__contains` (text), Balsam's `last_update_before=` /
+`last_update_after=`, and `tags={"key": "value"}` (or Balsam's `["key:value"]`). Every
+field and value is checked before any SQL runs: a typo is a ValidationError naming it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import operator
+import os
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import peewee
 
+from balsam_mp.api.site import connect
 from balsam_mp.db import bulk
-from balsam_mp.errors import NotFound, ValidationError
+from balsam_mp.errors import BalsamError, ValidationError
 
-M = TypeVar("M", bound=peewee.Model)
+if TYPE_CHECKING:
+    from balsam_mp.api.model import Model
+
+T = TypeVar("T", bound="Model")
 
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     "ne": operator.ne, "lt": operator.lt, "lte": operator.le,
     "gt": operator.gt, "gte": operator.ge,
 }
+_ALIASES = {"before": "lt", "after": "gt"}  # Balsam's last_update_before / _after
 
 
-class QuerySet(Generic[M]):
+class NegativeIndexing(ValidationError, ValueError):
+    """As in Django, querysets take no negative slices (a negative index is supported)."""
+
+
+def guarded(call: Callable[[], Any]) -> Any:
+    """Run a database call; a database error reaches the user as a BalsamError."""
+    try:
+        return call()
+    except peewee.PeeweeException as exc:
+        raise BalsamError(f"site database: {exc}") from None
+
+
+class QuerySet(Generic[T]):
     """A lazy, chainable query; evaluation opens the site database if needed."""
 
-    def __init__(self, model: type[M], connect: Callable[[], object],
-                 where: tuple = (), order: tuple = (), window: slice | None = None) -> None:
-        self._model = model
-        self._connect = connect
+    def __init__(self, model: type[T], where: tuple = (), order: tuple = (),
+                 window: slice | None = None) -> None:
+        self.model = model
         self._where = where
         self._order = order
         self._window = window
 
-    def _clone(self, **changes: Any) -> QuerySet[M]:
+    def _clone(self, **changes: Any) -> QuerySet[T]:
         args = {"where": self._where, "order": self._order, "window": self._window, **changes}
-        return QuerySet(self._model, self._connect, **args)
+        return type(self)(self.model, **args)
 
-    def filter(self, **lookups: Any) -> QuerySet[M]:
+    def _unsliced(self, what: str) -> None:
+        if self._window is not None:
+            raise ValidationError(f"cannot {what} a queryset once a slice has been taken")
+
+    def filter(self, **lookups: Any) -> QuerySet[T]:
+        self._unsliced("filter")
         expressions = tuple(self._expression(key, value) for key, value in lookups.items())
         return self._clone(where=self._where + expressions)
 
-    def order_by(self, *names: str) -> QuerySet[M]:
+    def all(self) -> QuerySet[T]:
+        return self._clone()
+
+    def order_by(self, *names: str) -> QuerySet[T]:
         order = []
         for name in names:
-            field = self._field(name.lstrip("-"))
-            order.append(field.desc() if name.startswith("-") else field.asc())
+            if not isinstance(name, str):
+                raise ValidationError(f"order_by: {name!r} is not a field name")
+            column, kind = self._column(name.lstrip("-"))
+            if kind == "tags":
+                raise ValidationError(f"order_by: cannot order by {name.lstrip('-')!r}")
+            order.append(column.desc() if name.startswith("-") else column.asc())
         return self._clone(order=tuple(order))
 
-    def _query(self) -> peewee.ModelSelect:
-        self._connect()
-        query = self._model.select()
+    def _query(self, *columns: Any) -> peewee.ModelSelect:
+        query = self.model._select(*columns)
         if self._where:
             query = query.where(*self._where)
-        query = query.order_by(*(self._order or (self._model._meta.primary_key.asc(),)))
+        query = query.order_by(*(self._order or (self.model._table.id.asc(),)))
         if self._window is not None:
             start = self._window.start or 0
             if self._window.stop is not None:
@@ -63,86 +95,214 @@ class QuerySet(Generic[M]):
             query = query.offset(start)
         return query
 
-    def __iter__(self) -> Iterator[M]:
-        return iter(list(self._query()))
+    def __iter__(self) -> Iterator[T]:
+        rows = guarded(lambda: list(self._query().dicts()))
+        return iter([self.model._from_row(row) for row in rows])
 
     def __len__(self) -> int:
         return self.count()
 
+    def __bool__(self) -> bool:
+        return self.exists()
+
+    def __repr__(self) -> str:
+        return f"<{self.model.__name__} QuerySet>"
+
     def __getitem__(self, index: int | slice) -> Any:
         if isinstance(index, slice):
-            if index.step not in (None, 1) or (index.start or 0) < 0 or (
-                index.stop is not None and index.stop < 0
-            ):
-                raise ValidationError("querysets take non-negative slices without a step")
+            if index.step not in (None, 1):
+                raise ValidationError("querysets take slices without a step")
+            for bound in (index.start, index.stop):
+                if bound is not None and (not isinstance(bound, int) or bound < 0):
+                    raise NegativeIndexing("negative slicing is not supported")
+            if self._window is not None:
+                raise ValidationError("cannot slice a queryset twice")
             return self._clone(window=index)
-        rows = list(self._clone(window=slice(index, index + 1)))
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise ValidationError(f"queryset index {index!r} is not an integer")
+        if index < 0:  # counted from the end, like a list
+            index += self.count()
+            if index < 0:
+                raise IndexError("queryset index out of range")
+        base = self if self._window is None else self._clone(window=None)
+        offset = (self._window.start or 0) if self._window is not None else 0
+        if self._window is not None and self._window.stop is not None \
+                and offset + index >= self._window.stop:
+            raise IndexError("queryset index out of range")
+        rows = list(base._clone(window=slice(offset + index, offset + index + 1)))
         if not rows:
-            raise IndexError(index)
+            raise IndexError("queryset index out of range")
         return rows[0]
 
     def count(self) -> int:
-        return self._query().count()
+        return guarded(lambda: self._query(self.model._table.id).count())
 
-    def first(self) -> M | None:
-        rows = list(self[0:1])
+    def exists(self) -> bool:
+        return self.count() > 0 if self._window is not None else guarded(
+            lambda: self._query(self.model._table.id).exists())
+
+    def first(self) -> T | None:
+        rows = list(self[0:1]) if self._window is None else list(self)[:1]
         return rows[0] if rows else None
 
-    def get(self, **lookups: Any) -> M:
+    def get(self, **lookups: Any) -> T:
         rows = list(self.filter(**lookups)[0:2])
-        if len(rows) != 1:
-            found = "no" if not rows else "more than one"
-            raise NotFound(f"{found} {self._model.__name__} matches {lookups or 'the query'}")
+        if not rows:
+            raise self.model.DoesNotExist(
+                f"no {self.model.__name__} matches {lookups or 'the query'}")
+        if len(rows) > 1:
+            raise self.model.MultipleObjectsReturned(
+                f"more than one {self.model.__name__} matches {lookups or 'the query'}")
         return rows[0]
 
-    def _field(self, name: str) -> peewee.Field:
-        fields = self._model._meta.fields
-        if name in fields:
-            return fields[name]
-        if name.endswith("_id") and isinstance(fields.get(name[:-3]), peewee.ForeignKeyField):
-            return fields[name[:-3]]
-        raise ValidationError(f"{self._model.__name__} has no field {name!r}")
+    def _ids(self) -> list[int]:
+        return [row[0] for row in guarded(lambda: list(self._query(self.model._table.id)
+                                                       .tuples()))]
+
+    def update(self, **fields: Any) -> list[T]:
+        """Write `fields` on every object of the query (see the model's rules)."""
+        self._unsliced("update")
+        return self.model._update(self, fields)
+
+    def delete(self) -> int:
+        """Delete every object of the query (see the model's rules); returns how many."""
+        self._unsliced("delete")
+        return self.model._delete(self)
+
+    def _column(self, name: str) -> tuple[Any, str]:
+        found = self.model._filters.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.model._filters))
+            raise ValidationError(f"{self.model.__name__} has no field {name!r} "
+                                  f"to filter or order by (fields: {known})")
+        return found
 
     def _expression(self, key: str, value: Any) -> peewee.Expression:
         name, _, op = key.partition("__")
-        field = self._field(name)
-        if name == "tags" and not op:
-            if not isinstance(value, dict):
-                raise ValidationError("tags= takes a mapping of key: value")
-            self._connect()  # the SQL differs by engine
-            # json_each, not a JSON path: a key may hold '"', '.' or '[' (a path cannot)
-            head, tail = bulk.dialect().JSON_PAIR
-            clauses = [peewee.NodeList((peewee.SQL(head), field, peewee.SQL(tail, (k, v))))
-                       for k, v in value.items()]
-            return functools.reduce(operator.and_, clauses) if clauses else peewee.SQL("1 = 1")
+        if not op and name.endswith(("_before", "_after")) and name not in self.model._filters:
+            name, _, op = name.rpartition("_")
+            op = _ALIASES[op]
+        column, kind = self._column(name)
+        if kind == "tags":
+            if op:
+                raise ValidationError(f"unknown lookup {key!r} ({name} takes {name}={{...}})")
+            return _tags(name, column, value)
+        if value is None and op in ("", "ne"):  # Django: field=None is IS NULL
+            return column.is_null(op == "")
+        if not op and isinstance(value, (list, tuple, set, frozenset)):
+            op = "in"  # Balsam: state=["READY", "FAILED"]
         if not op:
-            return field == value
+            return column == self._value(key, kind, value)
         if op == "in":
-            return field.in_(list(value))
+            if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+                raise ValidationError(f"{key}: takes a list of values, not {value!r}")
+            return column.in_([self._value(key, kind, v) for v in value])
+        if op == "contains":
+            if kind not in ("text", "path"):
+                raise ValidationError(f"unknown lookup {key!r} (contains is for text fields)")
+            text = self._value(key, kind, value)
+            connect()  # the SQL differs by engine
+            # LIKE would ignore case (Run1 != run1): instr on SQLite, strpos on PostgreSQL
+            return peewee.Function(bulk.dialect().INSTR, (column, text)) > 0
         if op in _OPERATORS:
-            return _OPERATORS[op](field, value)
-        raise ValidationError(f"unknown lookup {key!r}")
+            return _OPERATORS[op](column, self._value(key, kind, value))
+        raise ValidationError(f"unknown lookup {key!r} on {self.model.__name__} (lookups: "
+                              "in, ne, lt, lte, gt, gte, contains)")
+
+    def _value(self, key: str, kind: str, value: Any) -> Any:
+        where = f"{self.model.__name__}.objects.filter({key}=...)"
+        if kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValidationError(f"{where}: {value!r} is not an integer")
+            if not -2**63 <= value < 2**63:
+                raise ValidationError(f"{where}: {value} is beyond the database's integers")
+            return value
+        if kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise ValidationError(f"{where}: {value!r} is not a number")
+            return value
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise ValidationError(f"{where}: {value!r} is not True or False")
+            return value
+        if kind == "time":
+            if not isinstance(value, dt.datetime):
+                raise ValidationError(f"{where}: {value!r} is not a datetime")
+            return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        if kind == "path" and isinstance(value, PurePath):
+            value = os.fspath(value)
+        if not isinstance(value, str) or "\0" in value:
+            raise ValidationError(f"{where}: {value!r} is not a string")
+        _check_utf8(where, value)
+        choices = self.model._choices.get(kind)
+        if choices is not None and value not in choices:
+            raise ValidationError(f"{where}: {value!r} is not one of {', '.join(choices)}")
+        return value
 
 
-class Manager(Generic[M]):
-    def __init__(self, model: type[M], connect: Callable[[], object]) -> None:
-        self.model = model
-        self._connect = connect
+def _check_utf8(where: str, text: str) -> None:
+    """A str the database cannot store (lone surrogates from undecodable bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{where}: {text!r} is not valid UTF-8") from None
 
-    def all(self) -> QuerySet[M]:
-        return QuerySet(self.model, self._connect)
 
-    def filter(self, **lookups: Any) -> QuerySet[M]:
+def _tags(name: str, column: Any, value: Any) -> peewee.Expression:
+    """{"k": "v"} or Balsam's ["k:v", ...]: every pair must match."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, (list, tuple)):
+        pairs = {}
+        for entry in value:
+            key, sep, wanted = entry.partition(":") if isinstance(entry, str) else ("", "", "")
+            if not sep:
+                raise ValidationError(f"{name}=: {entry!r} is not 'key:value'")
+            pairs[key] = wanted
+        value = pairs
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValidationError(f"{name}= takes a mapping of key: value strings, not {value!r}")
+    for text in (*value, *value.values()):
+        _check_utf8(f"{name}=", text)
+    connect()  # the SQL differs by engine
+    # json_each, not a JSON path: any key matches, quotes and dots included
+    head, tail = bulk.dialect().JSON_PAIR
+    clauses = [peewee.NodeList((peewee.SQL(head), column, peewee.SQL(tail, (k, v))), glue="")
+               for k, v in value.items()]
+    return functools.reduce(operator.and_, clauses) if clauses else peewee.SQL("1 = 1")
+
+
+
+class Manager(Generic[T]):
+    """`Model.objects`: where querysets start."""
+
+    def __init__(self, model: type[T]) -> None:
+        self.model_class = model
+
+    @property
+    def model(self) -> type[peewee.Model]:
+        """The peewee table (its `_meta.database.atomic()` opens a transaction)."""
+        connect()
+        return self.model_class._table
+
+    def all(self) -> QuerySet[T]:
+        return QuerySet(self.model_class)
+
+    def filter(self, **lookups: Any) -> QuerySet[T]:
         return self.all().filter(**lookups)
 
-    def get(self, **lookups: Any) -> M:
+    def get(self, **lookups: Any) -> T:
         return self.all().get(**lookups)
 
     def count(self) -> int:
         return self.all().count()
 
-    def first(self) -> M | None:
+    def exists(self) -> bool:
+        return self.all().exists()
+
+    def first(self) -> T | None:
         return self.all().first()
 
-    def order_by(self, *names: str) -> QuerySet[M]:
+    def order_by(self, *names: str) -> QuerySet[T]:
         return self.all().order_by(*names)

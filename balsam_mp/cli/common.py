@@ -49,6 +49,22 @@ class MainGroup(BalsamGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+MAX_ID = 2**63 - 1  # the largest row id the database can hold
+
+
+class RowId(click.ParamType):
+    """A row id: a positive integer the database can hold (a larger one is no id at all)."""
+
+    name = "id"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        text = str(value)
+        if not text.isdigit() or not 0 < int(text) <= MAX_ID:
+            self.fail(f"{value!r} is not an id (a whole number from 1 to {MAX_ID})", param, ctx)
+        return int(text)
+
+
 class Seconds(click.ParamType):
     """A finite, non-negative number of seconds (click's float takes 'nan' and 'inf')."""
 

@@ -1,13 +1,21 @@
-"""`balsam job create|ls`."""
+"""`balsam job create|ls|modify|rm`."""
 
 from __future__ import annotations
 
 import click
 
 from balsam_mp import api
-from balsam_mp.cli.common import BalsamGroup, emit, format_option, open_site, site_option
-from balsam_mp.errors import ValidationError
+from balsam_mp.cli.common import (
+    MAX_ID,
+    BalsamGroup,
+    emit,
+    format_option,
+    open_site,
+    site_option,
+)
+from balsam_mp.errors import NotFound, ValidationError
 from balsam_mp.states import JOB_STATES
+from balsam_mp.transitions import check_state_name
 
 
 def _pairs(option: str, values: tuple[str, ...]) -> dict[str, str]:
@@ -25,7 +33,7 @@ def _pairs(option: str, values: tuple[str, ...]) -> dict[str, str]:
 
 @click.group(cls=BalsamGroup)
 def job() -> None:
-    """Create and list jobs."""
+    """Create, list, modify and remove jobs."""
 
 
 @job.command()
@@ -65,3 +73,42 @@ def list_jobs(state: str | None, tags: tuple[str, ...], output_format: str) -> N
 def _row(job_row, app_names: dict[int, str]) -> dict:
     return {"id": job_row.id, "app": app_names[job_row.app_id], "workdir": job_row.workdir,
             "state": job_row.state, "state_data": job_row.state_data, "tags": job_row.tags}
+
+
+def _job_ids(values: tuple[str, ...]) -> list[int]:
+    """Job ids as the user typed them; all must exist."""
+    ids = []
+    for value in values:
+        if not value.isdigit() or not 0 < int(value) <= MAX_ID:
+            raise ValidationError(f"job id {value!r} is not an id (a whole number from 1 to "
+                                  f"{MAX_ID})")
+        ids.append(int(value))
+    found = {job.id for job in api.Job.objects.filter(id=ids)}
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        raise NotFound(f"no job with id {', '.join(missing)}")
+    return list(dict.fromkeys(ids))
+
+
+@job.command()
+@site_option
+@click.argument("job_ids", nargs=-1, required=True)
+@click.option("--state", "state", required=True, help="The state to move the jobs to.")
+def modify(job_ids: tuple[str, ...], state: str) -> None:
+    """Move jobs to STATE through the same rules as the Python API (all or none move)."""
+    open_site()
+    check_state_name(state, "--state")
+    ids = _job_ids(job_ids)
+    for moved in api.Job.objects.filter(id=ids).update(state=state):
+        click.echo(f"job {moved.id}: {moved.state}")
+
+
+@job.command(name="rm")
+@site_option
+@click.argument("job_ids", nargs=-1, required=True)
+def remove(job_ids: tuple[str, ...]) -> None:
+    """Delete jobs with their transfer items (refused while an item is in flight;
+    the files in their workdirs stay)."""
+    open_site()
+    deleted = api.Job.objects.filter(id=_job_ids(job_ids)).delete()
+    click.echo(f"deleted {deleted} job(s)")

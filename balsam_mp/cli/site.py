@@ -46,6 +46,8 @@ def init(path: Path, name: str | None, database_url: str | None) -> None:
               help="Exit 0 quietly if the site already runs on this host (for crontab).")
 def start(foreground: bool, if_not_running: bool) -> None:
     """Start the site: a supervisor with a submitter and a poller."""
+    if if_not_running and service.running_here(site_path()):
+        return  # before reading settings: cron must stay quiet while the site runs
     message = service.start(open_site(client_ok=False), foreground, if_not_running)
     if message:
         click.echo(message)
@@ -81,6 +83,9 @@ def status(output_format: str) -> None:
     state = f"running ({where})" if report["running"] else "not running"
     if report.get("standby"):
         state = f"on standby ({where}): {report['standby']}"
+    elif report["elsewhere"]:
+        state = (f"running on host {report['host']} (pid {report['elsewhere']}), says its "
+                 "pidfile; run `balsam site status` there")
     click.echo(f"site {report['site']}: {state}")
     for name, worker in report["workers"].items():
         if worker["state"] == "running":
@@ -92,9 +97,10 @@ def status(output_format: str) -> None:
     for row in report["items"] or [{"direction": "-", "state": "none", "count": 0}]:
         click.echo(f"  {row['direction']:>3}  {row['state']:<13} {row['count']}")
     drain = report["drain_estimate_s"]
-    click.echo(f"done: {report['done_last_minute']} in the last minute, "
-               f"{report['done_last_hour']} in the last hour"
-               + (f"; what waits drains in about {_duration(drain)}" if drain else ""))
+    if report["done_last_hour"] is not None:
+        click.echo(f"done: {report['done_last_minute']} in the last minute, "
+                   f"{report['done_last_hour']} in the last hour"
+                   + (f"; what waits drains in about {_duration(drain)}" if drain else ""))
     if report["oldest_pending_age_s"] is not None:
         click.echo(f"oldest pending item: {_duration(report['oldest_pending_age_s'])}")
     click.echo(f"tasks in flight: {len(report['tasks_in_flight'])}")

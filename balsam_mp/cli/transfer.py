@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from balsam_mp import api
-from balsam_mp.cli.common import BalsamGroup, emit, format_option, open_site, site_option
+from balsam_mp.cli.common import (
+    BalsamGroup,
+    RowId,
+    emit,
+    format_option,
+    open_site,
+    site_option,
+)
 from balsam_mp.db import controls
 from balsam_mp.errors import ValidationError
 from balsam_mp.site import controls as site_controls
@@ -20,7 +27,7 @@ def transfer() -> None:
 @transfer.command(name="ls")
 @site_option
 @click.option("--state", type=click.Choice(Item.ALL), help="Only items in this state.")
-@click.option("--job", "job_id", type=int, help="Only items of this job.")
+@click.option("--job", "job_id", type=RowId(), help="Only items of this job.")
 @click.option("--direction", type=click.Choice(["in", "out"]))
 @format_option
 def list_items(state: str | None, job_id: int | None, direction: str | None,
@@ -41,7 +48,7 @@ def list_items(state: str | None, job_id: int | None, direction: str | None,
 
 @transfer.command()
 @site_option
-@click.argument("item_ids", nargs=-1, type=int)
+@click.argument("item_ids", nargs=-1, type=RowId())
 @click.option("--failed", is_flag=True, help="Retry every item in state error.")
 def retry(item_ids: tuple[int, ...], failed: bool) -> None:
     """Put failed items back to pending; their FAILED jobs return to where they were."""

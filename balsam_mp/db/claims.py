@@ -18,7 +18,7 @@ import psutil
 
 from balsam_mp.db.bulk import dialect, insert_row, run
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
-from balsam_mp.db.outcomes import Failure, fail_items
+from balsam_mp.db.outcomes import Failure, Finished, fail_items, split_batch
 from balsam_mp.errors import StateConflict
 from balsam_mp.settings import TransferSettings
 from balsam_mp.states import Item, Task
@@ -102,15 +102,17 @@ def _due(group: Group, now: str, limit: int, columns: str, batched: bool = True,
                      "alias": group.alias, "now": now, "limit": limit}).fetchall()
 
 
-def _next_batch(group: Group, now: str, limit: int) -> list[tuple[int, str, str, bool]]:
-    """The items of the next batch: a waiting split half whole and alone, else the
-    oldest jobs' items that are in no half."""
+def _next_batch(group: Group, now: str, limit: int,
+                half_limit: int) -> list[tuple[int, str, str, bool]]:
+    """The items of the next batch: a waiting split half whole and alone (up to
+    `half_limit`, whatever the batch size), else at most `limit` of the oldest jobs'
+    items that are in no half."""
     params = {"pending": Item.PENDING, "direction": group.direction, "alias": group.alias,
               "now": now, "limit": limit}
     due_half = _DUE_HALF.format(index=dialect().indexed_by("transfer_item_batch_key"))
     half = run(due_half, params).fetchone()
-    rows = run(_HALF_ITEMS.format(lock=dialect().SKIP_LOCKED), dict(params, key=half[0])
-               ).fetchall() if half else \
+    rows = run(_HALF_ITEMS.format(lock=dialect().SKIP_LOCKED),
+               dict(params, key=half[0], limit=half_limit)).fetchall() if half else \
         _due(group, now, limit, "id, remote_path, local_path, recursive", batched=False,
              lock=True)
     return [(i, remote, local, bool(recursive)) for i, remote, local, recursive in rows]
@@ -126,6 +128,30 @@ def ready_groups(candidates: list[Group], now: dt.datetime) -> list[Group]:
         if first:
             oldest[group] = first[0][0]
     return sorted(oldest, key=oldest.get)
+
+
+def recent_task_seconds(count: int = 9) -> float:
+    """Median seconds from claim to finish of the last `count` tasks that succeeded
+    (0.0 before any): what a task costs here, start-up included."""
+    rows = run(f"SELECT {dialect().SECONDS_BETWEEN.format(start='created_at', end='updated_at')}"
+               " FROM transfer_task WHERE state = :succeeded ORDER BY id DESC LIMIT :n",
+               {"succeeded": Task.SUCCEEDED, "n": count}).fetchall()
+    seconds = sorted(max(0.0, float(row[0] or 0.0)) for row in rows)
+    return seconds[len(seconds) // 2] if seconds else 0.0
+
+
+def due_count(groups: list[Group], now: dt.datetime, limit: int) -> int:
+    """How many items of these groups are due now, counting at most `limit`."""
+    total = 0
+    for group in groups:
+        if total >= limit:
+            break
+        due = _DUE_ITEMS.format(columns="1", batched="", order=dialect().DUE_ORDER, lock="")
+        sql = f"SELECT count(*) FROM ({due}) AS due"
+        total += run(sql, {"pending": Item.PENDING, "direction": group.direction,
+                           "alias": group.alias, "now": iso(now),
+                           "limit": limit - total}).fetchone()[0]
+    return total
 
 
 def claim_batches(groups: list[tuple[Group, str, str]], capacity: int, budget: int,
@@ -145,7 +171,7 @@ def claim_batches(groups: list[tuple[Group, str, str]], capacity: int, budget: i
                 if capacity <= 0 or budget <= 0:
                     break
                 group, remote_address, protocol = entry
-                items = _next_batch(group, iso(now), min(batch_size, budget))
+                items = _next_batch(group, iso(now), min(batch_size, budget), budget)
                 if not items:
                     active.remove(entry)
                     continue
@@ -225,14 +251,26 @@ def mark_submitted(claims: list[tuple[Claim, str]], owner: str) -> None:
             run(_ITEMS_SUBMITTED, params)
 
 
-def abandon(claim: Claim, code: str, reason: str, policy: TransferSettings) -> None:
-    """A batch the service refused for good: the task fails, its items fail or retry."""
+def abandon(claim: Claim, code: str, reason: str, policy: TransferSettings) -> Finished:
+    """A batch the service refused for good: the task fails, its items fail or retry.
+    A request refused as bad (BAD_REQUEST: one bad path refuses the batch) is split
+    in halves instead, like a batch that failed as a whole."""
     now = utcnow()
     with _db().atomic():
-        TransferTask.update(state=Task.FAILED, fatal_error=f"{code}: {reason}", owner=None,
-                            updated_at=now).where(TransferTask.id == claim.task_id,
-                                                  TransferTask.state == Task.SUBMITTING).execute()
-        fail_items([Failure(item_id, code, reason) for item_id, *_ in claim.items], policy, now)
+        changed = TransferTask.update(
+            state=Task.FAILED, fatal_error=f"{code}: {reason}", owner=None,
+            updated_at=now).where(TransferTask.id == claim.task_id,
+                                  TransferTask.state == Task.SUBMITTING).execute()
+        rows = list(TransferItem.select(TransferItem.id, TransferItem.split_round).where(
+            TransferItem.transfer_task == claim.task_id,
+            TransferItem.state == Item.SUBMITTING).order_by(TransferItem.id).tuples())
+        if not changed or not rows:
+            return Finished()
+        if code == "BAD_REQUEST" and len(rows) > 1:
+            return split_batch(claim.task_id, rows, f"{code}: {reason}", now)
+        solo = {rows[0][0]} if code == "BAD_REQUEST" and rows[0][1] else set()
+        fail_items([Failure(item_id, code, reason) for item_id, _ in rows], policy, now, solo)
+        return Finished(failed=len(rows))
 
 
 def drop_items(claim: Claim, failures: list[Failure], policy: TransferSettings) -> None:

@@ -21,7 +21,13 @@ from pathlib import Path
 import peewee
 
 from balsam_mp.db import sql_sqlite
-from balsam_mp.db.models import ALL_MODELS, SCHEMA_VERSION, Meta, database_proxy
+from balsam_mp.db.models import (
+    ALL_MODELS,
+    SCHEMA_VERSION,
+    Meta,
+    RequestBudget,
+    database_proxy,
+)
 from balsam_mp.db.postgres import SitePostgres, open_postgres
 from balsam_mp.errors import BalsamError, ForkSafetyError
 
@@ -173,8 +179,13 @@ def _split_batches(db: Database) -> None:
         db.execute_sql(statement)
 
 
+def _request_budget(db: Database) -> None:
+    """v3: the Globus request budget the workers share (request_budget)."""
+    db.create_tables([RequestBudget])
+
+
 # Migration hook: version -> function bringing the schema from version-1 to version.
-MIGRATIONS: dict[int, Callable[[Database], None]] = {2: _split_batches}
+MIGRATIONS: dict[int, Callable[[Database], None]] = {2: _split_batches, 3: _request_budget}
 
 
 def _migrate(db: Database) -> None:

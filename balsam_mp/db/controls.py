@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from balsam_mp import states
+from balsam_mp import states, transitions
 from balsam_mp.db.models import Job, LogEvent, TransferItem, TransferTask, utcnow
 from balsam_mp.db.outcomes import Failure, fail_items
 from balsam_mp.errors import NotFound, ValidationError
@@ -52,6 +52,8 @@ def _revive(job_id: int, now) -> None:
         return
     data = dict(job.state_data or {})
     back_to = data.pop("failed_from", states.READY)
+    if not transitions.allowed(states.FAILED, back_to, transitions.SITE):
+        back_to = states.READY  # not a state to return to: stage the job in again
     data["previous_failures"] = data.get("previous_failures", []) + data.pop("failed_files", [])
     Job.update(state=back_to, state_data=data, updated_at=now).where(
         Job.id == job_id, Job.state == states.FAILED).execute()

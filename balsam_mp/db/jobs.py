@@ -8,20 +8,56 @@ these inside a writing transaction (`db.atomic()`, which is BEGIN IMMEDIATE on S
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from balsam_mp import states
+from balsam_mp import states, transitions
 from balsam_mp.db.bulk import dialect, run, value_list
-from balsam_mp.db.models import TransferItem, iso, utcnow
-from balsam_mp.errors import StateConflict
+from balsam_mp.db.models import Job, TransferItem, iso, utcnow
+from balsam_mp.errors import NotFound, StateConflict, ValidationError
 from balsam_mp.states import Item
 
 
 def set_job_state(job_id: int, from_state: str, to_state: str, message: str = "") -> None:
-    """Move one job from `from_state` to `to_state`, or raise StateConflict."""
-    if not move_jobs([job_id], from_state, to_state, message):
-        raise StateConflict(f"job {job_id}: expected state {from_state}, cannot move to {to_state}")
+    """A user's move of one job, checked against the transition table: a compare-and-set
+    from `from_state` with its log row. Entering POSTPROCESSED releases the stage-out
+    items; entering READY picks up stage-in items that are already done.
+
+    Raises ValidationError (a move the table refuses, or site work not done yet),
+    StateConflict (the job is not in `from_state`), NotFound (no such job)."""
+    transitions.check(job_id, from_state, to_state, transitions.USER)
+    needs = transitions.NEEDS_DONE.get(to_state)
+    guard = "" if to_state == states.FAILED else _NO_FAILED_ITEMS
+    if not move_jobs([job_id], from_state, to_state, message or "set by the user",
+                     all_done=needs, extra=guard, actor=transitions.USER):
+        _explain_refusal(job_id, from_state, to_state, needs)
     if to_state == states.POSTPROCESSED:
         release_stage_out([job_id])
+    elif to_state == states.READY:
+        advance_jobs([job_id], "in")
+
+
+def _explain_refusal(job_id: int, from_state: str, to_state: str, needs: str | None) -> None:
+    found = Job.select(Job.state).where(Job.id == job_id).scalar()
+    if found is None:
+        raise NotFound(f"job {job_id} does not exist")
+    if found != from_state:
+        raise StateConflict(f"job {job_id}: expected state {from_state}, found {found} "
+                            f"(it moved meanwhile; cannot move it to {to_state})")
+    items = list(TransferItem.select(TransferItem.id, TransferItem.direction,
+                                     TransferItem.state).where(TransferItem.job == job_id)
+                 .tuples())
+    failed = [str(i) for i, _, state in items if state == Item.ERROR]
+    if failed and to_state != states.FAILED:
+        raise ValidationError(
+            f"job {job_id}: transfer item(s) {', '.join(failed)} failed; retry them with "
+            f"`balsam transfer retry {' '.join(failed)}` (or move the job to FAILED)")
+    if needs is None:
+        raise StateConflict(f"job {job_id}: could not move from {from_state} to {to_state}")
+    waiting = sorted({state for _, direction, state in items
+                      if direction == needs and state != Item.DONE})
+    raise ValidationError(
+        f"job {job_id}: cannot enter {to_state} while its stage-{needs} items are not done "
+        f"({', '.join(waiting)}); the site moves it when they are")
 
 
 # The compare-and-set, and its log rows, as two statements whatever the number of jobs.
@@ -32,22 +68,29 @@ _MOVE = """
 _ALL_ITEMS_DONE = """
     AND NOT EXISTS (SELECT 1 FROM transfer_item AS item WHERE item.job_id = job.id
                     AND item.direction = :direction AND item.state != :done)"""
+_NO_FAILED_ITEMS = """
+    AND NOT EXISTS (SELECT 1 FROM transfer_item AS item WHERE item.job_id = job.id
+                    AND item.state = 'error')"""
 _LOG_MOVES = """
     INSERT INTO log_event (job_id, from_state, to_state, message, timestamp)
     SELECT value, :from_state, :to_state, :message, :now FROM ({ids}) AS moved"""
 
 
 def move_jobs(job_ids: list[int], from_state: str, to_state: str, message: str = "",
-              *, all_done: str | None = None) -> list[int]:
+              *, all_done: str | None = None, extra: str = "",
+              actor: str = transitions.SITE) -> list[int]:
     """Compare-and-set: those of `job_ids` that are in `from_state` move; returns them.
 
-    all_done: a direction; only jobs whose items in that direction are all done move."""
+    all_done: a direction; only jobs whose items in that direction are all done move.
+    extra: one more SQL condition on the job row."""
     if not job_ids:
         return []
+    if not transitions.allowed(from_state, to_state, actor):
+        raise ValidationError(f"{actor} may not move jobs from {from_state} to {to_state}")
     params = {"ids": json.dumps(job_ids), "from_state": from_state, "to_state": to_state,
               "now": iso(utcnow()), "message": message, "direction": all_done,
               "done": Item.DONE}
-    condition = _ALL_ITEMS_DONE if all_done else ""
+    condition = (_ALL_ITEMS_DONE if all_done else "") + extra
     ids = dialect().ID_LIST.format(param=":ids")
     if all_done and dialect().LOCK_JOBS:
         run(dialect().LOCK_JOBS.format(ids=ids), params)
@@ -78,3 +121,35 @@ def advance_jobs(job_ids: list[int], direction: str) -> None:
         staged_out = move_jobs(job_ids, states.POSTPROCESSED, states.STAGED_OUT,
                                "all stage-out files left", all_done="out")
         move_jobs(staged_out, states.STAGED_OUT, states.JOB_FINISHED)
+
+
+def write_fields(job_ids: list[int], values: dict[str, Any],
+                 state_data: dict[str, Any] | None = None) -> None:
+    """A user's writes of plain fields (tags, parameters). `state_data` is merged key by
+    key into what is stored (None removes a key), so keys the site wrote meanwhile
+    (failed_files, failed_from) survive. Runs in the caller's transaction."""
+    now = utcnow()
+    if values:
+        Job.update({**values, Job.updated_at: now}).where(Job.id.in_(value_list(job_ids))).execute()
+    if state_data:
+        for job_id, stored in Job.select(Job.id, Job.state_data).where(
+                Job.id.in_(value_list(job_ids))).tuples():
+            merged = {**(stored or {}), **state_data}
+            merged = {k: v for k, v in merged.items() if v is not None}
+            Job.update(state_data=merged, updated_at=now).where(Job.id == job_id).execute()
+
+
+def delete_jobs(job_ids: list[int]) -> int:
+    """Delete jobs with their items and log rows (foreign keys cascade). Refused when an
+    item is in a transfer task in flight: the task would land files for a job that no
+    longer exists. Runs in the caller's transaction; returns how many were deleted."""
+    busy = list(TransferItem.select(TransferItem.job, TransferItem.transfer_task).where(
+        TransferItem.job.in_(value_list(job_ids)),
+        TransferItem.state.in_(Item.IN_FLIGHT)).tuples())
+    if busy:
+        job_id = busy[0][0]
+        tasks = sorted({str(task) for job, task in busy if job == job_id and task})
+        raise ValidationError(
+            f"job {job_id}: transfer item(s) in flight in task {', '.join(tasks)}; cancel it "
+            f"first (`balsam transfer cancel {' '.join(tasks)}`) or wait for it to finish")
+    return Job.delete().where(Job.id.in_(value_list(job_ids))).execute()

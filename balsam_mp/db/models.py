@@ -1,4 +1,5 @@
-"""Tables a user can read with sqlite3: app, job, transfer_item, transfer_task, log_event.
+"""Tables a user can read with sqlite3: app, job, transfer_item, transfer_task, log_event
+(and request_budget, the workers' shared Globus request budget).
 
 States are text, times are ISO-8601 UTC text (sortable as strings), JSON is text.
 """
@@ -11,7 +12,7 @@ from typing import Any
 
 import peewee
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 database_proxy = peewee.DatabaseProxy()
 
 
@@ -145,4 +146,12 @@ class LogEvent(BaseModel):
     timestamp = UtcField(default=utcnow, index=True)
 
 
-ALL_MODELS = [Meta, App, Job, TransferTask, TransferItem, LogEvent]
+class RequestBudget(BaseModel):
+    """A token bucket per Globus identity, shared by the site's processes (db/budget.py)."""
+
+    name = peewee.TextField(primary_key=True)
+    tokens = peewee.FloatField()
+    updated = peewee.FloatField()  # epoch seconds of the last refill
+
+
+ALL_MODELS = [Meta, App, Job, TransferTask, TransferItem, LogEvent, RequestBudget]

@@ -11,7 +11,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from balsam_mp import states
+from balsam_mp import states, transitions
 from balsam_mp.db.bulk import insert_rows, run
 from balsam_mp.db.jobs import advance_jobs
 from balsam_mp.db.models import Job, LogEvent, TransferItem, TransferTask, iso, utcnow
@@ -126,7 +126,7 @@ def finish_task(task_id: int, progress: Progress, failures: list[Failure],
     """A finished task: its items become done or failed, their jobs advance or fail.
 
     A batch that failed as a whole, not for a task-wide reason, is split in halves
-    instead: each half goes back to pending as its own batch (see `_split`)."""
+    instead: each half goes back to pending as its own batch (see `split_batch`)."""
     now = utcnow()
     final = Task.SUCCEEDED if progress.status == "SUCCEEDED" else Task.FAILED
     params = {"task": task_id, "final": final, "status": progress.status,
@@ -146,7 +146,7 @@ def finish_task(task_id: int, progress: Progress, failures: list[Failure],
                 TransferItem.transfer_task == task_id,
                 TransferItem.state.in_(Item.IN_FLIGHT)).order_by(TransferItem.id).tuples())
             if len(rows) > 1 and code not in TASK_WIDE_CODES:
-                return _split(task_id, rows, describe(progress) or code, now)
+                return split_batch(task_id, rows, f"{code}: {reason}", now)
             if len(rows) == 1 and rows[0][1] and code not in TASK_WIDE_CODES:
                 # the culprit, alone after its batch was split: it stays alone
                 reason += f" (isolated after {rows[0][1]} split round(s))"
@@ -159,7 +159,7 @@ def finish_task(task_id: int, progress: Progress, failures: list[Failure],
     return Finished(len(done), len(failures))
 
 
-def _split(task_id: int, rows: list[tuple[int, int]], reason: str,
+def split_batch(task_id: int, rows: list[tuple[int, int]], reason: str,
            now: dt.datetime) -> Finished:
     """Each half of a failed batch goes back to pending as a batch of its own (its items
     share a batch_key, which the claim keeps together and apart from other items), at
@@ -230,6 +230,8 @@ def fail_job(job_id: int, files: list[dict], now: dt.datetime) -> None:
     if job.state == states.FAILED:
         Job.update(state_data=data, updated_at=now).where(Job.id == job_id).execute()
         return
+    if not transitions.allowed(job.state, states.FAILED, transitions.SITE):
+        return  # JOB_FINISHED is final: a late failure never moves a job backwards
     data["failed_from"] = job.state
     changed = Job.update(state=states.FAILED, state_data=data, updated_at=now).where(
         Job.id == job_id, Job.state == job.state).execute()

@@ -10,13 +10,18 @@ from __future__ import annotations
 ID_LIST = "SELECT value FROM json_each({param})"
 TEXT_LIST = ID_LIST
 # a subquery over a JSON object column's pairs: key = ? AND value = ?
-JSON_PAIR = ("EXISTS (SELECT 1 FROM json_each(", ") WHERE key = ? AND value = ?)")
+JSON_PAIR = ("EXISTS (SELECT 1 FROM json_each(",
+             ") AS tag WHERE tag.key = ? AND tag.type = 'text' AND tag.value = ?)")
+# a case-sensitive substring test (LIKE ignores case)
+INSTR = "instr"
 # SQLite serialises writers (BEGIN IMMEDIATE): a claim needs no row locks
 SKIP_LOCKED = ""
 # rows to lock before checking a job's items (SQLite: the write lock already covers it)
 LOCK_JOBS: str | None = None
 # the claim's order: oldest job first
 DUE_ORDER = "job_id, id"
+# seconds between two ISO-8601 text timestamps
+SECONDS_BETWEEN = "(julianday({end}) - julianday({start})) * 86400.0"
 # statistics to refresh after a big insert (SQLite's planner needs none for these)
 ANALYZE: str | None = None
 

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from balsam_mp import auth
+from balsam_mp.db.budget import RequestBudget
 from balsam_mp.settings import Settings
 from balsam_mp.transfer.base import TransferBackend
 from balsam_mp.transfer.globus import GlobusBackend
@@ -49,9 +50,12 @@ def _backend(settings: Settings, protocol: str) -> TransferBackend:
     assert endpoint, "build_locations leaves out globus aliases without an endpoint"
     credentials = auth.find_credentials(settings)
     client = credentials.transfer_client(auth.globus_auth.site_endpoints(settings))
+    per_second = settings.transfers.globus_requests_per_second
+    # one budget per identity, shared with the other workers through site.db
+    budget = RequestBudget(settings.database, f"globus/{credentials.name}", per_second,
+                           site=settings.site_name)
     return GlobusBackend(client, endpoint, str(settings.site_path),
-                         settings.transfers.globus_endpoint_site_path,
-                         settings.transfers.globus_requests_per_second)
+                         settings.transfers.globus_endpoint_site_path, per_second, budget)
 
 
 def backend_of_task(locations: dict[str, Location], alias: str,

@@ -40,6 +40,7 @@ class PidInfo:
     # worker -> {"last_error", "crash_looping", "next_try" (epoch seconds)} of dead workers
     down: dict[str, dict] | None = None
     standby: str | None = None  # on standby: why (another host holds the site)
+    damaged: bool = False  # the file could not be read
 
     @property
     def here(self) -> bool:
@@ -85,7 +86,9 @@ def read(site_path: Path) -> PidInfo | None:
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):
-        return PidInfo("?", 0, 0.0)  # unreadable: treated as stale
+        # damaged (it is written by rename, so never half-written by us): a stale file of
+        # this host; the supervisor's lock still keeps a second supervisor from running
+        return PidInfo(hostname(), 0, 0.0, damaged=True)
 
 
 def remove(site_path: Path, pid: int | None = None) -> None:

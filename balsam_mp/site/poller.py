@@ -3,6 +3,8 @@ in one transaction per result, updates the task, its items and their jobs."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections import defaultdict
 
 from balsam_mp.db import claims, outcomes
@@ -11,9 +13,16 @@ from balsam_mp.db.outcomes import Failure, Finished, Progress
 from balsam_mp.site.backends import Location, backend_of_task, build_locations
 from balsam_mp.site.worker import Worker
 from balsam_mp.states import Item, Task
-from balsam_mp.transfer.base import ConsentRequired, LoginRequired, TaskStatus, TransferBackend
+from balsam_mp.transfer.base import (
+    ConsentRequired,
+    LoginRequired,
+    PermanentError,
+    TaskStatus,
+    TransferBackend,
+)
 
 FASTEST_POLL = 0.05  # seconds; the interval grows to service_period while nothing changes
+POLL_SHARE = 1 / 3  # most of the Globus request budget the poller's fast pace may use
 FRESH = 2.0  # seconds after its claim that a task is polled fast (short tasks end early)
 
 
@@ -23,9 +32,16 @@ class Poller(Worker):
     def initialize(self) -> None:
         super().initialize()
         self.locations: dict[str, Location] = build_locations(self.settings)
-        self.interval = FASTEST_POLL
+        # polling fast leaves the rest of the identity's budget to the submitter
+        globus = any(loc.protocol == "globus" for loc in self.locations.values())
+        self.fastest = max(FASTEST_POLL, 1 / (POLL_SHARE * self.settings.transfers
+                                              .globus_requests_per_second)) if globus else \
+            FASTEST_POLL
+        self.interval = self.fastest
+        self.last_poll = 0.0
 
     def step(self) -> bool:
+        self.last_poll = time.monotonic()
         tasks = list(TransferTask.select(
             TransferTask.id, TransferTask.task_id, TransferTask.direction,
             TransferTask.location_alias, TransferTask.protocol, TransferTask.state,
@@ -52,7 +68,7 @@ class Poller(Worker):
                     changed |= self.lost(task)
         # poll fast while tasks finish or were just submitted; back off on long ones
         fresh = any((utcnow() - t.created_at).total_seconds() < FRESH for t in tasks)
-        self.interval = FASTEST_POLL if changed or fresh else min(
+        self.interval = self.fastest if changed or fresh else min(
             self.interval * 1.5, self.settings.transfers.service_period)
         return False
 
@@ -65,8 +81,9 @@ class Poller(Worker):
                                 f"over {self.settings.transfers.inactive_timeout} s; cancelled")
         if status.fault is not None and self.faulting_too_long(task, status):
             details = f" ({status.nice_status_details})" if status.nice_status_details else ""
+            tries = f", {status.faults} faults" if status.faults else ""
             return self.give_up(backend, task, status, "STALLED", f"{status.fault}{details} "
-                                f"for over {self.settings.transfers.fault_timeout:g} s; "
+                                f"for over {self.settings.transfers.fault_timeout:g} s{tries}; "
                                 "cancelled")
         if not status.finished:
             new_state = outcomes.record_progress(task.id, progress)
@@ -76,6 +93,11 @@ class Poller(Worker):
                     f"({status.nice_status}): credentials expired or consent missing; run "
                     "`balsam site globus-login` (the task resumes by itself afterwards)")
             return new_state is not None
+        if status.fatal_code == "CANCELED" and self.faulting_too_long(task, None):
+            # our own cancel of a stalled task, whose split a crash interrupted
+            progress = dataclasses.replace(progress, fatal_code="STALLED", fatal_error=(
+                f"{task.nice_status} for over {self.settings.transfers.fault_timeout:g} s; "
+                "cancelled"))
         failures = self.failures(backend, task, status)
         self.report(task, progress, outcomes.finish_task(task.id, progress, failures,
                                                          self.settings.transfers))
@@ -85,7 +107,10 @@ class Poller(Worker):
                 code: str, why: str) -> bool:
         """Cancel a task that holds a slot without getting anywhere; its items go round
         again (a stalled batch split in halves)."""
-        backend.cancel(task.task_id)
+        try:
+            backend.cancel(task.task_id)
+        except PermanentError as exc:  # e.g. it ended meanwhile: it is given up all the same
+            self.log.warning("task %s: cancel refused: %s", task.task_id, exc)
         progress = Progress("FAILED", status.nice_status, status.files_transferred,
                             status.bytes_transferred, status.bytes_per_second, code, why)
         self.report(task, progress, outcomes.finish_task(task.id, progress, [],
@@ -105,10 +130,10 @@ class Poller(Worker):
             self.log.info("task %s %s: %d done, %d failed", task.task_id, progress.status,
                           finished.done, finished.failed)
 
-    def faulting_too_long(self, task: TransferTask, status: TaskStatus) -> bool:
+    def faulting_too_long(self, task: TransferTask, status: TaskStatus | None) -> bool:
         """The same fault (nice_status) for over fault_timeout: e.g. a destination error
-        Globus retries until the deadline."""
-        if task.fault_since is None or task.nice_status != status.nice_status:
+        Globus retries until the deadline. status None: as last recorded."""
+        if task.fault_since is None or (status and task.nice_status != status.nice_status):
             return False
         waited = (utcnow() - task.fault_since).total_seconds()
         return waited > self.settings.transfers.fault_timeout
@@ -148,4 +173,7 @@ class Poller(Worker):
 
     def idle(self) -> None:
         if self.wait_for_change(self.interval):
-            self.interval = FASTEST_POLL
+            self.interval = self.fastest
+            if self.fastest > FASTEST_POLL:  # a commit (our own request grant too) is no
+                # reason to poll sooner than the budget allows
+                self.sleep(self.last_poll + self.fastest - time.monotonic())

@@ -27,6 +27,12 @@ class AlreadyRunning(BalsamError):
     """This site already runs on this host."""
 
 
+def running_here(site_path: Path) -> bool:
+    """True if this site's supervisor runs on this host (needs no valid settings)."""
+    info = pidfile.read(site_path)
+    return info is not None and info.alive()
+
+
 def check_not_running(site: Settings) -> str | None:
     """Refuse if a site runs; clean up a stale pidfile (returns a note saying so)."""
     info = pidfile.read(site.site_path)
@@ -38,6 +44,8 @@ def check_not_running(site: Settings) -> str | None:
     if info.alive():
         raise AlreadyRunning(f"site {site.site_name} is already running (pid {info.pid})")
     pidfile.remove(site.site_path)
+    if info.damaged:
+        return "removed a damaged pidfile"
     return f"removed a stale pidfile (pid {info.pid} is not running)"
 
 
@@ -102,7 +110,8 @@ def start(site: Settings, foreground: bool = False, if_not_running: bool = False
 
 
 def _detach_stdio(site: Settings) -> None:
-    out = os.open(site.logs_path / "supervisor.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    out = os.open(site.logs_path / "supervisor.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                  0o644)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(out, 1)
@@ -151,7 +160,8 @@ def stop(site_path: Path, timeout: float = 30.0) -> str:
                           "stop it there")
     if not info.alive():
         pidfile.remove(site_path)
-        return f"site was not running; removed a stale pidfile (pid {info.pid})"
+        what = "a damaged pidfile" if info.damaged else f"a stale pidfile (pid {info.pid})"
+        return f"site was not running; removed {what}"
     process = psutil.Process(info.pid)
     children = process.children(recursive=True)
     process.send_signal(signal.SIGTERM)

@@ -27,6 +27,12 @@ LINE = 160  # characters: longer messages and paths are cut in the middle
 ACTION_FRESH = 300.0  # seconds an ACTION_REQUIRED event stays news without an INACTIVE task
 
 
+# What status says of the database when it cannot find it (settings.yml is broken).
+NOTHING_READ = {"items": [], "tasks_in_flight": [], "done_last_minute": None,
+                "done_last_hour": None, "drain_estimate_s": None, "oldest_pending_age_s": None,
+                "last_error": None, "unknown_aliases": {}, "waiting_for_endpoint_id": {}}
+
+
 def elide(text: str | None, width: int = LINE) -> str | None:
     """'/very/long/.../path.dat': keeps both ends, which say the most."""
     if text is None or len(text) <= width:
@@ -46,10 +52,18 @@ def status(site_path: Path) -> dict:
     except BalsamError:
         site = None
         db_path, note = settings.database_path_of(site_path)
-    database = db.connect(db_path, site=site.site_name if site else None)
-    with database.atomic("DEFERRED"):  # one read snapshot for every number
-        report = _snapshot(site)
-        sizes = _sizes(db_path, site_path / "logs")
+    try:
+        database = db.connect(db_path, site=site.site_name if site else None)
+    except BalsamError as exc:
+        if note is None:
+            raise
+        note, database = f"{note}; {exc}", None  # still say whether the site runs
+    if database is None:
+        report, sizes = dict(NOTHING_READ, actions=[]), _sizes(db_path, site_path / "logs")
+    else:
+        with database.atomic("DEFERRED"):  # one read snapshot for every number below
+            report = _snapshot(site)
+            sizes = _sizes(db_path, site_path / "logs")
     standby = info.standby if running else None
     workers = _workers(info) if running and not standby else {}
     actions = report.pop("actions")
@@ -58,8 +72,12 @@ def status(site_path: Path) -> dict:
                 for name, w in workers.items() if w["state"] == "crash-looping"]
     if note:
         actions.insert(0, f"fix settings.yml: {note}")
+    if info is not None and info.damaged:
+        actions.insert(0, f"{pidfile.path_of(site_path)} is damaged; `balsam site stop` or "
+                          "`balsam site start` removes it")
     return {
         "site": site.site_name if site else site_path.name, "running": running,
+        "elsewhere": info.pid if info is not None and not info.here else None,
         "pid": info.pid if running else None, "host": info.host if info else None,
         "standby": standby, "workers": workers, **report,
         "settings_error": note,

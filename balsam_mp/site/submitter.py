@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from balsam_mp.db import claims, sites
 from balsam_mp.db.claims import Claim, Group
 from balsam_mp.db.models import utcnow
-from balsam_mp.site import workdirs
+from balsam_mp.site import batching, workdirs
 from balsam_mp.site.backends import Location, build_locations
 from balsam_mp.site.submission_ids import SubmissionIds
 from balsam_mp.site.worker import Worker
@@ -46,6 +46,14 @@ class Submitter(Worker):
         self.locations: dict[str, Location] = build_locations(self.settings)
         self.last_served: dict[Group, float] = {}
         self.held: set[int] = set()  # claims waiting for their alias to come back
+        # transfer_batch_size auto: tasks worth having in flight, and their pacing
+        config = self.settings.transfers
+        self.slots = batching.slots(config.max_concurrent_transfers,
+                                    {loc.protocol for loc in self.locations.values()})
+        self.limit = self.slots if config.transfer_batch_size == batching.AUTO else \
+            config.max_concurrent_transfers  # tasks in flight at most
+        self.last_claim = self.next_claim = self.cost_checked = 0.0
+        self.task_cost = 0.0  # median seconds from claim to finish, recently
         self.pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="send")
         self.submission_ids = {id(location.backend): SubmissionIds(location.backend, self.pool)
                                for location in self.locations.values()}
@@ -59,25 +67,53 @@ class Submitter(Worker):
     def claim_new(self) -> list[Claim]:
         """Claim batches round-robin over (direction, alias), oldest job first in each."""
         config = self.settings.transfers
-        capacity = config.max_concurrent_transfers - claims.in_flight_count()
-        if capacity <= 0:
+        auto = config.transfer_batch_size == batching.AUTO
+        in_flight = claims.in_flight_count()
+        capacity = self.limit - in_flight
+        if capacity <= 0 or (auto and in_flight and self.paced()):
             return []
+        now = utcnow()
         groups = claims.ready_groups([Group(direction, alias) for alias in self.locations
-                                      for direction in DIRECTIONS], utcnow())
+                                      for direction in DIRECTIONS], now)
         if not groups:
             return []
+        batches, batch_size = capacity, config.transfer_batch_size
+        if auto:
+            batch_size = batching.auto_batch_size(
+                claims.due_count(groups, now, config.num_items_query_limit), capacity)
+            if in_flight:  # one new task per pace while others run: start-ups stay staggered
+                batches = 1
         groups.sort(key=lambda g: self.last_served.get(g, 0.0))  # least recently served first
         for backend_key in {id(self.locations[g.alias].backend) for g in groups}:
-            self.submission_ids[backend_key].stock(capacity)
+            self.submission_ids[backend_key].stock(batches)
         new = claims.claim_batches(
             [(g, self.locations[g.alias].address, self.locations[g.alias].protocol)
              for g in groups],
-            capacity, config.num_items_query_limit, config.transfer_batch_size,
+            batches, config.num_items_query_limit, batch_size,
             self.take_submission_id, self.owner, config.claim_lease,
             utcnow() + dt.timedelta(seconds=config.task_deadline))
         for claim in new:
             self.last_served[Group(claim.direction, claim.alias)] = time.monotonic()
+        if new:
+            self.last_claim = time.monotonic()
         return new
+
+    def paced(self) -> bool:
+        """Under auto, with tasks in flight: True while the last new task is younger than
+        what a task costs here over the slots (at most service_period). Slots then free
+        one by one, so work that trickles in waits for the next of them about a third of
+        a start-up, not a whole one behind slots that all free at once."""
+        if time.monotonic() >= self.cost_checked + 1.0:  # one small query a second
+            self.task_cost, self.cost_checked = claims.recent_task_seconds(), time.monotonic()
+        pace = min(self.settings.transfers.service_period, self.task_cost / self.slots)
+        self.next_claim = self.last_claim + pace
+        return time.monotonic() < self.next_claim
+
+    def idle(self) -> None:
+        """Wait for a commit, or until a paced claim is due, or service_period."""
+        period = self.settings.transfers.service_period
+        wait = self.next_claim - time.monotonic()
+        self.wait_for_change(wait if 0 < wait < period else period)
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)  # ids fetched ahead: not needed
@@ -94,8 +130,7 @@ class Submitter(Worker):
         futures = [(claim, self.pool.submit(self.send, claim)) for claim in batch]
         # the ids for the next batches arrive while these are in flight
         for location in {self.locations[claim.alias] for claim in batch}:
-            self.submission_ids[id(location.backend)].fetch_ahead(
-                self.settings.transfers.max_concurrent_transfers)
+            self.submission_ids[id(location.backend)].fetch_ahead(self.limit)
         for claim, future in futures:
             try:
                 submitted.append((claim, future.result()))
@@ -106,8 +141,11 @@ class Submitter(Worker):
             except RetryableError as exc:
                 retry_later = exc
             except PermanentError as exc:
-                self.log.error("task %s refused: %s", claim.task_id, exc)
-                claims.abandon(claim, exc.code, str(exc), self.settings.transfers)
+                finished = claims.abandon(claim, exc.code, str(exc), self.settings.transfers)
+                self.log.error("task %s refused: %s%s", claim.task_id, exc, (
+                    f"; split round {finished.split_round}, its {sum(finished.halves)} items "
+                    f"retried as halves of {' and '.join(map(str, finished.halves))}"
+                    if finished.halves else ""))
         if submitted:
             claims.mark_submitted(submitted, self.owner)
             self.log.info("submitted %d task(s), %d item(s)", len(submitted),

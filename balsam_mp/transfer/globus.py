@@ -27,7 +27,7 @@ from balsam_mp.transfer.base import (
     TransferBackend,
 )
 from balsam_mp.transfer.filecopy import SYNC_LEVELS
-from balsam_mp.transfer.ratelimit import RateLimiter
+from balsam_mp.transfer.ratelimit import RateLimiter, SharedRateLimiter, TokenSource
 
 POLL_CHUNK = 100  # task ids per task_list request (keeps the URL short)
 _DATA_ACCESS = ("https://auth.globus.org/scopes/", "/data_access")
@@ -36,9 +36,11 @@ _DATA_ACCESS = ("https://auth.globus.org/scopes/", "/data_access")
 class GlobusBackend(TransferBackend):
     def __init__(self, client: globus_sdk.TransferClient, local_endpoint: str,
                  site_path: str, endpoint_site_path: str | None = None,
-                 requests_per_second: float = 10.0) -> None:
+                 requests_per_second: float = 10.0, budget: TokenSource | None = None) -> None:
         self.client = client
-        self.limiter = RateLimiter(requests_per_second)
+        # with a budget: the rate is the identity's, shared with the site's other workers
+        self.limiter = SharedRateLimiter(budget, requests_per_second) if budget else \
+            RateLimiter(requests_per_second)
         self.local_endpoint = local_endpoint
         self.site_path = site_path.rstrip("/") or "/"
         self.endpoint_site_path = endpoint_site_path

@@ -9,6 +9,7 @@ the same id finds it and only restarts a runner that died before it finished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -61,7 +62,8 @@ def remove_partial(task_dir: Path) -> None:
         return
     # a record cut short by a kill must never name another file
     if partial.name.startswith(".") and partial.name.endswith(f".partial-{task_dir.name[:8]}"):
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. a name too long: it was never created
+            partial.unlink(missing_ok=True)
     (task_dir / PARTIAL).unlink(missing_ok=True)
 
 
@@ -138,18 +140,25 @@ class LocalBackend(TransferBackend):
     def poll(self, task_ids: list[str]) -> dict[str, TaskStatus]:
         found = {}
         for task_id in task_ids:
-            task_dir = self.state_dir / task_id
-            spec = read_json(task_dir / "spec.json")
-            if spec is None:
-                continue
-            state = read_json(task_dir / "result.json") or read_json(task_dir / "progress.json")
-            if state is None or state.get("status") not in ("SUCCEEDED", "FAILED"):
-                state = self._unfinished(task_dir, spec, state)
-            state = state or {"status": "ACTIVE", "nice_status": "Queued"}
-            fields = TaskStatus.__dataclass_fields__
-            found[task_id] = TaskStatus(task_id=task_id, **{
-                k: v for k, v in state.items() if k in fields and k != "task_id"})
+            try:
+                status = self._poll_one(self.state_dir / task_id)
+            except (OSError, ValueError, TypeError, KeyError):
+                continue  # an unreadable task folder: unknown, lost once past its deadline
+            if status is not None:
+                found[task_id] = status
         return found
+
+    def _poll_one(self, task_dir: Path) -> TaskStatus | None:
+        spec = read_json(task_dir / "spec.json")
+        if spec is None:
+            return None
+        state = read_json(task_dir / "result.json") or read_json(task_dir / "progress.json")
+        if state is None or state.get("status") not in ("SUCCEEDED", "FAILED"):
+            state = self._unfinished(task_dir, spec, state)
+        state = state or {"status": "ACTIVE", "nice_status": "Queued"}
+        fields = TaskStatus.__dataclass_fields__
+        return TaskStatus(task_id=task_dir.name, **{
+            k: v for k, v in state.items() if k in fields and k != "task_id"})
 
     def _unfinished(self, task_dir: Path, spec: dict, state: dict | None) -> dict | None:
         """A task without a result: running, starting, or lost. Lost only when its runner

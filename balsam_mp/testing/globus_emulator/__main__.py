@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from balsam_mp.testing.globus_emulator.control import GlobusEmulator
-from balsam_mp.testing.globus_emulator.engine import Knobs
+from balsam_mp.testing.globus_emulator.profiles import PROFILES, profile
 
 
 def _endpoint(text: str) -> tuple[str, Path]:
@@ -37,8 +37,12 @@ def main() -> None:
                         help="accept any bearer token (for foreign clients like the globus CLI)")
     parser.add_argument("--client", action="append", default=[],
                         help="CLIENT_ID:SECRET accepted for client_credentials (repeatable)")
-    parser.add_argument("--max-active", type=int, default=3, help="running tasks per user")
-    parser.add_argument("--startup-delay", type=float, default=0.0)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="instant",
+                        help="preset knobs ('realistic': Globus as its users see it); "
+                        "the options below override it")
+    parser.add_argument("--max-active", type=int, default=None, help="running tasks per user")
+    parser.add_argument("--startup-delay", type=float, default=None, help="s per task")
+    parser.add_argument("--file-overhead", type=float, default=None, help="s per file")
     parser.add_argument("--bandwidth", type=float, default=None, help="bytes/s per task")
     parser.add_argument("--rate-limit", type=float, default=None, help="requests/s per user")
     parser.add_argument("--metadata-only", action="store_true",
@@ -46,11 +50,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed for probabilistic faults")
     args = parser.parse_args()
 
-    knobs = Knobs(startup_delay=args.startup_delay, bandwidth=args.bandwidth,
-                  max_active=args.max_active, metadata_only=args.metadata_only)
+    preset = profile(args.profile)
+    knobs = preset.make_knobs(startup_delay=args.startup_delay, bandwidth=args.bandwidth,
+                              max_active=args.max_active, file_overhead=args.file_overhead,
+                              metadata_only=args.metadata_only or None)
+    rate_limit = args.rate_limit if args.rate_limit is not None else preset.rate_limit
     emulator = GlobusEmulator(dict(args.endpoint), port=args.port, knobs=knobs,
                               accept_any_token=args.accept_any_token, seed=args.seed,
-                              rate_limit=args.rate_limit)
+                              rate_limit=rate_limit)
     for pair in args.client:
         client_id, _, secret = pair.partition(":")
         emulator.emulator.clients[client_id] = secret

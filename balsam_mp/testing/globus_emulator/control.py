@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from balsam_mp.testing.globus_emulator import profiles
 from balsam_mp.testing.globus_emulator.engine import Knobs
 from balsam_mp.testing.globus_emulator.server import Emulator, EmulatorHTTPServer
 
@@ -90,7 +91,11 @@ class GlobusEmulator(EmulatorControl):
 
     def __init__(self, endpoints: dict[str, Path], port: int = 0, knobs: Knobs | None = None,
                  accept_any_token: bool = False, seed: int | None = None,
-                 rate_limit: float | None = None) -> None:
+                 rate_limit: float | None = None, profile: str | None = None) -> None:
+        if profile is not None:  # a preset; knobs or rate_limit given here win
+            preset = profiles.profile(profile)
+            knobs = knobs or preset.make_knobs()
+            rate_limit = preset.rate_limit if rate_limit is None else rate_limit
         self.emulator = Emulator(endpoints, knobs, accept_any_token, seed, rate_limit)
         self._server = EmulatorHTTPServer(self.emulator, port)
         super().__init__(self.emulator.base_url)

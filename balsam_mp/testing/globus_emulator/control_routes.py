@@ -55,13 +55,15 @@ def set_knobs(emu: Emulator, req: Request) -> dict:
             emu.auth.accept_any_token = bool(value)
         elif key == "token_lifetime":
             emu.auth.token_lifetime = int(value)
+        elif key == "rate_limit":  # requests/s per identity; null: no limit
+            emu.rate_limit = None if value is None else float(value)
         elif key in fields:
             setattr(emu.engine.knobs, key, value)
         else:
             raise bad_request(f"unknown knob {key!r}")
     with emu.engine.lock:
         emu.engine.lock.notify_all()
-    return dataclasses.asdict(emu.engine.knobs)
+    return dict(dataclasses.asdict(emu.engine.knobs), rate_limit=emu.rate_limit)
 
 
 def consent(emu: Emulator, req: Request) -> dict:

@@ -7,6 +7,7 @@ with nice_status "Queued". Every task has a deadline. A submission id is accepte
 from __future__ import annotations
 
 import errno
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ class Knobs:
     """Performance and behaviour settings; all changeable while running."""
 
     startup_delay: float = 0.0  # seconds before a started task moves its first byte
+    file_overhead: float = 0.0  # seconds each file costs on top of its bytes
     bandwidth: float | None = None  # bytes per second per task; None = unlimited
     max_active: int = 3  # tasks running at once per user
     max_pending: int = 100  # unfinished tasks per user before submissions are refused
@@ -37,6 +39,8 @@ DEST_FAULTS = {errno.EACCES: "PERMISSION_DENIED", errno.EPERM: "PERMISSION_DENIE
                errno.ENOTDIR: "NOT_A_DIRECTORY", errno.EISDIR: "IS_A_DIRECTORY",
                errno.EEXIST: "FILE_EXISTS", errno.ENAMETOOLONG: "NAME_TOO_LONG",
                errno.EROFS: "PERMISSION_DENIED"}
+SOURCE_ERRORS = {errno.EACCES: "PERMISSION_DENIED", errno.EPERM: "PERMISSION_DENIED",
+                 errno.ENOENT: "FILE_NOT_FOUND", errno.EISDIR: "IS_A_DIRECTORY"}
 
 
 class Engine:
@@ -138,7 +142,8 @@ class Engine:
         task.nice_status = "OK"
         self._running[task.owner] = self._running.get(task.owner, 0) + 1
         task.event("STARTED", "task started")
-        if self.knobs.metadata_only and not self.knobs.startup_delay:
+        knobs = self.knobs
+        if knobs.metadata_only and not (knobs.startup_delay or knobs.file_overhead):
             self._run(task)  # nothing to wait for: skip the thread hand-off
         else:
             self._pool.submit(self._run, task)
@@ -175,6 +180,8 @@ class Engine:
 
     def _transfer(self, task: Task, entry: TransferEntry) -> None:
         if self.knobs.metadata_only:
+            if self.knobs.file_overhead and task.cancelled.wait(self.knobs.file_overhead):
+                return
             with self.lock:
                 task.files += 1
                 task.files_transferred += 1
@@ -197,8 +204,14 @@ class Engine:
                 dst = resolve(dst_root, dst_path)
             except PathEscape:
                 return self.fail(task, "PERMISSION_DENIED", f"{dst_path} leaves the root")
-            if not self._copy_retrying(task, src, dst, dst_path):
-                return  # cancelled or expired while the destination faulted
+            try:
+                if not self._copy_retrying(task, src, dst, dst_path):
+                    return  # cancelled or expired while the destination faulted
+            except OSError as exc:
+                if exc.filename != str(src):
+                    raise
+                return self._source_error(  # e.g. unreadable: skipped like a missing file
+                    task, entry, SOURCE_ERRORS.get(exc.errno, "FILE_ERROR"), exc.strerror)
         with self.lock:
             task.subtasks_succeeded += 1
             task.successful.append(_success(entry.source_path, entry.destination_path))
@@ -211,7 +224,11 @@ class Engine:
             return
         if not (entry.recursive and src.is_dir()):
             raise FileNotFoundError(entry.source_path)
-        for relative in walk_files(src, lambda folder: confine(src_root, folder)):
+        def inside(folder: str) -> None:  # errors name the endpoint path, never ours
+            confine(src_root, folder, f"{entry.source_path.rstrip('/')}/"
+                                      f"{os.path.relpath(folder, src)}")
+
+        for relative in walk_files(src, inside):
             yield resolve(src_root, entry.source_path.rstrip("/") + relative), relative
 
     def _copy_retrying(self, task: Task, src: Path, dst: Path, dst_path: str) -> bool:
@@ -220,6 +237,8 @@ class Engine:
         the file goes through, or the task is cancelled or expires. False if it ended."""
         with self.lock:
             task.files += 1
+        if self.knobs.file_overhead and task.cancelled.wait(self.knobs.file_overhead):
+            return False
         while True:
             try:
                 self._copy(task, src, dst)

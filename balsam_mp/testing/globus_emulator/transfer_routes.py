@@ -42,6 +42,9 @@ def submit_transfer(emu: Emulator, req: Request) -> tuple[int, dict]:
         src, dst = item.get("source_path"), item.get("destination_path")
         if not isinstance(src, str) or not isinstance(dst, str) or not src or not dst:
             raise bad_request("each item needs source_path and destination_path")
+        for path in (src, dst):
+            if "\0" in path or len(path.encode()) > 4096:
+                raise bad_request(f"invalid path {path[:100]!r}: a NUL byte or over 4096 bytes")
         entries.append(TransferEntry(src, dst, bool(item.get("recursive") or False)))
     label = doc.get("label")
     if label is not None and (len(label) > 128 or "\n" in label):

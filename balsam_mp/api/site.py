@@ -1,0 +1,106 @@
+"""Which site the API talks to, and this process's connection to its database.
+
+The site is found from `use_site(path)`, else $BALSAM_SITE_PATH, else the current
+directory and its parents. A client without the site directory names the database and
+the site instead: `use_database(url, site="polaris")`, or $BALSAM_DATABASE_URL with
+$BALSAM_SITE_NAME. The database opens lazily, once per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import peewee
+
+from balsam_mp import db, settings
+from balsam_mp.errors import BalsamError
+from balsam_mp.settings import Settings, TransferSettings
+
+SITE_NAME_ENV = "BALSAM_SITE_NAME"
+_site: dict[str, Any] = {"path": None, "settings": None, "db": None, "pid": None,
+                         "client": None}
+
+
+def use_site(path: str | os.PathLike | None) -> Settings:
+    """Point the API at a site directory (closes any connection to another site)."""
+    close()
+    _site.update(path=path, client=None)
+    return current_settings()
+
+
+def use_database(url: str | None, site: str) -> Settings:
+    """Point the API at a site by its database and name, from a machine without the
+    site directory (url None: $BALSAM_DATABASE_URL). Jobs are checked against the apps
+    and aliases the site published; the site makes their workdirs before staging."""
+    close()
+    url = url or os.environ.get(settings.DATABASE_URL_ENV)
+    if not url:
+        raise BalsamError(f"site {site!r} is named without a database: pass its URL or set "
+                          f"${settings.DATABASE_URL_ENV} (or set $BALSAM_SITE_PATH to use a "
+                          "site directory)")
+    url = settings.check_database_url(url, "database url")
+    _site.update(path=None, client=(url, site))
+    return current_settings()
+
+
+def current_settings() -> Settings:
+    if _site["settings"] is None:
+        name = client_site_name()
+        if _site["client"] is None and _site["path"] is None and name:
+            return use_database(None, name)
+        if _site["client"] is not None:
+            _site["settings"] = _client_settings(*_site["client"])
+        else:
+            _site["settings"] = settings.load(_site["path"])
+    return _site["settings"]
+
+
+def client_site_name() -> str | None:
+    """$BALSAM_SITE_NAME, when no $BALSAM_SITE_PATH names a site directory."""
+    return None if os.environ.get("BALSAM_SITE_PATH") else os.environ.get(SITE_NAME_ENV)
+
+
+def _client_settings(url: str, site: str) -> Settings:
+    _site["db"], _site["pid"] = db.connect(url, site=site), os.getpid()
+    published = db.sites.published()
+    if published is None:
+        raise BalsamError(f"site {site!r} has published no settings in its database yet; "
+                          "start it once with `balsam site start`")
+    site_path = Path(published["site_path"])
+    return Settings(site_path, site, TransferSettings(
+        transfer_locations=published["transfer_locations"]), site_path / "site.db",
+        database_url=url, client=True)
+
+
+def connect() -> None:
+    """Open this process's connection to the site database if it is not open yet."""
+    if _site["db"] is None or _site["pid"] != os.getpid():
+        _site["db"] = db.connect(current_settings().database,
+                                  site=current_settings().site_name)
+        _site["pid"] = os.getpid()
+
+
+def database() -> peewee.Database:
+    connect()
+    return _site["db"]
+
+
+@contextlib.contextmanager
+def transaction() -> Iterator[None]:
+    """One write transaction (BEGIN IMMEDIATE); a database failure, such as the write
+    lock not coming within the timeout, reaches the user as a BalsamError."""
+    try:
+        with database().atomic():
+            yield
+    except peewee.PeeweeException as exc:
+        raise BalsamError(f"site database: {exc}") from None
+
+
+def close() -> None:
+    if _site["db"] is not None and _site["pid"] == os.getpid():
+        _site["db"].close()
+    _site.update(settings=None, db=None, pid=None)

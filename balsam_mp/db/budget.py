@@ -1,0 +1,127 @@
+"""The Globus request budget of one identity, shared by the site's processes.
+
+Globus allows a user 20 requests per second and answers 429 beyond. The submitter and
+the poller use the same identity, so they draw from one token bucket kept in site.db
+(table request_budget): it refills at SUSTAINED x the limit per second and holds at most
+BURST x the limit, so a quiet poller leaves its share to a busy submitter, and no
+one-second window ever sees more than (SUSTAINED + BURST) x the limit = 95% of it (the
+rest is room for requests that travel at different speeds).
+
+A caller takes tokens in grants (transfer/ratelimit.py asks for about 20 ms' worth), so
+at 20 requests/s that is one short write transaction per request, and at 10,000/s one
+per 200 requests, not one per request.
+
+On PostgreSQL the bucket is a row of the site's schema, locked FOR UPDATE while a
+caller takes from it (the first caller inserts it full).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import peewee
+
+from balsam_mp.db.postgres import SitePostgres
+
+SUSTAINED = 0.75  # of the limit, refilled per second
+BURST = 0.2  # of the limit, available at once after a quiet spell
+
+
+class RequestBudget:
+    """A token bucket named `name` in the site database `database` (a SQLite file, or a
+    PostgreSQL URL and the `site` whose schema holds it): the TokenSource the transfer
+    layer's SharedRateLimiter draws from."""
+
+    def __init__(self, database: Path | str, name: str, per_second: float,
+                 site: str | None = None) -> None:
+        self.database, self.name, self.site = database, name, site
+        self.postgres = isinstance(database, str) and database.startswith(
+            ("postgresql://", "postgres://"))
+        self.rate = SUSTAINED * per_second
+        self.capacity = max(1.0, BURST * per_second)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pg: SitePostgres | None = None
+        self._pid = 0
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():  # never one from before a fork
+            self._conn = sqlite3.connect(str(self.database), isolation_level=None,
+                                         timeout=30, check_same_thread=False)
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._pid = os.getpid()
+        return self._conn
+
+    def _refill(self, tokens: float, updated: float, now: float,
+                wanted: int) -> tuple[float, int]:
+        """(tokens now, tokens granted of `wanted`)."""
+        # a clock set back refills nothing (and restarts the count from now);
+        # one set forward refills at most a burst
+        tokens = min(self.capacity, tokens + max(0.0, now - updated) * self.rate)
+        return tokens, min(wanted, math.floor(tokens + 1e-9))  # float rounding
+
+    def _answer(self, tokens: float, granted: int) -> tuple[int, float]:
+        return (granted, 0.0) if granted >= 1 else (0, (1.0 - tokens) / self.rate)
+
+    def take(self, wanted: int) -> tuple[int, float]:
+        """Up to `wanted` tokens: (granted, 0.0), or (0, seconds until one is there)."""
+        with self._lock:
+            if self.postgres:
+                return self._take_postgres(wanted)
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                row = conn.execute("SELECT tokens, updated FROM request_budget WHERE name = ?",
+                                   (self.name,)).fetchone()
+                now = time.time()
+                tokens, updated = row if row else (self.capacity, now)
+                tokens, granted = self._refill(tokens, updated, now, wanted)
+                if granted < 1 and updated <= now:
+                    conn.execute("ROLLBACK")  # nothing to write: the refill is recomputed
+                    return self._answer(tokens, granted)
+                conn.execute("INSERT INTO request_budget (name, tokens, updated) "
+                             "VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                             "tokens = excluded.tokens, updated = excluded.updated",
+                             (self.name, tokens - granted, now))
+                conn.execute("COMMIT")
+                return self._answer(tokens, granted)
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError):  # e.g. locked past the busy
+                    raise peewee.OperationalError(*exc.args) from exc  # timeout: the
+                raise  # workers back off and retry, as for their own queries
+
+    def _take_postgres(self, wanted: int) -> tuple[int, float]:
+        """As on SQLite; errors (a restarted server) are peewee.OperationalError."""
+        if self._pg is None or self._pid != os.getpid():  # never one from before a fork
+            assert self.site, "a PostgreSQL budget needs its site's name"
+            self._pg, self._pid = SitePostgres(str(self.database), self.site), os.getpid()
+        self._pg.reconnect_if_broken()
+        with self._pg.atomic():
+            # a row to lock: the first caller makes it full, the others wait on its lock
+            self._pg.execute_sql(
+                "INSERT INTO request_budget (name, tokens, updated) VALUES (%s, %s, %s) "
+                "ON CONFLICT (name) DO NOTHING", (self.name, self.capacity, time.time()))
+            tokens, updated = self._pg.execute_sql(
+                "SELECT tokens, updated FROM request_budget WHERE name = %s FOR UPDATE",
+                (self.name,)).fetchone()
+            now = time.time()
+            tokens, granted = self._refill(tokens, updated, now, wanted)
+            if granted >= 1 or updated > now:
+                self._pg.execute_sql(
+                    "UPDATE request_budget SET tokens = %s, updated = %s WHERE name = %s",
+                    (tokens - granted, now, self.name))
+        return self._answer(tokens, granted)
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        if self._pg is not None and self._pid == os.getpid():
+            self._pg.close()
+        self._conn = self._pg = None

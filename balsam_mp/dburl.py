@@ -1,0 +1,53 @@
+"""database_url: where a site on PostgreSQL keeps its tables (settings.yml or
+$BALSAM_DATABASE_URL), checked before anything connects."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+from balsam_mp.errors import SettingsError
+
+DATABASE_URL_ENV = "BALSAM_DATABASE_URL"
+
+
+def check_database_url(url: Any, where: str = DATABASE_URL_ENV) -> str:
+    """A postgresql://user@host:port/dbname URL, without a password (it would sit in
+    plain text in settings.yml or the environment of every process: libpq reads it from
+    ~/.pgpass or $PGPASSWORD instead)."""
+    if not isinstance(url, str) or not url or any(c in url for c in "\0\n\r"):
+        raise SettingsError(f"{where}: must be a postgresql://user@host:port/dbname URL, "
+                            f"got {url!r}")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise SettingsError(f"{where}: {url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise SettingsError(f"{where}: {url!r} is not a postgresql:// URL (without it the "
+                            "site uses SQLite at database_path)")
+    if parts.password is not None:
+        raise SettingsError(f"{where}: the URL carries a password; remove it and put it in "
+                            "~/.pgpass (chmod 600) or $PGPASSWORD, so it is never stored "
+                            "in settings.yml nor shown in a process list")
+    if not parts.path.strip("/"):
+        raise SettingsError(f"{where}: {url!r} names no database (postgresql://user@host:port"
+                            "/dbname)")
+    return url
+
+
+def parse_database_url(value: Any, fail: Callable[[str, str], Exception]) -> str | None:
+    """settings.yml's database_url, else $BALSAM_DATABASE_URL; both set must agree."""
+    env = os.environ.get(DATABASE_URL_ENV) or None
+    if value is None:
+        return None if env is None else check_database_url(env)
+    try:
+        url = check_database_url(value, "database_url")
+    except SettingsError as exc:
+        raise fail("database_url", str(exc).removeprefix("database_url: ")) from None
+    if env is not None and env != url:
+        raise fail("database_url", f"{url!r} differs from ${DATABASE_URL_ENV} ({env!r}); "
+                   "unset one of them")
+    return url

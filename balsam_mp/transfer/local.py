@@ -10,6 +10,7 @@ the same id finds it and only restarts a runner that died before it finished.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from balsam_mp.transfer.base import (
     TaskStatus,
     TransferBackend,
 )
+from balsam_mp.transfer.filecopy import PARTIAL_PREFIX
 
 START_GRACE = 30.0  # seconds a new task may go without a runner before it counts as lost
 # A finished task's folder is kept this long (seconds), as Globus keeps its task history:
@@ -38,6 +41,7 @@ START_GRACE = 30.0  # seconds a new task may go without a runner before it count
 KEEP_FINISHED = 7 * 86400
 PRUNE_EVERY = 3600.0  # seconds between two looks for folders to remove
 PARTIAL = "partial"  # in a task folder: the partial file its runner is writing, if any
+COMMIT_LOCK = "commit.lock"  # held to rename a copy into place, or to cancel
 
 
 def write_json(path: Path, data: object) -> None:
@@ -55,16 +59,25 @@ def read_json(path: Path) -> dict | None:
 
 def remove_partial(task_dir: Path) -> None:
     """Remove the partial file a runner killed mid-copy left behind (its name is kept in
-    the task folder before each copy), so no `.name.partial-*` outlives its task."""
-    try:
-        partial = Path((task_dir / PARTIAL).read_text())
-    except (OSError, ValueError):
+    the task folder before each copy), so no `.partial-*` outlives its task."""
+    try:  # as bytes: a name need not be UTF-8
+        partial = Path(os.fsdecode((task_dir / PARTIAL).read_bytes()))
+    except OSError:
         return
     # a record cut short by a kill must never name another file
-    if partial.name.startswith(".") and partial.name.endswith(f".partial-{task_dir.name[:8]}"):
+    if partial.name.startswith(f"{PARTIAL_PREFIX}{task_dir.name[:8]}-"):
         with contextlib.suppress(OSError):  # e.g. a name too long: it was never created
             partial.unlink(missing_ok=True)
     (task_dir / PARTIAL).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def commit_lock(task_dir: Path) -> Iterator[None]:
+    """The task's lock around a rename into place and around a cancel: once cancel()
+    returns, its runner renames nothing more (a later job may own the workdir by then)."""
+    with open(task_dir / COMMIT_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed, or when a holder dies
+        yield
 
 
 def runner_alive(task_dir: Path) -> bool:
@@ -186,7 +199,8 @@ class LocalBackend(TransferBackend):
         task_dir = self.state_dir / task_id
         if not task_dir.is_dir():
             raise PermanentError(f"no local transfer task {task_id}")
-        (task_dir / "cancel").touch()
+        with commit_lock(task_dir):
+            (task_dir / "cancel").touch()
         runner = read_json(task_dir / "runner.json")
         if runner and runner_alive(task_dir):
             os.kill(runner["pid"], signal.SIGTERM)

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import subprocess
+import sys
+import threading
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,7 +21,14 @@ from balsam_mp.api import App, Job, TransferItem
 from balsam_mp.db.outcomes import safe_text
 from balsam_mp.transfer.base import FileSpec, TaskOptions
 from balsam_mp.transfer.globus import GlobusBackend
-from balsam_mp.transfer.local import LocalBackend, read_json, runner_alive
+from balsam_mp.transfer.local import (
+    CANCEL_PATIENCE,
+    COMMIT_LOCK,
+    LocalBackend,
+    read_json,
+    runner_alive,
+    write_json,
+)
 from tests.conftest import REMOTE_EP, SITE_EP, wait_for
 from tests.test_backends import globus_client
 from tests.test_confinement import Local, make
@@ -124,6 +135,32 @@ def test_nothing_lands_after_cancel_returns(local, landed_first):
     wait_for(lambda: not runner_alive(local.tasks / sid), what="the runner to end")
     assert read_json(local.tasks / sid / "result.json")["fatal_code"] == "CANCELED"
     assert set(os.listdir(dest)) == landed and len(landed) < 60
+
+
+def test_cancel_ends_a_runner_frozen_mid_rename(local):
+    """A runner stopped (SIGSTOP, a hung disk) while it holds the commit lock: cancel
+    waits CANCEL_PATIENCE, kills it, and returns; nothing is left to rename later."""
+    sid = str(uuid.uuid4())
+    (local.tasks / sid).mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", (  # stands in for the runner
+        "import fcntl, sys, time\n"
+        "lock = open(sys.argv[1], 'a'); fcntl.flock(lock, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True); time.sleep(600)"), str(local.tasks / sid / COMMIT_LOCK)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        write_json(local.tasks / sid / "runner.json", {
+            "pid": holder.pid, "create_time": psutil.Process(holder.pid).create_time()})
+        holder.send_signal(signal.SIGSTOP)
+        cancel = threading.Thread(target=local.backend.cancel, args=(sid,), daemon=True)
+        cancel.start()
+        cancel.join(CANCEL_PATIENCE * 3)
+        assert not cancel.is_alive(), "cancel hangs on a frozen runner"
+        assert not runner_alive(local.tasks / sid)  # killed (and reaped by the wait)
+        assert read_json(local.tasks / sid / "result.json")["fatal_code"] == "CANCELED"
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 @pytest.mark.parametrize("recursive", [False, True])

@@ -42,6 +42,7 @@ KEEP_FINISHED = 7 * 86400
 PRUNE_EVERY = 3600.0  # seconds between two looks for folders to remove
 PARTIAL = "partial"  # in a task folder: the partial file its runner is writing, if any
 COMMIT_LOCK = "commit.lock"  # held to rename a copy into place, or to cancel
+CANCEL_PATIENCE = 5.0  # seconds a cancel waits for a rename, then for a killed runner to die
 
 
 def write_json(path: Path, data: object) -> None:
@@ -72,11 +73,20 @@ def remove_partial(task_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def commit_lock(task_dir: Path) -> Iterator[None]:
+def commit_lock(task_dir: Path, patience: float | None = None) -> Iterator[None]:
     """The task's lock around a rename into place and around a cancel: once cancel()
-    returns, its runner renames nothing more (a later job may own the workdir by then)."""
+    returns, its runner renames nothing more (a later job may own the workdir by then).
+    TimeoutError if it stays held over `patience` seconds (a holder frozen mid-rename)."""
     with open(task_dir / COMMIT_LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed, or when a holder dies
+        deadline = None if patience is None else time.monotonic() + patience
+        while True:  # released when closed, or when its holder dies
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline else 0))
+                break
+            except BlockingIOError:
+                if deadline is None or time.monotonic() > deadline:
+                    raise TimeoutError(f"{task_dir.name}: commit lock held") from None
+                time.sleep(0.01)
         yield
 
 
@@ -91,6 +101,17 @@ def runner_alive(task_dir: Path) -> bool:
             process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def kill_runner(task_dir: Path) -> None:
+    """SIGKILL the task's runner and wait (CANCEL_PATIENCE at most) for it to be gone."""
+    runner = read_json(task_dir / "runner.json")
+    if runner is None or not runner_alive(task_dir):
+        return
+    with contextlib.suppress(psutil.Error):
+        process = psutil.Process(runner["pid"])
+        process.kill()
+        process.wait(CANCEL_PATIENCE)
 
 
 class LocalBackend(TransferBackend):
@@ -199,7 +220,11 @@ class LocalBackend(TransferBackend):
         task_dir = self.state_dir / task_id
         if not task_dir.is_dir():
             raise PermanentError(f"no local transfer task {task_id}")
-        with commit_lock(task_dir):
+        try:
+            with commit_lock(task_dir, CANCEL_PATIENCE):
+                (task_dir / "cancel").touch()
+        except TimeoutError:  # its runner froze mid-rename (SIGSTOP, a hung disk): end it
+            kill_runner(task_dir)
             (task_dir / "cancel").touch()
         runner = read_json(task_dir / "runner.json")
         if runner and runner_alive(task_dir):

@@ -41,11 +41,11 @@ def in_sync(src: Path, dst: Path, level: int | None) -> bool:
 def partial_path(dst: Path, tag: str) -> Path:
     """Where a copy to dst is written before it is renamed into place. Its name has a
     fixed length (34 bytes: a hash stands for dst's name), so any legal name has one."""
-    digest = hashlib.sha256(os.fsencode(dst.name)).hexdigest()[:16]
+    digest = hashlib.sha256(os.fsencode(dst.name)).hexdigest()[:PARTIAL_DIGITS]
     return dst.with_name(f"{PARTIAL_PREFIX}{tag}-{digest}")
 
 
-PARTIAL_PREFIX = ".partial-"
+PARTIAL_PREFIX, PARTIAL_DIGITS = ".partial-", 16
 
 
 def make_dirs(folder: Path) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,7 +34,7 @@ from balsam_mp.transfer.base import (
     TaskStatus,
     TransferBackend,
 )
-from balsam_mp.transfer.filecopy import PARTIAL_PREFIX
+from balsam_mp.transfer.filecopy import PARTIAL_DIGITS, PARTIAL_PREFIX
 
 START_GRACE = 30.0  # seconds a new task may go without a runner before it counts as lost
 # A finished task's folder is kept this long (seconds), as Globus keeps its task history:
@@ -66,7 +67,8 @@ def remove_partial(task_dir: Path) -> None:
     except OSError:
         return
     # a record cut short by a kill must never name another file
-    if partial.name.startswith(f"{PARTIAL_PREFIX}{task_dir.name[:8]}-"):
+    tag = re.escape(f"{PARTIAL_PREFIX}{task_dir.name[:8]}-")
+    if re.fullmatch(f"{tag}[0-9a-f]{{{PARTIAL_DIGITS}}}", partial.name):
         with contextlib.suppress(OSError):  # e.g. a name too long: it was never created
             partial.unlink(missing_ok=True)
     (task_dir / PARTIAL).unlink(missing_ok=True)
@@ -81,7 +83,7 @@ def commit_lock(task_dir: Path, patience: float | None = None) -> Iterator[None]
         deadline = None if patience is None else time.monotonic() + patience
         while True:  # released when closed, or when its holder dies
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline else 0))
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
                 break
             except BlockingIOError:
                 if deadline is None or time.monotonic() > deadline:

@@ -102,7 +102,8 @@ def test_an_error_naming_a_non_utf8_file_fails_its_job_alone(running_site, tmp_p
 
 def test_a_cancelled_copy_stuck_on_a_fifo_never_lands(local):
     """The repro of a silent overwrite: cancel while the runner sits in a blocking read,
-    let a new job put its own input at the same path, then unblock the old runner."""
+    then a new job puts its own input at the same path. The stuck runner is ended
+    (CANCEL_PATIENCE after its SIGTERM) with its partial file, so nothing lands later."""
     os.mkfifo(local.root / "fifo.dat")
     sid, dest = str(uuid.uuid4()), local.data / "w/1/input.dat"
     local.backend.submit("in", str(local.root), [FileSpec("/fifo.dat", str(dest))], sid,
@@ -110,13 +111,30 @@ def test_a_cancelled_copy_stuck_on_a_fifo_never_lands(local):
     wait_for(lambda: (local.tasks / sid / "partial").exists() and runner_alive(
         local.tasks / sid), what="the runner to block on the FIFO")
     local.backend.cancel(sid)
-    make(dest, "NEW")  # the next job's input, staged after the cancel
-    with open(local.root / "fifo.dat", "w") as writer:  # the old runner reads on
-        writer.write("OLD-STALE-DATA")
-    wait_for(lambda: not runner_alive(local.tasks / sid), what="the old runner to end")
+    assert not runner_alive(local.tasks / sid)
     assert read_json(local.tasks / sid / "result.json")["fatal_code"] == "CANCELED"
-    assert dest.read_text() == "NEW"
     assert not partials(local.data)
+    make(dest, "NEW")  # the next job's input, staged after the cancel
+    with pytest.raises(OSError):  # ENXIO: no one reads the FIFO any more
+        os.open(local.root / "fifo.dat", os.O_WRONLY | os.O_NONBLOCK)
+    assert dest.read_text() == "NEW"
+
+
+def test_the_runner_checks_the_cancel_flag_right_before_its_rename(local):
+    """The guarantee that holds even when no signal ends the runner (a hung mount keeps
+    SIGKILL from taking effect): the flag, set under the commit lock, stops the rename."""
+    os.mkfifo(local.root / "fifo.dat")
+    sid, dest = str(uuid.uuid4()), local.data / "w/1/input.dat"
+    local.backend.submit("in", str(local.root), [FileSpec("/fifo.dat", str(dest))], sid,
+                         options())
+    wait_for(lambda: (local.tasks / sid / "partial").exists() and runner_alive(
+        local.tasks / sid), what="the runner to block on the FIFO")
+    (local.tasks / sid / "cancel").touch()  # the flag alone: no SIGTERM, no SIGKILL
+    with open(local.root / "fifo.dat", "w") as writer:  # the runner reads on
+        writer.write("OLD-STALE-DATA")
+    wait_for(lambda: not runner_alive(local.tasks / sid), what="the runner to end")
+    assert read_json(local.tasks / sid / "result.json")["fatal_code"] == "CANCELED"
+    assert not dest.exists() and not partials(local.data)
 
 
 @pytest.mark.parametrize("landed_first", [1, 20, 40])

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -105,15 +104,27 @@ def runner_alive(task_dir: Path) -> bool:
         return False
 
 
-def kill_runner(task_dir: Path) -> None:
-    """SIGKILL the task's runner and wait (CANCEL_PATIENCE at most) for it to be gone."""
+def kill_runner(task_dir: Path, gently: bool = False) -> None:
+    """SIGKILL (SIGTERM if gently) the task's runner and wait CANCEL_PATIENCE at most
+    for it to be gone."""
     runner = read_json(task_dir / "runner.json")
     if runner is None or not runner_alive(task_dir):
         return
-    with contextlib.suppress(psutil.Error):
+    with contextlib.suppress(psutil.Error):  # TimeoutExpired included
         process = psutil.Process(runner["pid"])
-        process.kill()
+        if gently:
+            process.terminate()
+        else:
+            process.kill()
         process.wait(CANCEL_PATIENCE)
+
+
+def stop_runner(task_dir: Path) -> None:
+    """Once the cancel flag is set: SIGTERM (it ends at its next file), then SIGKILL a
+    runner still there, e.g. stuck in a blocking read (a FIFO, a hung mount) whose
+    partial file would otherwise sit in a workdir a new job may own by then."""
+    kill_runner(task_dir, gently=True)
+    kill_runner(task_dir)
 
 
 class LocalBackend(TransferBackend):
@@ -228,10 +239,8 @@ class LocalBackend(TransferBackend):
         except TimeoutError:  # its runner froze mid-rename (SIGSTOP, a hung disk): end it
             kill_runner(task_dir)
             (task_dir / "cancel").touch()
-        runner = read_json(task_dir / "runner.json")
-        if runner and runner_alive(task_dir):
-            os.kill(runner["pid"], signal.SIGTERM)
-        elif read_json(task_dir / "result.json") is None:
+        stop_runner(task_dir)
+        if read_json(task_dir / "result.json") is None:  # it died without a word
             remove_partial(task_dir)
             write_json(task_dir / "result.json", {
                 "status": "FAILED", "fatal_code": "CANCELED", "fatal_error": "cancelled"})

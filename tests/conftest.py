@@ -176,3 +176,19 @@ def running_site(site, tmp_path):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         assert stopped.returncode == 0, stopped.stderr
+
+
+@pytest.fixture
+def local_site(tmp_path):
+    """Make a LocalSite (a running site on local:///ROOT); each is closed after."""
+    from tests.localsite import LocalSite
+
+    sites = []
+
+    def make(**kwargs):
+        sites.append(LocalSite(tmp_path, **kwargs))
+        return sites[-1]
+
+    yield make
+    for site in sites:
+        site.close()

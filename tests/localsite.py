@@ -12,10 +12,10 @@ import psutil
 from balsam_mp import api
 from balsam_mp.site import pidfile
 from balsam_mp.site.layout import init_site
-from tests.conftest import wait_for
+from tests.sitekit import JobWaits
 
 
-class LocalSite:
+class LocalSite(JobWaits):
     def __init__(self, tmp_path: Path, transfers: str = "") -> None:
         self.site = init_site(tmp_path / "site").site_path
         self.root = tmp_path / "root"
@@ -51,18 +51,6 @@ class LocalSite:
                 transfers["result"] = f"laptop:/out/{name}.dat"
             specs.append({"app": "MySim", "workdir": f"{prefix}/{n}", "transfers": transfers})
         return [job.id for job in api.Job.objects.bulk_create(specs)]
-
-    def wait_jobs(self, ids: list[int], state: str, timeout: float = 60.0) -> None:
-        def reached():
-            return api.Job.objects.filter(id__in=ids, state=state).count() == len(ids)
-        wait_for(reached, timeout=timeout, interval=0.1,
-                 what=f"{len(ids)} jobs to reach {state} ({self.states()})")
-
-    def states(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for job in api.Job.objects.all():
-            counts[job.state] = counts.get(job.state, 0) + 1
-        return counts
 
     def close(self) -> None:
         info = pidfile.read(self.site)

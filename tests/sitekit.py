@@ -19,7 +19,23 @@ from tests.conftest import REMOTE_EP, SITE_EP, wait_for
 CLIENT = ("site-service-account", "site-secret")
 
 
-class SiteKit:
+class JobWaits:
+    """Waiting for jobs, for any test rig bound to the API."""
+
+    def wait_jobs(self, ids: list[int], state: str, timeout: float = 60.0) -> None:
+        def reached():
+            return api.Job.objects.filter(id__in=ids, state=state).count() == len(ids)
+        wait_for(reached, timeout=timeout, interval=0.1,
+                 what=f"{len(ids)} jobs to reach {state} ({self.states()})")
+
+    def states(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for job in api.Job.objects.all():
+            counts[job.state] = counts.get(job.state, 0) + 1
+        return counts
+
+
+class SiteKit(JobWaits):
     def __init__(self, tmp_path: Path, transfers: str = "", emulator_args=(),
                  database_url: str | None = None, name: str | None = None) -> None:
         self.site = init_site(tmp_path / "site", name, database_url=database_url).site_path
@@ -75,18 +91,6 @@ class SiteKit:
                 transfers["result"] = f"remote:/out/{name}.dat"
             specs.append({"app": "MySim", "workdir": f"{prefix}/{n}", "transfers": transfers})
         return [job.id for job in api.Job.objects.bulk_create(specs)]
-
-    def wait_jobs(self, ids: list[int], state: str, timeout: float = 60.0) -> None:
-        def reached():
-            return api.Job.objects.filter(id__in=ids, state=state).count() == len(ids)
-        wait_for(reached, timeout=timeout, interval=0.1,
-                 what=f"{len(ids)} jobs to reach {state} ({self.states()})")
-
-    def states(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for job in api.Job.objects.all():
-            counts[job.state] = counts.get(job.state, 0) + 1
-        return counts
 
     def run_apps(self, ids: list[int]) -> None:
         """Stand in for the app: write each output, then mark the jobs POSTPROCESSED,

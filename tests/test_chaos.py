@@ -31,7 +31,8 @@ TIME_LIMIT = float(os.environ.get("BALSAM_CHAOS_SECONDS", "400"))
 def test_chaos(sitekit, engine):
     jobs, min_kills = SIZES[engine]
     kit = sitekit(emulator_args=("--seed", "2026"),
-                  transfers="  max_retries: 20\n  retry_backoff: 0.5\n  claim_lease: 5\n")
+                  transfers="  max_retries: 20\n  retry_backoff: 0.5\n  claim_lease: 5\n"
+                  "  transfer_batch_size: auto\n")  # the default, under fire
     kit.emulator.fault("*", status=503, code="ServiceUnavailable", probability=0.05)
     kit.emulator.fault("*", drop=True, probability=0.01)
     kit.make_jobs(jobs)

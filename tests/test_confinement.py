@@ -195,7 +195,7 @@ def _kill_mid_file(local: Local, sid: str) -> Path:
         FileSpec("/big.dat", str(local.data / "j/big.dat"))], sid, TaskOptions(
         "t", dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1), sync_level=None,
         verify_checksum=False))
-    partial = wait_for(lambda: [p for p in (local.data / "j").glob(".big.dat.partial-*")
+    partial = wait_for(lambda: [p for p in (local.data / "j").glob(".partial-*")
                                 if p.stat().st_size > 0] if (local.data / "j").exists()
                        else None, what="a partial file with data")[0]
     os.kill(read_json(local.tasks / sid / "runner.json")["pid"], signal.SIGKILL)
@@ -278,7 +278,8 @@ def test_odd_names_fail_only_their_own_items(local, direction, sources, dests):
     assert (dest_side / "good/good.dat").read_text() == "good"
     assert {f.code for f in local.backend.failures(status.task_id, direction)} <= KNOWN_CODES
     assert sorted(local.outside.rglob("*")) == before
-    assert not [p for p in dest_side.rglob("*") if re.fullmatch(r"\..+\.partial-.{8}", p.name)]
+    assert not [p for p in dest_side.rglob("*")
+                if re.fullmatch(r"\.partial-.{8}-[0-9a-f]{16}", p.name)]
 
 
 def _tree_with_a_socket(folder: Path) -> socket.socket:

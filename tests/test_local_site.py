@@ -5,25 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-import pytest
-
 from balsam_mp import api, states
 from balsam_mp.transfer.base import FileSpec, TaskOptions
 from balsam_mp.transfer.local import LocalBackend
-from tests.localsite import LocalSite
-
-
-@pytest.fixture
-def local_site(tmp_path):
-    sites = []
-
-    def make(**kwargs) -> LocalSite:
-        sites.append(LocalSite(tmp_path, **kwargs))
-        return sites[-1]
-
-    yield make
-    for site in sites:
-        site.close()
 
 
 def test_hundreds_of_tiny_tasks_and_no_good_job_fails(local_site):

@@ -9,8 +9,6 @@ import os
 import signal
 import threading
 
-import pytest
-
 from balsam_mp import api, states
 from balsam_mp.db.models import utcnow
 from balsam_mp.transfer.local import read_json, runner_alive
@@ -56,19 +54,6 @@ def test_a_destination_fault_globus_retries_is_isolated(sitekit):
     assert len(faults) >= 2 and all(e["is_error"] for e in faults)
     log = (kit.site / "logs" / "poller.log").read_text()
     assert "split round 1, its 20 items retried as halves of 10 and 10" in log
-
-
-@pytest.fixture
-def local_site(tmp_path):
-    sites = []
-
-    def make(**kwargs) -> LocalSite:
-        sites.append(LocalSite(tmp_path, **kwargs))
-        return sites[-1]
-
-    yield make
-    for site in sites:
-        site.close()
 
 
 class Killer:

@@ -9,7 +9,6 @@ field and value is checked before any SQL runs: a typo is a ValidationError nami
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import operator
 import os
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import peewee
 
 from balsam_mp.api.site import connect
+from balsam_mp.api.tagfilter import check_utf8, tag_filter
 from balsam_mp.db import bulk
 from balsam_mp.errors import BalsamError, ValidationError
 
@@ -186,7 +186,7 @@ class QuerySet(Generic[T]):
         if kind == "tags":
             if op:
                 raise ValidationError(f"unknown lookup {key!r} ({name} takes {name}={{...}})")
-            return _tags(name, column, value)
+            return tag_filter(name, column, value)
         if value is None and op in ("", "ne"):  # Django: field=None is IS NULL
             return column.is_null(op == "")
         if not op and isinstance(value, (list, tuple, set, frozenset)):
@@ -233,45 +233,11 @@ class QuerySet(Generic[T]):
             value = os.fspath(value)
         if not isinstance(value, str) or "\0" in value:
             raise ValidationError(f"{where}: {value!r} is not a string")
-        _check_utf8(where, value)
+        check_utf8(where, value)
         choices = self.model._choices.get(kind)
         if choices is not None and value not in choices:
             raise ValidationError(f"{where}: {value!r} is not one of {', '.join(choices)}")
         return value
-
-
-def _check_utf8(where: str, text: str) -> None:
-    """A str the database cannot store (lone surrogates from undecodable bytes)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError(f"{where}: {text!r} is not valid UTF-8") from None
-
-
-def _tags(name: str, column: Any, value: Any) -> peewee.Expression:
-    """{"k": "v"} or Balsam's ["k:v", ...]: every pair must match."""
-    if isinstance(value, str):
-        value = [value]
-    if isinstance(value, (list, tuple)):
-        pairs = {}
-        for entry in value:
-            key, sep, wanted = entry.partition(":") if isinstance(entry, str) else ("", "", "")
-            if not sep:
-                raise ValidationError(f"{name}=: {entry!r} is not 'key:value'")
-            pairs[key] = wanted
-        value = pairs
-    if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise ValidationError(f"{name}= takes a mapping of key: value strings, not {value!r}")
-    for text in (*value, *value.values()):
-        _check_utf8(f"{name}=", text)
-    connect()  # the SQL differs by engine
-    # json_each, not a JSON path: any key matches, quotes and dots included
-    head, tail = bulk.dialect().JSON_PAIR
-    clauses = [peewee.NodeList((peewee.SQL(head), column, peewee.SQL(tail, (k, v))), glue="")
-               for k, v in value.items()]
-    return functools.reduce(operator.and_, clauses) if clauses else peewee.SQL("1 = 1")
-
 
 
 class Manager(Generic[T]):

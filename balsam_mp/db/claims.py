@@ -18,7 +18,7 @@ import psutil
 
 from balsam_mp.db.bulk import dialect, insert_row, run
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
-from balsam_mp.db.outcomes import Failure, Finished, fail_items, split_batch
+from balsam_mp.db.outcomes import Failure, Finished, fail_items, safe_text, split_batch
 from balsam_mp.errors import StateConflict
 from balsam_mp.settings import TransferSettings
 from balsam_mp.states import Item, Task
@@ -255,7 +255,7 @@ def abandon(claim: Claim, code: str, reason: str, policy: TransferSettings) -> F
     """A batch the service refused for good: the task fails, its items fail or retry.
     A request refused as bad (BAD_REQUEST: one bad path refuses the batch) is split
     in halves instead, like a batch that failed as a whole."""
-    now = utcnow()
+    now, reason = utcnow(), safe_text(reason)
     with _db().atomic():
         changed = TransferTask.update(
             state=Task.FAILED, fatal_error=f"{code}: {reason}", owner=None,

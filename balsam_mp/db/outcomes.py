@@ -28,9 +28,22 @@ TASK_WIDE_CODES = frozenset({"CANCELED", "CANCELED_BY_USER", "EXPIRED", "LOST",
                              "INACTIVE_TIMEOUT", "ENDPOINT_ERROR", "QUOTA_EXCEEDED"})
 
 
+def safe_text(text: str | None) -> str | None:
+    """Text fit for the database: a file name that is not UTF-8 (decoded by Python with
+    lone surrogates, which SQLite refuses) shows its raw bytes escaped, e.g. 'bad\\xff'."""
+    if text is None or text.isascii():
+        return text
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # the bytes the name really has
+    except UnicodeEncodeError:  # a lone surrogate from elsewhere (e.g. JSON '\\ud800')
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class Progress:
-    """What the poller learned about one task (the backend's TaskStatus, trimmed)."""
+    """What the poller learned about one task (the backend's TaskStatus, trimmed).
+    Its texts, like a Failure's, are made safe for the database on the way in."""
 
     status: str
     nice_status: str | None
@@ -41,12 +54,20 @@ class Progress:
     fatal_error: str | None = None
     fault: str | None = None  # the fault an ACTIVE task keeps retrying, if any
 
+    def __post_init__(self) -> None:
+        for name in ("nice_status", "fatal_code", "fatal_error", "fault"):
+            object.__setattr__(self, name, safe_text(getattr(self, name)))
+
 
 @dataclass(frozen=True)
 class Failure:
     item_id: int
     code: str
     reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code", safe_text(self.code))
+        object.__setattr__(self, "reason", safe_text(self.reason))
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 SYNC_LEVELS = {"exists": 0, "size": 1, "mtime": 2, "checksum": 3}
@@ -37,15 +39,40 @@ def in_sync(src: Path, dst: Path, level: int | None) -> bool:
 
 
 def partial_path(dst: Path, tag: str) -> Path:
-    """Where a copy to dst is written before it is renamed into place."""
-    return dst.with_name(f".{dst.name}.partial-{tag}")
+    """Where a copy to dst is written before it is renamed into place. Its name has a
+    fixed length (34 bytes: a hash stands for dst's name), so any legal name has one."""
+    digest = hashlib.sha256(os.fsencode(dst.name)).hexdigest()[:PARTIAL_DIGITS]
+    return dst.with_name(f"{PARTIAL_PREFIX}{tag}-{digest}")
 
 
-def copy_atomic(src: Path, dst: Path, tag: str, verify: bool = False) -> int:
+PARTIAL_PREFIX, PARTIAL_DIGITS = ".partial-", 16
+
+
+def make_dirs(folder: Path) -> None:
+    """mkdir -p without recursion (Path.mkdir recurses once per missing level, and a tree
+    may be 2,000 folders deep). A file in the way is left for the next open to report."""
+    pending = [os.fspath(folder)]
+    while pending:
+        try:
+            os.mkdir(pending[-1])
+        except FileNotFoundError:
+            parent = os.path.dirname(pending[-1])
+            if parent == pending[-1]:
+                raise
+            pending.append(parent)
+            continue
+        except FileExistsError:
+            pass
+        pending.pop()
+
+
+def copy_atomic(src: Path, dst: Path, tag: str, verify: bool = False,
+                guard: Callable[[], AbstractContextManager] = contextlib.nullcontext) -> int:
     """Copy src to dst via a hidden partial file renamed into place; returns bytes copied.
 
-    A partial file of the same tag left by a killed copy is replaced, not kept."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    The rename runs inside `guard()`, which may raise to refuse it (a cancel). A partial
+    file of the same tag left by a killed copy is replaced, not kept."""
+    make_dirs(dst.parent)
     partial = partial_path(dst, tag)
     partial.unlink(missing_ok=True)
     try:
@@ -57,7 +84,8 @@ def copy_atomic(src: Path, dst: Path, tag: str, verify: bool = False) -> int:
             os.fsync(writer.fileno())
         if verify and md5(src) != md5(partial):
             raise OSError(f"checksum mismatch copying {src}")
-        os.replace(partial, dst)  # a half-copied file never appears under its name
+        with guard():
+            os.replace(partial, dst)  # a half-copied file never appears under its name
     finally:
         partial.unlink(missing_ok=True)
     return src.stat().st_size
@@ -66,24 +94,38 @@ def copy_atomic(src: Path, dst: Path, tag: str, verify: bool = False) -> int:
 def walk_files(folder: Path, check: Callable[[str], object] | None = None) -> Iterator[str]:
     """Relative paths ('/a/b.dat') of every file under folder, in a stable order.
 
+    Iterative (os.walk recurses once per level; a legal tree may be 2,000 deep).
     Symlinked folders are entered (each real folder once, so a loop ends) after
     `check(path)`, which raises to refuse one that leads out of bounds; the caller
-    resolves, and confines, every file found."""
-    seen = {os.path.realpath(folder)}
-    for parent, dirs, files in os.walk(folder, followlinks=True, onerror=_raise):
+    resolves, and confines, every file found. An unreadable folder raises."""
+    top = os.fspath(folder)
+    stack = [(top, "", os.path.realpath(top))]  # (path, relative path, real path)
+    seen = {stack[0][2]}
+    while stack:
+        parent, relative, real = stack.pop()
+        dirs, files = [], []
+        with os.scandir(parent) as entries:
+            for entry in entries:
+                (dirs if _is_dir(entry) else files).append(entry.name)
         kept = []
         for name in sorted(dirs):
             path = os.path.join(parent, name)
-            if check is not None and os.path.islink(path):
-                check(path)
-            real = os.path.realpath(path)
-            if real not in seen:
-                seen.add(real)
-                kept.append(name)
-        dirs[:] = kept
+            if os.path.islink(path):
+                if check is not None:
+                    check(path)
+                child_real = os.path.realpath(path)
+            else:  # no realpath (which lstats every level) where nothing is a link
+                child_real = os.path.join(real, name)
+            if child_real not in seen:
+                seen.add(child_real)
+                kept.append((path, f"{relative}/{name}", child_real))
         for name in sorted(files):
-            yield "/" + os.path.relpath(os.path.join(parent, name), folder)
+            yield f"{relative}/{name}"
+        stack.extend(reversed(kept))
 
 
-def _raise(error: OSError) -> None:
-    raise error  # os.walk would skip an unreadable folder silently
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows a symlink, as os.walk(followlinks=True) does
+    except OSError:
+        return False

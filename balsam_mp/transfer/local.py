@@ -10,14 +10,16 @@ the same id finds it and only restarts a runner that died before it finished.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from balsam_mp.transfer.base import (
     TaskStatus,
     TransferBackend,
 )
+from balsam_mp.transfer.filecopy import PARTIAL_DIGITS, PARTIAL_PREFIX
 
 START_GRACE = 30.0  # seconds a new task may go without a runner before it counts as lost
 # A finished task's folder is kept this long (seconds), as Globus keeps its task history:
@@ -38,6 +41,8 @@ START_GRACE = 30.0  # seconds a new task may go without a runner before it count
 KEEP_FINISHED = 7 * 86400
 PRUNE_EVERY = 3600.0  # seconds between two looks for folders to remove
 PARTIAL = "partial"  # in a task folder: the partial file its runner is writing, if any
+COMMIT_LOCK = "commit.lock"  # held to rename a copy into place, or to cancel
+CANCEL_PATIENCE = 5.0  # seconds a cancel waits for a rename, then for a killed runner to die
 
 
 def write_json(path: Path, data: object) -> None:
@@ -55,16 +60,35 @@ def read_json(path: Path) -> dict | None:
 
 def remove_partial(task_dir: Path) -> None:
     """Remove the partial file a runner killed mid-copy left behind (its name is kept in
-    the task folder before each copy), so no `.name.partial-*` outlives its task."""
-    try:
-        partial = Path((task_dir / PARTIAL).read_text())
-    except (OSError, ValueError):
+    the task folder before each copy), so no `.partial-*` outlives its task."""
+    try:  # as bytes: a name need not be UTF-8
+        partial = Path(os.fsdecode((task_dir / PARTIAL).read_bytes()))
+    except OSError:
         return
     # a record cut short by a kill must never name another file
-    if partial.name.startswith(".") and partial.name.endswith(f".partial-{task_dir.name[:8]}"):
+    tag = re.escape(f"{PARTIAL_PREFIX}{task_dir.name[:8]}-")
+    if re.fullmatch(f"{tag}[0-9a-f]{{{PARTIAL_DIGITS}}}", partial.name):
         with contextlib.suppress(OSError):  # e.g. a name too long: it was never created
             partial.unlink(missing_ok=True)
     (task_dir / PARTIAL).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def commit_lock(task_dir: Path, patience: float | None = None) -> Iterator[None]:
+    """The task's lock around a rename into place and around a cancel: once cancel()
+    returns, its runner renames nothing more (a later job may own the workdir by then).
+    TimeoutError if it stays held over `patience` seconds (a holder frozen mid-rename)."""
+    with open(task_dir / COMMIT_LOCK, "a") as lock:
+        deadline = None if patience is None else time.monotonic() + patience
+        while True:  # released when closed, or when its holder dies
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
+                break
+            except BlockingIOError:
+                if deadline is None or time.monotonic() > deadline:
+                    raise TimeoutError(f"{task_dir.name}: commit lock held") from None
+                time.sleep(0.01)
+        yield
 
 
 def runner_alive(task_dir: Path) -> bool:
@@ -78,6 +102,29 @@ def runner_alive(task_dir: Path) -> bool:
             process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def kill_runner(task_dir: Path, gently: bool = False) -> None:
+    """SIGKILL (SIGTERM if gently) the task's runner and wait CANCEL_PATIENCE at most
+    for it to be gone."""
+    runner = read_json(task_dir / "runner.json")
+    if runner is None or not runner_alive(task_dir):
+        return
+    with contextlib.suppress(psutil.Error):  # TimeoutExpired included
+        process = psutil.Process(runner["pid"])
+        if gently:
+            process.terminate()
+        else:
+            process.kill()
+        process.wait(CANCEL_PATIENCE)
+
+
+def stop_runner(task_dir: Path) -> None:
+    """Once the cancel flag is set: SIGTERM (it ends at its next file), then SIGKILL a
+    runner still there, e.g. stuck in a blocking read (a FIFO, a hung mount) whose
+    partial file would otherwise sit in a workdir a new job may own by then."""
+    kill_runner(task_dir, gently=True)
+    kill_runner(task_dir)
 
 
 class LocalBackend(TransferBackend):
@@ -186,11 +233,14 @@ class LocalBackend(TransferBackend):
         task_dir = self.state_dir / task_id
         if not task_dir.is_dir():
             raise PermanentError(f"no local transfer task {task_id}")
-        (task_dir / "cancel").touch()
-        runner = read_json(task_dir / "runner.json")
-        if runner and runner_alive(task_dir):
-            os.kill(runner["pid"], signal.SIGTERM)
-        elif read_json(task_dir / "result.json") is None:
+        try:
+            with commit_lock(task_dir, CANCEL_PATIENCE):
+                (task_dir / "cancel").touch()
+        except TimeoutError:  # its runner froze mid-rename (SIGSTOP, a hung disk): end it
+            kill_runner(task_dir)
+            (task_dir / "cancel").touch()
+        stop_runner(task_dir)
+        if read_json(task_dir / "result.json") is None:  # it died without a word
             remove_partial(task_dir)
             write_json(task_dir / "result.json", {
                 "status": "FAILED", "fatal_code": "CANCELED", "fatal_error": "cancelled"})

@@ -7,17 +7,25 @@ never run again. Every error that belongs to one file fails only that file's ite
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 
 from balsam_mp.transfer.filecopy import SYNC_LEVELS, copy_atomic, in_sync, partial_path
-from balsam_mp.transfer.local import PARTIAL, read_json, remove_partial, write_json
+from balsam_mp.transfer.local import (
+    PARTIAL,
+    commit_lock,
+    read_json,
+    remove_partial,
+    write_json,
+)
 from balsam_mp.transfer.localfiles import FileError, Pair, Root, TaskError, file_error, plan
 
 PROGRESS_EVERY = 0.2  # seconds between progress.json writes
@@ -52,6 +60,15 @@ class Runner:
             write_json(self.task_dir / "progress.json", self.state)
             self.last_write = time.monotonic()
 
+    @contextlib.contextmanager
+    def unless_cancelled(self) -> Iterator[None]:
+        """Around each rename into place: a cancel, however recent, stops it (SIGTERM only
+        sets the flag, and a copy may have sat in a blocking read meanwhile)."""
+        with commit_lock(self.task_dir):
+            if (self.task_dir / "cancel").exists():
+                raise Cancelled()
+            yield
+
     def rate(self) -> float:
         return self.state["bytes_transferred"] / max(time.monotonic() - self.started, 1e-6)
 
@@ -83,9 +100,11 @@ class Runner:
             if in_sync(pair.src, pair.dest, self.level):
                 self.state["files_skipped"] += 1
                 return
-            (self.task_dir / PARTIAL).write_text(str(partial_path(pair.dest, self.tag)))
+            # as bytes: a name need not be UTF-8 (Globus copies such names as they are)
+            (self.task_dir / PARTIAL).write_bytes(os.fsencode(partial_path(pair.dest, self.tag)))
             self.state["bytes_transferred"] += copy_atomic(
-                pair.src, pair.dest, self.tag, verify=self.options["verify_checksum"])
+                pair.src, pair.dest, self.tag, verify=self.options["verify_checksum"],
+                guard=self.unless_cancelled)
         except (OSError, ValueError) as exc:
             on_source = getattr(exc, "filename", None) == str(pair.src)
             raise file_error(exc, pair.src_shown if on_source else pair.dest_shown,

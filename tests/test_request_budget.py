@@ -50,6 +50,20 @@ def test_a_burst_then_the_sustained_rate(site, monkeypatch):
     budget.close()
 
 
+@pytest.mark.engines
+def test_the_budget_keeps_todays_clock_to_the_microsecond(site, monkeypatch):
+    """Epoch seconds need a double: PostgreSQL's REAL (4 bytes) rounds them to 128 s, and
+    a bucket then refills a minute early or stalls a minute."""
+    clock = [1_795_000_000.123456]
+    monkeypatch.setattr("balsam_mp.db.budget.time.time", lambda: clock[0])
+    budget = RequestBudget(site.database, "globus/test", 20, site=site.site_name)
+    assert budget.take(100)[0] == int(BURST * 20)
+    assert budget.take(1)[0] == 0  # the same instant refills nothing
+    clock[0] += 1.001 / (SUSTAINED * 20)  # a token's refill later
+    assert budget.take(1)[0] == 1
+    budget.close()
+
+
 def test_a_clock_set_back_does_not_stall_the_budget(site, monkeypatch):
     clock = [5000.0]
     monkeypatch.setattr("balsam_mp.db.budget.time.time", lambda: clock[0])

@@ -93,7 +93,7 @@ class TransferTask(BaseModel):
     files_transferred = peewee.IntegerField(default=0)
     files_skipped = peewee.IntegerField(default=0)
     bytes_transferred = peewee.BigIntegerField(default=0)
-    bytes_per_second = peewee.FloatField(default=0.0)
+    bytes_per_second = peewee.DoubleField(default=0.0)
     fatal_error = peewee.TextField(null=True)
     owner = peewee.TextField(null=True)  # "pid:create_time" of the claiming worker
     lease_expires = UtcField(null=True)
@@ -150,8 +150,8 @@ class RequestBudget(BaseModel):
     """A token bucket per Globus identity, shared by the site's processes (db/budget.py)."""
 
     name = peewee.TextField(primary_key=True)
-    tokens = peewee.FloatField()
-    updated = peewee.FloatField()  # epoch seconds of the last refill
+    tokens = peewee.DoubleField()  # DOUBLE PRECISION: REAL on PostgreSQL is 4 bytes
+    updated = peewee.DoubleField()  # epoch seconds of the last refill
 
 
 ALL_MODELS = [Meta, App, Job, TransferTask, TransferItem, LogEvent, RequestBudget]

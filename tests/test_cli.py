@@ -33,6 +33,18 @@ def test_init_sync_create_list(tmp_path):
                              site=site).stdout)
     assert [(j["workdir"], j["state"]) for j in jobs] == [("e/1", "READY")]
     assert "e/1" in balsam("job", "ls", "--state", "READY", cwd=site / "data").stdout
+    # on SQLite every site of the database is this one
+    everywhere = json.loads(balsam("job", "ls", "--all-sites", "--format", "json",
+                                   site=site).stdout)
+    assert [(j["site"], j["workdir"]) for j in everywhere] == [("theta", "e/1")]
+    items = json.loads(balsam("transfer", "ls", "--all-sites", "--format", "json",
+                              site=site).stdout)
+    assert [(i["site"], i["state"]) for i in items] == [("theta", "pending")]
+    reports = json.loads(balsam("site", "status", "--all-sites", "--format", "json",
+                                site=site).stdout)
+    assert [(r["site"], r["running"]) for r in reports] == [("theta", False)]
+    other = balsam("--site-name", "aurora", "job", "ls", site=site)
+    assert other.returncode == 1 and "named without a database" in other.stderr
 
 
 def test_errors_are_one_line_and_exit_non_zero(tmp_path):

@@ -111,8 +111,23 @@ def test_the_cli_of_a_client(sitekit, tmp_path, database_url):
         cwd=tmp_path / "elsewhere", capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
     assert [row["workdir"] for row in json.loads(listed.stdout)] == ["cli/1"]
+    status = subprocess.run(  # what the database says: no pidfile, no disk sizes here
+        [sys.executable, "-m", "balsam_mp", "--site-name", "site", "site", "status",
+         "--format", "json"],
+        env=dict(env, BALSAM_DATABASE_URL=database_url), cwd=tmp_path / "elsewhere",
+        capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["site"] == "site" and report["active"] is True and "sizes" not in report
+    url_only = dict(env, BALSAM_DATABASE_URL=database_url)  # names no site: every site
+    for command in (("site", "status"), ("job", "ls"), ("transfer", "ls")):
+        listed = subprocess.run(
+            [sys.executable, "-m", "balsam_mp", *command, "--all-sites", "--format", "json"],
+            env=url_only, cwd=tmp_path / "elsewhere", capture_output=True, text=True)
+        assert listed.returncode == 0, listed.stderr
+        assert {row["site"] for row in json.loads(listed.stdout)} == {"site"}, command
     refused = subprocess.run(
-        [sys.executable, "-m", "balsam_mp", "--site-name", "site", "site", "status"],
+        [sys.executable, "-m", "balsam_mp", "--site-name", "site", "site", "stop"],
         env=dict(env, BALSAM_DATABASE_URL=database_url), cwd=tmp_path / "elsewhere",
         capture_output=True, text=True)
     assert refused.returncode != 0 and "no balsam site" in refused.stderr

@@ -111,6 +111,28 @@ def test_two_sites_on_one_database_never_see_each_others_work(database_url, tmp_
             status = json.loads(kit.balsam("site", "status", "--format", "json").stdout)
             assert status["site"] == name and status["items"] == [
                 {"direction": "in", "state": "done", "count": len(jobs[name])}]
+        alpha, beta = kits["alpha"], kits["beta"]
+        listed = json.loads(alpha.balsam("job", "ls", "--all-sites", "--format", "json").stdout)
+        assert collections.Counter(row["site"] for row in listed) == {"alpha": 40, "beta": 25}
+        items = json.loads(beta.balsam("transfer", "ls", "--all-sites", "--format",
+                                       "json").stdout)
+        assert collections.Counter((r["site"], r["state"]) for r in items) == {
+            ("alpha", "done"): 40, ("beta", "done"): 25}
+        # another site of the same database, from inside alpha's directory
+        other = json.loads(alpha.balsam("--site-name", "beta", "job", "ls", "--format",
+                                        "json").stdout)
+        assert sorted(row["id"] for row in other) == sorted(jobs["beta"])
+        beta.balsam("site", "stop")
+
+        def statuses():
+            return [(r["site"], r["active"], r["items"]) for r in json.loads(alpha.balsam(
+                "site", "status", "--all-sites", "--format", "json").stdout)]
+        wait_for(lambda: statuses() == [  # the server ends the lock's session at once
+            ("alpha", True, [{"direction": "in", "state": "done", "count": 40}]),
+            ("beta", False, [{"direction": "in", "state": "done", "count": 25}])],
+            what=f"alpha active, beta stopped: {statuses()}")
+        text = alpha.balsam("site", "status", "--all-sites").stdout
+        assert "site alpha: active" in text and "site beta: not running" in text
     finally:
         for kit in kits.values():
             kit.close()

@@ -18,18 +18,21 @@ from balsam_mp.api.model import Model, MultipleObjectsReturned
 from balsam_mp.api.models import App, EventLog, TransferItem, TransferTask
 from balsam_mp.api.query import Manager, QuerySet
 from balsam_mp.api.site import (
+    SITE_NAME_ENV,
     client_site_name,
     close,
     connect,
     current_settings,
+    site_names,
     use_database,
     use_site,
 )
 from balsam_mp.errors import BalsamError, NotFound, StateConflict, ValidationError
 
 __all__ = [
+    "SITE_NAME_ENV",
     "App", "ApplicationDefinition", "BalsamError", "EventLog", "Job", "JobManager", "Manager",
     "Model", "MultipleObjectsReturned", "NotFound", "QuerySet", "StateConflict",
     "TransferItem", "TransferTask", "ValidationError", "client_site_name", "close", "connect",
-    "current_settings", "use_database", "use_site",
+    "current_settings", "site_names", "use_database", "use_site",
 ]

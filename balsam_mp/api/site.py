@@ -17,6 +17,7 @@ from typing import Any
 import peewee
 
 from balsam_mp import db, settings
+from balsam_mp.db.postgres import site_names as postgres_site_names
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings, TransferSettings
 
@@ -74,6 +75,17 @@ def _client_settings(url: str, site: str) -> Settings:
     return Settings(site_path, site, TransferSettings(
         transfer_locations=published["transfer_locations"]), site_path / "site.db",
         database_url=url, client=True)
+
+
+def site_names(url: str | None = None) -> list[str]:
+    """Every site in the PostgreSQL database at `url`, else in the current site's
+    database (on SQLite, just the current site)."""
+    if url is None:
+        current = current_settings()
+        if not current.database_url:
+            return [current.site_name]
+        url = current.database_url
+    return postgres_site_names(settings.check_database_url(url, "database url"))
 
 
 def connect() -> None:

@@ -6,7 +6,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +94,10 @@ site_option = click.option(
 )
 
 def _remember_env(name: str):
-    def remember(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
         if value is not None:  # the API reads these as a client's own settings
             os.environ[name] = value
+            ctx.find_root().ensure_object(dict)[name] = value  # typed: wins over the site dir
     return remember
 
 
@@ -121,9 +122,55 @@ def open_site(client_ok: bool = True) -> Settings:
     client without the directory names the site (--site-name, $BALSAM_SITE_NAME),
     except for the commands that run the site itself (`client_ok=False`)."""
     path = _site_option()
-    if path is None and client_ok and api.client_site_name():
-        return api.use_database(None, api.client_site_name())
+    typed = _typed_site_name()
+    name = named_site()
+    if path is None and client_ok and name:
+        # --site-name typed in a site directory (or with $BALSAM_SITE_PATH): another
+        # site of the same database
+        url = os.environ.get(settings.DATABASE_URL_ENV) or (_url_here() if typed else None)
+        return api.use_database(url, name)
     return api.use_site(path)
+
+
+def named_site() -> str | None:
+    """The site named by --site-name, or by $BALSAM_SITE_NAME without $BALSAM_SITE_PATH."""
+    return _typed_site_name() or api.client_site_name()
+
+
+def _typed_site_name() -> str | None:
+    return click.get_current_context().find_root().ensure_object(dict).get(api.SITE_NAME_ENV)
+
+
+def _url_here() -> str | None:
+    try:
+        return settings.load(None).database_url
+    except BalsamError:
+        return None
+
+
+all_sites_option = click.option(
+    "--all-sites", is_flag=True,
+    help="Every site in the database (PostgreSQL), with a site column.")
+
+
+def each_site(all_sites: bool) -> Iterator[str]:
+    """The current site's name, or, with --all-sites, every site's name in its database
+    (or in $BALSAM_DATABASE_URL, for a client that names none); the API is bound to each
+    in turn."""
+    url = os.environ.get(settings.DATABASE_URL_ENV)
+    try:
+        current: Settings | None = open_site()
+    except BalsamError:
+        if not (all_sites and url):
+            raise
+        current = None  # a client with a URL alone
+    if current is not None and (not all_sites or not current.database_url):
+        yield current.site_name
+        return
+    url = current.database_url if current is not None else url
+    for name in api.site_names(url):
+        api.use_database(url, name)
+        yield name
 
 
 def site_path() -> Path:

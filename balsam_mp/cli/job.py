@@ -8,6 +8,8 @@ from balsam_mp import api
 from balsam_mp.cli.common import (
     MAX_ID,
     BalsamGroup,
+    all_sites_option,
+    each_site,
     emit,
     format_option,
     open_site,
@@ -57,17 +59,21 @@ def create(app_name: str, workdir: str, transfers: tuple[str, ...], tags: tuple[
 @site_option
 @click.option("--state", type=click.Choice(JOB_STATES), help="Only jobs in this state.")
 @click.option("--tag", "tags", multiple=True, help="KEY=VALUE that jobs must carry.")
+@all_sites_option
 @format_option
-def list_jobs(state: str | None, tags: tuple[str, ...], output_format: str) -> None:
-    """List jobs."""
-    open_site()
-    query = api.Job.objects.all()
-    if state:
-        query = query.filter(state=state)
-    if tags:
-        query = query.filter(tags=_pairs("--tag", tags))
-    app_names = {a.id: a.name for a in api.App.objects.all()}
-    emit(output_format, [_row(j, app_names) for j in query], ["id", "app", "workdir", "state"])
+def list_jobs(state: str | None, tags: tuple[str, ...], all_sites: bool,
+              output_format: str) -> None:
+    """List jobs (of the current site, or of --all-sites)."""
+    rows = []
+    for site_name in each_site(all_sites):
+        query = api.Job.objects.all()
+        if state:
+            query = query.filter(state=state)
+        if tags:
+            query = query.filter(tags=_pairs("--tag", tags))
+        app_names = {a.id: a.name for a in api.App.objects.all()}
+        rows += [{"site": site_name, **_row(j, app_names)} for j in query]
+    emit(output_format, rows, ["site"] * all_sites + ["id", "app", "workdir", "state"])
 
 
 def _row(job_row, app_names: dict[int, str]) -> dict:

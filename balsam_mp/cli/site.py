@@ -7,10 +7,14 @@ from pathlib import Path
 
 import click
 
+from balsam_mp import api
 from balsam_mp.cli.common import (
     BalsamGroup,
     Seconds,
+    all_sites_option,
+    each_site,
     format_option,
+    named_site,
     open_site,
     site_option,
     site_path,
@@ -72,12 +76,29 @@ def sync() -> None:
 
 @site.command()
 @site_option
+@all_sites_option
 @format_option
-def status(output_format: str) -> None:
-    """Whether the site runs, its workers, items by state, throughput, tasks, actions."""
+def status(all_sites: bool, output_format: str) -> None:
+    """Whether the site runs, its workers, items by state, throughput, tasks, actions.
+    With --all-sites or --site-name: what the PostgreSQL database says of its sites."""
+    reports = []
+    for _ in each_site(all_sites) if all_sites or named_site() else ():
+        if not api.current_settings().database_url:
+            break  # SQLite: the one site, from its directory (below)
+        reports.append(site_status.database_status(api.current_settings()))
+    if reports:
+        if output_format == "json":
+            click.echo(json.dumps(reports if all_sites else reports[0], indent=2, default=str))
+            return
+        for report in reports:
+            held = "active (its supervisor holds the site lock)" if report["active"] \
+                else "not running (no supervisor holds the site lock)"
+            click.echo(f"site {report['site']}: {held}")
+            _echo_work(report)
+        return
     report = site_status.status(site_path())
-    if output_format == "json":
-        click.echo(json.dumps(report, indent=2, default=str))
+    if output_format == "json":  # --all-sites: a list, whatever the engine
+        click.echo(json.dumps([report] if all_sites else report, indent=2, default=str))
         return
     where = f"pid {report['pid']} on {report['host']}"
     state = f"running ({where})" if report["running"] else "not running"
@@ -93,6 +114,11 @@ def status(output_format: str) -> None:
         else:
             click.echo(f"  {name:<10} {worker['state']}: {worker['last_error']}; "
                        f"next try at {worker['next_try']}")
+    _echo_work(report)
+
+
+def _echo_work(report: dict) -> None:
+    """Items, throughput, tasks, sizes, errors and actions of a status report."""
     click.echo("items:")
     for row in report["items"] or [{"direction": "-", "state": "none", "count": 0}]:
         click.echo(f"  {row['direction']:>3}  {row['state']:<13} {row['count']}")
@@ -108,9 +134,10 @@ def status(output_format: str) -> None:
         click.echo(f"  {task['task_id'] or '(submitting)'}  {task['state']}  {task['direction']} "
                    f"{task['alias']}  {_plural(task['items'], 'item')}  "
                    f"{task['nice_status'] or ''}".rstrip())
-    sizes = report["sizes"]
-    click.echo(f"disk: site.db {_size(sizes['database'])}, WAL {_size(sizes['wal'])}, "
-               f"logs {_size(sizes['logs'])}")
+    sizes = report.get("sizes")  # none from the database alone
+    if sizes:
+        click.echo(f"disk: site.db {_size(sizes['database'])}, WAL {_size(sizes['wal'])}, "
+                   f"logs {_size(sizes['logs'])}")
     if report["last_error"]:
         click.echo(f"last error: {report['last_error']}")
     if report["action_required"]:

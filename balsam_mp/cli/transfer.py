@@ -8,6 +8,8 @@ from balsam_mp import api
 from balsam_mp.cli.common import (
     BalsamGroup,
     RowId,
+    all_sites_option,
+    each_site,
     emit,
     format_option,
     open_site,
@@ -29,21 +31,22 @@ def transfer() -> None:
 @click.option("--state", type=click.Choice(Item.ALL), help="Only items in this state.")
 @click.option("--job", "job_id", type=RowId(), help="Only items of this job.")
 @click.option("--direction", type=click.Choice(["in", "out"]))
+@all_sites_option
 @format_option
 def list_items(state: str | None, job_id: int | None, direction: str | None,
-               output_format: str) -> None:
-    """List transfer items."""
-    open_site()
+               all_sites: bool, output_format: str) -> None:
+    """List transfer items (of the current site, or of --all-sites)."""
     lookups = {k: v for k, v in (("state", state), ("job_id", job_id),
                                  ("direction", direction)) if v is not None}
-    rows = [{"id": i.id, "job": i.job_id, "direction": i.direction, "state": i.state,
-             "remote": f"{i.location_alias}:{i.remote_path}", "local_path": i.local_path,
-             "task_id": i.task_id, "attempts": i.attempts, "split_round": i.split_round,
-             "error": i.error}
+    rows = [{"site": site_name, "id": i.id, "job": i.job_id, "direction": i.direction,
+             "state": i.state, "remote": f"{i.location_alias}:{i.remote_path}",
+             "local_path": i.local_path, "task_id": i.task_id, "attempts": i.attempts,
+             "split_round": i.split_round, "error": i.error}
+            for site_name in each_site(all_sites)
             for i in api.TransferItem.objects.filter(**lookups)]
     # split_round: how often the item's batch was split in halves to isolate a poison
-    emit(output_format, rows, ["id", "job", "direction", "state", "split_round", "remote",
-                               "task_id", "error"])
+    emit(output_format, rows, ["site"] * all_sites + [
+        "id", "job", "direction", "state", "split_round", "remote", "task_id", "error"])
 
 
 @transfer.command()

@@ -152,3 +152,26 @@ def open_postgres(url: str, site: str | None) -> SitePostgres:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BalsamError(f"{display_url(url)}: cannot connect to PostgreSQL: {first}") from None
     return database
+
+
+# every schema that holds a site's tables (its meta table names the site)
+_SITE_SCHEMAS = """
+    SELECT n.nspname FROM pg_namespace AS n JOIN pg_class AS c ON c.relnamespace = n.oid
+    WHERE c.relname = 'meta' AND c.relkind = 'r' AND starts_with(n.nspname, 'site_')
+    ORDER BY n.nspname"""
+
+
+def site_names(url: str) -> list[str]:
+    """The names of the sites in the database at `url`, sorted."""
+    database = open_postgres(url, site="(listing)")  # the queries name their schemas
+    try:
+        found = []
+        for (schema,) in database.execute_sql(_SITE_SCHEMAS).fetchall():
+            quoted = '"' + schema.replace('"', '""') + '"'  # a name read from the server
+            row = database.execute_sql(f"SELECT value FROM {quoted}.meta WHERE key = %s",
+                                       ("site_name",)).fetchone()
+            if row is not None:
+                found.append(row[0])
+        return sorted(found)
+    finally:
+        database.close()

@@ -27,3 +27,4 @@ def publish(site_path: str, transfer_locations: dict[str, str]) -> None:
 def published() -> dict[str, Any] | None:
     row = Meta.get_or_none(Meta.key == KEY)
     return None if row is None else json.loads(row.value)
+

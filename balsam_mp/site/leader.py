@@ -38,6 +38,17 @@ def lock_key(site_name: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def lock_held(site_name: str) -> bool:
+    """Whether some session holds the site's lock: an active supervisor, wherever it runs
+    (for `site status` from a machine without the site directory)."""
+    unsigned = lock_key(site_name) & 0xFFFF_FFFF_FFFF_FFFF  # as pg_locks shows its halves
+    return db.Job._meta.database.execute_sql(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND classid = %s::oid AND objid = %s::oid AND objsubid = 1)",
+        (unsigned >> 32, unsigned & 0xFFFF_FFFF)).fetchone()[0]
+
+
 class Leadership:
     """The supervisor's side: fork the holder, learn when it holds the lock."""
 

@@ -19,7 +19,7 @@ from balsam_mp.db.bulk import dialect, run
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
-from balsam_mp.site import pidfile
+from balsam_mp.site import leader, pidfile
 from balsam_mp.site.supervisor import WORKERS
 from balsam_mp.states import Item, Task
 
@@ -84,6 +84,17 @@ def status(site_path: Path) -> dict:
         "sizes": sizes,
         "action_required": elide("; ".join(actions), 4 * LINE) or None,
     }
+
+
+def database_status(site: Settings) -> dict:
+    """What a PostgreSQL database alone says of one of its sites (the API bound to it):
+    for a machine without the site directory, and for `site status --all-sites`."""
+    with db.Job._meta.database.atomic("DEFERRED"):
+        report = _snapshot(site)
+        active = leader.lock_held(site.site_name)
+    actions = report.pop("actions")
+    return {"site": site.site_name, "active": active, **report,
+            "action_required": elide("; ".join(actions), 4 * LINE) or None}
 
 
 def _workers(info: pidfile.PidInfo) -> dict[str, dict]:

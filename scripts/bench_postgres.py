@@ -1,14 +1,14 @@
 """PostgreSQL benchmarks (issue 14), against the emulator in metadata-only mode:
 
-  (f) two sites on one database, a client in another process creating 10,000 jobs
+  (i) two sites on one database, a client in another process creating 10,000 jobs
       (1 in + 1 out each) for both while they drain them: time to all JOB_FINISHED, and
       how the work split between the sites
-  (g) standby takeover: the same site on two "login nodes" (two supervisors here);
+  (j) standby takeover: the same site on two "login nodes" (two supervisors here);
       SIGKILL every process of the active one, time until the standby's workers run
       (median of 5)
 
 Items/s on PostgreSQL next to SQLite: scripts/bench_site.py --only b [--postgres].
-Run: .venv/bin/python scripts/bench_postgres.py [--only fg] [--jobs N]
+Run: .venv/bin/python scripts/bench_postgres.py [--only ij] [--jobs N]
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def client(url: str, sites: list[str], jobs: int, done) -> None:
         time.sleep(0.05)
 
 
-def bench_f(work: Path, jobs: int) -> None:
+def bench_two_sites(work: Path, jobs: int) -> None:
     url = bench_site.database_url(f"bench_{work.name}".lower())  # one database, two sites
     benches = [bench_site.Bench(work, name=name, url=url) for name in ("alpha", "beta")]
     for bench in benches:
@@ -78,12 +78,12 @@ def bench_f(work: Path, jobs: int) -> None:
         tasks = api.TransferTask.objects.filter(state="succeeded").count()
         split.append(f"{bench.site.name}: {api.Job.objects.count():,} jobs, {tasks} tasks")
         bench.close()
-    print(f"(f) two sites, one database, a client creating {jobs:,} jobs (1 in + 1 out) "
+    print(f"(i) two sites, one database, a client creating {jobs:,} jobs (1 in + 1 out) "
           f"while both drain them: all JOB_FINISHED after {finished - started:.1f} s "
           f"({'; '.join(split)}; load average {bench_site.load()})")
 
 
-def bench_g(work: Path, rounds: int = 5) -> None:
+def bench_takeover(work: Path, rounds: int = 5) -> None:
     bench = bench_site.Bench(work)
     hosts = {name: dict(bench.env, BALSAM_HOSTNAME=name) for name in ("login1", "login2")}
     times = []
@@ -110,7 +110,7 @@ def bench_g(work: Path, rounds: int = 5) -> None:
                                   capture_output=True)
     bench.emulator.stop()
     api.close()
-    print(f"(g) standby takeover after SIGKILL of the active host: median "
+    print(f"(j) standby takeover after SIGKILL of the active host: median "
           f"{statistics.median(times):.2f} s, max {max(times):.2f} s (n={rounds}; "
           f"load average {bench_site.load()})")
 
@@ -129,17 +129,17 @@ def _booted(site: Path, host: str) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="fg", help="which benchmarks, e.g. 'g'")
-    parser.add_argument("--jobs", type=int, default=10_000, help="jobs for (f)")
+    parser.add_argument("--only", default="ij", help="which benchmarks, e.g. 'j'")
+    parser.add_argument("--jobs", type=int, default=10_000, help="jobs for (i)")
     args = parser.parse_args()
     bench_site.DATABASE["server"] = server = bench_site.start_postgres()
     try:
         for key in args.only:
             with tempfile.TemporaryDirectory() as tmp:
-                if key == "f":
-                    bench_f(Path(tmp), args.jobs)
-                elif key == "g":
-                    bench_g(Path(tmp))
+                if key == "i":
+                    bench_two_sites(Path(tmp), args.jobs)
+                elif key == "j":
+                    bench_takeover(Path(tmp))
     finally:
         server.stop()
 

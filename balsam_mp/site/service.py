@@ -165,9 +165,7 @@ def stop(site_path: Path, timeout: float = 30.0) -> str:
     process = psutil.Process(info.pid)
     children = process.children(recursive=True)
     process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except psutil.TimeoutExpired:
+    if not _exited(process, timeout):
         for proc in [process, *children]:
             try:
                 proc.kill()
@@ -176,6 +174,22 @@ def stop(site_path: Path, timeout: float = 30.0) -> str:
         pidfile.remove(site_path, info.pid)
         return f"site did not stop within {timeout:.0f}s; killed it"
     return f"site {site_path} stopped"
+
+
+def _exited(process: psutil.Process, timeout: float) -> bool:
+    """Whether `process` exits within `timeout`. A zombie has exited: the daemon's
+    reaper is init, which in a container may take seconds to reap it."""
+    deadline, pause = time.monotonic() + timeout, 0.001
+    while True:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(2 * pause, 0.05)
 
 
 def sync(site_path) -> str:

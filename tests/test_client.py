@@ -126,6 +126,9 @@ def test_the_cli_of_a_client(sitekit, tmp_path, database_url):
             env=url_only, cwd=tmp_path / "elsewhere", capture_output=True, text=True)
         assert listed.returncode == 0, listed.stderr
         assert {row["site"] for row in json.loads(listed.stdout)} == {"site"}, command
+    unnamed = subprocess.run([sys.executable, "-m", "balsam_mp", "job", "ls"], env=url_only,
+                             cwd=tmp_path / "elsewhere", capture_output=True, text=True)
+    assert unnamed.returncode == 1 and "name a site of $BALSAM_DATABASE_URL" in unnamed.stderr
     refused = subprocess.run(
         [sys.executable, "-m", "balsam_mp", "--site-name", "site", "site", "stop"],
         env=dict(env, BALSAM_DATABASE_URL=database_url), cwd=tmp_path / "elsewhere",

@@ -129,6 +129,12 @@ def open_site(client_ok: bool = True) -> Settings:
         # site of the same database
         url = os.environ.get(settings.DATABASE_URL_ENV) or (_url_here() if typed else None)
         return api.use_database(url, name)
+    if path is None and client_ok and os.environ.get(settings.DATABASE_URL_ENV):
+        try:
+            settings.find_site(None)
+        except BalsamError as exc:  # a client that forgot to name its site
+            raise BalsamError(f"{exc}; or name a site of ${settings.DATABASE_URL_ENV} "
+                              "(--site-name, $BALSAM_SITE_NAME)") from None
     return api.use_site(path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from balsam_mp import states, transitions
+from balsam_mp.db.jobs import lock_jobs
 from balsam_mp.db.models import Job, LogEvent, TransferItem, TransferTask, utcnow
 from balsam_mp.db.outcomes import Failure, fail_items
 from balsam_mp.errors import NotFound, ValidationError
@@ -43,6 +44,7 @@ def retry_items(item_ids: list[int] | None) -> list[int]:
 
 
 def _revive(job_id: int, now) -> None:
+    lock_jobs([job_id])  # a poller failing another of its items waits, or is waited for
     job = Job.get_by_id(job_id)
     if job.state != states.FAILED:
         return

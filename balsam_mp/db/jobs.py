@@ -92,8 +92,8 @@ def move_jobs(job_ids: list[int], from_state: str, to_state: str, message: str =
               "done": Item.DONE}
     condition = (_ALL_ITEMS_DONE if all_done else "") + extra
     ids = dialect().ID_LIST.format(param=":ids")
-    if all_done and dialect().LOCK_JOBS:
-        run(dialect().LOCK_JOBS.format(ids=ids), params)
+    if all_done:
+        lock_jobs(job_ids)
     moved = [job_id for (job_id,) in
              run(_MOVE.format(condition=condition, ids=ids), params).fetchall()]
     if moved:
@@ -123,6 +123,15 @@ def advance_jobs(job_ids: list[int], direction: str) -> None:
         move_jobs(staged_out, states.STAGED_OUT, states.JOB_FINISHED)
 
 
+def lock_jobs(job_ids: list[int]) -> None:
+    """Lock job rows (in id order) before reading them to write them back: on PostgreSQL
+    writers run side by side, and a read-merge-write would lose the other's write. On
+    SQLite the transaction's write lock already covers it."""
+    if job_ids and dialect().LOCK_JOBS:
+        ids = dialect().ID_LIST.format(param=":ids")
+        run(dialect().LOCK_JOBS.format(ids=ids), {"ids": json.dumps(sorted(job_ids))})
+
+
 def write_fields(job_ids: list[int], values: dict[str, Any],
                  state_data: dict[str, Any] | None = None) -> None:
     """A user's writes of plain fields (tags, parameters). `state_data` is merged key by
@@ -132,6 +141,7 @@ def write_fields(job_ids: list[int], values: dict[str, Any],
     if values:
         Job.update({**values, Job.updated_at: now}).where(Job.id.in_(value_list(job_ids))).execute()
     if state_data:
+        lock_jobs(job_ids)
         for job_id, stored in Job.select(Job.id, Job.state_data).where(
                 Job.id.in_(value_list(job_ids))).tuples():
             merged = {**(stored or {}), **state_data}
@@ -143,6 +153,9 @@ def delete_jobs(job_ids: list[int]) -> int:
     """Delete jobs with their items and log rows (foreign keys cascade). Refused when an
     item is in a transfer task in flight: the task would land files for a job that no
     longer exists. Runs in the caller's transaction; returns how many were deleted."""
+    if dialect().LOCK_ITEMS_OF_JOBS:  # a claim taking them now commits first, or skips them
+        run(dialect().LOCK_ITEMS_OF_JOBS.format(ids=dialect().ID_LIST.format(param=":ids")),
+            {"ids": json.dumps(sorted(job_ids))})
     busy = list(TransferItem.select(TransferItem.job, TransferItem.transfer_task).where(
         TransferItem.job.in_(value_list(job_ids)),
         TransferItem.state.in_(Item.IN_FLIGHT)).tuples())

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from balsam_mp import states, transitions
 from balsam_mp.db.bulk import insert_rows, run
-from balsam_mp.db.jobs import advance_jobs
+from balsam_mp.db.jobs import advance_jobs, lock_jobs
 from balsam_mp.db.models import Job, LogEvent, TransferItem, TransferTask, iso, utcnow
 from balsam_mp.settings import TransferSettings
 from balsam_mp.states import Item, Task
@@ -239,12 +239,14 @@ def fail_items(failures: Iterable[Failure], policy: TransferSettings,
         TransferItem.update(update).where(TransferItem.id == item.id).execute()
         LogEvent.create(job=item.job_id, transfer_item=item.id, from_state=item.state,
                         to_state=update["state"], message=reason, timestamp=now)
+    lock_jobs(list(failed_jobs))  # in id order, before reading them (fail_job)
     for job_id, files in failed_jobs.items():
         fail_job(job_id, files, now)
 
 
 def fail_job(job_id: int, files: list[dict], now: dt.datetime) -> None:
     """FAILED, naming every failed file and why; remembers the state it left."""
+    lock_jobs([job_id])  # read, merge, write back: no other writer in between
     job = Job.get_by_id(job_id)
     data = dict(job.state_data or {})
     data["failed_files"] = data.get("failed_files", []) + files

@@ -24,6 +24,10 @@ SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 # other's commit: the job rows are locked first (in id order, no deadlock), so the
 # second waits for the first and its next statement sees the first's items done.
 LOCK_JOBS = "SELECT id FROM job WHERE id IN ({ids}) ORDER BY id FOR UPDATE"
+# Deleting jobs checks that none of their items is in flight: their items are locked
+# first, so a claim taking them either commits before the check or passes over them.
+LOCK_ITEMS_OF_JOBS = ("SELECT id FROM transfer_item WHERE job_id IN ({ids}) ORDER BY id "
+                      "FOR UPDATE")
 
 # oldest job first, in the order of the claim index (state, direction, alias, job): no
 # sort, whatever the statistics say

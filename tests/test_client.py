@@ -126,6 +126,15 @@ def test_the_cli_of_a_client(sitekit, tmp_path, database_url):
             env=url_only, cwd=tmp_path / "elsewhere", capture_output=True, text=True)
         assert listed.returncode == 0, listed.stderr
         assert {row["site"] for row in json.loads(listed.stdout)} == {"site"}, command
+    both = subprocess.run([sys.executable, "-m", "balsam_mp", "--site", str(kit.site),
+                           "--site-name", "site", "job", "ls"], env=url_only,
+                          capture_output=True, text=True)
+    assert both.returncode == 1 and "give one" in both.stderr
+    # a client's environment in the site's own directory: site commands use the directory
+    synced = subprocess.run([sys.executable, "-m", "balsam_mp", "site", "sync"],
+                            env=dict(url_only, BALSAM_SITE_NAME="another"), cwd=kit.site,
+                            capture_output=True, text=True)
+    assert synced.returncode == 0 and "settings are valid" in synced.stdout, synced.stderr
     unnamed = subprocess.run([sys.executable, "-m", "balsam_mp", "job", "ls"], env=url_only,
                              cwd=tmp_path / "elsewhere", capture_output=True, text=True)
     assert unnamed.returncode == 1 and "name a site of $BALSAM_DATABASE_URL" in unnamed.stderr

@@ -23,13 +23,14 @@ from balsam_mp.settings import Settings, TransferSettings
 
 SITE_NAME_ENV = "BALSAM_SITE_NAME"
 _site: dict[str, Any] = {"path": None, "settings": None, "db": None, "pid": None,
-                         "client": None}
+                         "client": None, "directory": False}
 
 
 def use_site(path: str | os.PathLike | None) -> Settings:
-    """Point the API at a site directory (closes any connection to another site)."""
+    """Point the API at a site directory (closes any connection to another site); None:
+    $BALSAM_SITE_PATH, then the current directory upward - never $BALSAM_SITE_NAME."""
     close()
-    _site.update(path=path, client=None)
+    _site.update(path=path, client=None, directory=True)
     return current_settings()
 
 
@@ -44,14 +45,14 @@ def use_database(url: str | None, site: str) -> Settings:
                           f"${settings.DATABASE_URL_ENV} (or set $BALSAM_SITE_PATH to use a "
                           "site directory)")
     url = settings.check_database_url(url, "database url")
-    _site.update(path=None, client=(url, site))
+    _site.update(path=None, client=(url, site), directory=False)
     return current_settings()
 
 
 def current_settings() -> Settings:
     if _site["settings"] is None:
         name = client_site_name()
-        if _site["client"] is None and _site["path"] is None and name:
+        if _site["client"] is None and not _site["directory"] and name:
             return use_database(None, name)
         if _site["client"] is not None:
             _site["settings"] = _client_settings(*_site["client"])

@@ -123,6 +123,9 @@ def open_site(client_ok: bool = True) -> Settings:
     except for the commands that run the site itself (`client_ok=False`)."""
     path = _site_option()
     typed = _typed_site_name()
+    if path is not None and typed:
+        raise BalsamError(f"--site {path} and --site-name {typed} name two ways to a site; "
+                          "give one")
     name = named_site()
     if path is None and client_ok and name:
         # --site-name typed in a site directory (or with $BALSAM_SITE_PATH): another

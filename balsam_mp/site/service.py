@@ -53,6 +53,9 @@ def validate(site: Settings) -> None:
     """What `site start` checks beyond loading settings.yml; `site sync` runs it too (a
     sync that pointed the workers at a missing database would halt a running site)."""
     file = site.site_path / settings.SETTINGS_FILE
+    if site.client:  # what a site published for clients is not its settings.yml
+        raise BalsamError(f"site {site.site_name!r}: starting or syncing a site needs its "
+                          "directory (--site PATH or $BALSAM_SITE_PATH), not its name")
     if site.database_url:  # reachable, and a balsam database: or the workers halt at boot
         db.connect(site.database_url, site=site.site_name).close()
         return

@@ -25,13 +25,13 @@ def check_database_url(url: Any, where: str = DATABASE_URL_ENV) -> str:
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError as exc:
         raise SettingsError(f"{where}: {url!r} is not a valid URL: {exc}") from None
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise SettingsError(f"{where}: {url!r} is not a postgresql:// URL (without it the "
-                            "site uses SQLite at database_path)")
-    if parts.password is not None:
+    if parts.password is not None or "password" in urllib.parse.parse_qs(parts.query):
         raise SettingsError(f"{where}: the URL carries a password; remove it and put it in "
                             "~/.pgpass (chmod 600) or $PGPASSWORD, so it is never stored "
                             "in settings.yml nor shown in a process list")
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise SettingsError(f"{where}: {url!r} is not a postgresql:// URL (without it the "
+                            "site uses SQLite at database_path)")
     if not parts.path.strip("/"):
         raise SettingsError(f"{where}: {url!r} names no database (postgresql://user@host:port"
                             "/dbname)")

@@ -36,6 +36,8 @@ def test_database_url_from_the_file_or_the_environment(tmp_path, monkeypatch):
 @pytest.mark.parametrize("value, message", [
     ("postgresql://balsam:s3cret@host/db", "carries a password; remove it and put it in "
                                            "~/.pgpass"),
+    ("postgresql://balsam@host/db?sslmode=require&password=s3cret", "carries a password"),
+    ("mysql://balsam:s3cret@host/db", "carries a password"),
     ("mysql://balsam@host/db", "is not a postgresql:// URL"),
     ("postgresql://balsam@host:99999/db", "not a valid URL"),
     ("postgresql://balsam@host:5432", "names no database"),
@@ -121,3 +123,5 @@ def test_site_init_refuses_a_url_with_a_password(tmp_path):
 def test_a_url_in_messages_never_shows_a_password():
     assert postgres.display_url("postgresql://u:pw@h:1/d") == "postgresql://u:***@h:1/d"
     assert postgres.display_url(URL) == URL
+    assert postgres.display_url("postgresql://u@h/d?password=pw&sslmode=require") == \
+        "postgresql://u@h/d?password=***&sslmode=require"

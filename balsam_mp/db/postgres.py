@@ -57,9 +57,13 @@ def schema_of(site_name: str) -> str:
 def display_url(url: str) -> str:
     """The URL as shown in messages: never with a password (settings refuse one anyway)."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "password" for key, _ in query):
+        parts = parts._replace(query=urllib.parse.urlencode(
+            [(k, "***" if k == "password" else v) for k, v in query], safe="*"))
+    return parts.geturl()
 
 
 class SitePostgres(peewee.PostgresqlDatabase):

@@ -36,8 +36,9 @@ def _inside(path: str, root: str) -> bool:
 
 
 def _make(folder: str, root: str, real_root: str) -> tuple[str, str] | None:
-    if not _inside(folder, root):
-        return "INVALID_PATH", f"workdir folder {folder} is not inside {root}"
+    if os.path.normpath(folder) != folder or not _inside(folder, root):  # no '..' parts:
+        return "INVALID_PATH", f"workdir folder {folder} is not inside {root}"  # makedirs
+        # would climb out through a '..' after a part that does not exist yet
     existing = folder
     while not os.path.lexists(existing):  # the deepest part that exists must stay inside
         existing = os.path.dirname(existing)

@@ -1,0 +1,32 @@
+"""The folders the site makes for a client's jobs before staging them in: inside
+SITE/data or not at all, whatever path a database row names."""
+
+from __future__ import annotations
+
+import os
+
+from balsam_mp.site.workdirs import make_folders
+
+
+def test_folders_are_made_once_and_those_leading_out_fail_their_items_alone(tmp_path):
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    data.mkdir()
+    outside.mkdir()
+    (data / "link").symlink_to(outside)
+    (data / "file").write_text("in the way")
+    items = [
+        (1, f"{data}/a/b/in.dat"),
+        (2, f"{data}/a/b/other.dat"),  # the same folder: made once, fine
+        (3, f"{data}/new/../../outside/x/in.dat"),  # '..' after a part not there yet
+        (4, f"{data}/link/y/in.dat"),  # through a symlink out of SITE/data
+        (5, f"{data}/file/in.dat"),  # a file where the folder should be
+        (6, f"{tmp_path}/elsewhere/in.dat"),
+        (7, f"{data}//a/./c/in.dat"),  # not a normal path: refused, not reinterpreted
+    ]
+    failures = {f.item_id: f for f in make_folders(data, items)}
+    assert (data / "a" / "b").is_dir()
+    assert sorted(failures) == [3, 4, 5, 6, 7]
+    assert all(f.code == "INVALID_PATH" for f in failures.values())
+    assert "leads out of SITE/data through a symlink" in failures[4].reason
+    assert os.listdir(outside) == [] and not (tmp_path / "elsewhere").exists()
+    assert not (data / "new").exists()

@@ -131,6 +131,8 @@ def test_two_sites_on_one_database_never_see_each_others_work(database_url, tmp_
             ("alpha", True, [{"direction": "in", "state": "done", "count": 40}]),
             ("beta", False, [{"direction": "in", "state": "done", "count": 25}])],
             what=f"alpha active, beta stopped: {statuses()}")
+        assert "the PostgreSQL database, every site in it:" in alpha.balsam(
+            "site", "status").stdout
         text = alpha.balsam("site", "status", "--all-sites").stdout
         assert "site alpha: active" in text and "site beta: not running" in text
     finally:

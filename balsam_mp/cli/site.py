@@ -135,7 +135,10 @@ def _echo_work(report: dict) -> None:
                    f"{task['alias']}  {_plural(task['items'], 'item')}  "
                    f"{task['nice_status'] or ''}".rstrip())
     sizes = report.get("sizes")  # none from the database alone
-    if sizes:
+    if sizes and sizes["wal"] is None:
+        click.echo(f"disk: logs {_size(sizes['logs'])}; the PostgreSQL database, every "
+                   f"site in it: {_size(sizes['database'])}")
+    elif sizes:
         click.echo(f"disk: site.db {_size(sizes['database'])}, WAL {_size(sizes['wal'])}, "
                    f"logs {_size(sizes['logs'])}")
     if report["last_error"]:

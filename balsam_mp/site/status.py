@@ -236,13 +236,14 @@ def _counted(counts: dict[str, int]) -> str:
 
 
 def _sizes(db_path: Path | str, logs_path: Path) -> dict[str, int]:
-    """Bytes on disk: what counts against a home-directory quota (a PostgreSQL
-    database's size is the server's, and it has no -wal file of ours)."""
+    """Bytes on disk: what counts against a home-directory quota. A PostgreSQL
+    database's size is the server's, of every site in it, and wal is None (no -wal
+    file of ours)."""
     logs = sum(f.stat().st_size for f in logs_path.glob("*") if f.is_file()) \
         if logs_path.is_dir() else 0
     if db.is_database_url(db_path):
         size = run("SELECT pg_database_size(current_database())").fetchone()[0]
-        return {"database": size, "wal": 0, "logs": logs}
+        return {"database": size, "wal": None, "logs": logs}  # the database's, all sites
     return {"database": _size(db_path), "wal": _size(db_path.with_name(db_path.name + "-wal")),
             "logs": logs}
 

@@ -112,9 +112,10 @@ def _next_batch(group: Group, now: str, limit: int,
     due_half = _DUE_HALF.format(index=dialect().indexed_by("transfer_item_batch_key"))
     half = run(due_half, params).fetchone()
     rows = run(_HALF_ITEMS.format(lock=dialect().SKIP_LOCKED),
-               dict(params, key=half[0], limit=half_limit)).fetchall() if half else \
-        _due(group, now, limit, "id, remote_path, local_path, recursive", batched=False,
-             lock=True)
+               dict(params, key=half[0], limit=half_limit)).fetchall() if half else []
+    if not rows:  # no half waits, or (PostgreSQL) another claim holds its items
+        rows = _due(group, now, limit, "id, remote_path, local_path, recursive",
+                    batched=False, lock=True)
     return [(i, remote, local, bool(recursive)) for i, remote, local, recursive in rows]
 
 

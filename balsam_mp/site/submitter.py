@@ -59,7 +59,9 @@ class Submitter(Worker):
                                for location in self.locations.values()}
 
     def step(self) -> bool:
-        self.submit(claims.unsubmitted(self.owner, self.settings.transfers.claim_lease))
+        # claims taken over may have been sent before a crash: resent as they are
+        self.submit(claims.unsubmitted(self.owner, self.settings.transfers.claim_lease),
+                    fresh=False)
         new = self.claim_new()
         self.submit(new)
         return bool(new)
@@ -122,8 +124,11 @@ class Submitter(Worker):
     def take_submission_id(self, group: Group) -> str:
         return self.submission_ids[id(self.locations[group.alias].backend)].take()
 
-    def submit(self, batch: list[Claim]) -> None:
-        batch = [claim for claim in batch if self.trusted(claim) and self.folders_made(claim)]
+    def submit(self, batch: list[Claim], fresh: bool = True) -> None:
+        """Send claims, their folders made first. Items of a `fresh` claim (never sent)
+        whose folder cannot be made leave it; a resend stays the batch it was."""
+        batch = [claim for claim in batch if self.trusted(claim) and
+                 self.folders_made(claim, drop=fresh)]
         submitted: list[tuple[Claim, str]] = []
         retry_later: Exception | None = None
         # the sends wait on the network, so they overlap; results are handled here, in order
@@ -153,17 +158,18 @@ class Submitter(Worker):
         if retry_later is not None:
             raise retry_later  # the loop backs off; the claims stay ours to resend
 
-    def folders_made(self, claim: Claim) -> bool:
+    def folders_made(self, claim: Claim, drop: bool) -> bool:
         """Stage-ins: the folders they land in exist (a client's jobs have none yet);
-        items whose folder cannot be made fail alone. False if none is left to send."""
+        with `drop`, items whose folder cannot be made fail alone (else the transfer
+        fails them). False if none is left to send."""
         if claim.direction != "in":
             return True
         failures = workdirs.make_folders(self.settings.data_path,
                                          [(item[0], item[2]) for item in claim.items])
-        if not failures:
-            return True
         for failure in failures:
             self.log.error("item %d: %s", failure.item_id, failure.reason)
+        if not failures or not drop:
+            return True
         claims.drop_items(claim, failures, self.settings.transfers)
         return bool(claim.items)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import subprocess
@@ -102,6 +103,21 @@ class SiteKit(JobWaits):
         with api.Job.objects.model._meta.database.atomic():
             for job in jobs:
                 api.Job.objects.set_state(job.id, "STAGED_IN", "POSTPROCESSED")
+
+    def assert_exactly_once(self) -> collections.Counter:
+        """No submission id made two tasks and no file was in two successful tasks;
+        returns how often each (source, destination) moved."""
+        tasks_of = collections.defaultdict(set)
+        for record in self.emulator.submissions():
+            tasks_of[record["submission_id"]].add(record["task_id"])
+        assert all(len(ids) == 1 for ids in tasks_of.values()), "a submission id made two tasks"
+        moved: collections.Counter = collections.Counter()
+        for task in self.emulator.tasks().values():
+            if task["status"] == "SUCCEEDED":
+                moved.update((s["source_path"], s["destination_path"])
+                             for s in task["successful"])
+        assert moved and max(moved.values()) == 1, "a file was in two successful tasks"
+        return moved
 
     def accepted(self) -> list[dict]:
         return [s for s in self.emulator.submissions() if not s["duplicate"]]

@@ -66,15 +66,7 @@ def test_chaos(sitekit, engine):
     assert not list(kit.site.rglob(".*partial*")) and not list(kit.remote.rglob(".*partial*"))
 
     records = kit.emulator.submissions()
-    tasks_of = collections.defaultdict(set)
-    for record in records:
-        tasks_of[record["submission_id"]].add(record["task_id"])
-    assert all(len(ids) == 1 for ids in tasks_of.values()), "a submission id made two tasks"
-    moved = collections.Counter()
-    for task in kit.emulator.tasks().values():
-        if task["status"] == "SUCCEEDED":
-            moved.update((s["source_path"], s["destination_path"]) for s in task["successful"])
-    assert moved and max(moved.values()) == 1, "a file was in two successful tasks"
+    moved = kit.assert_exactly_once()
     assert sum(moved.values()) == 2 * jobs
     print(f"\nchaos: {jobs} jobs, kills {dict(kills)}, {len(records)} submissions "
           f"({sum(r['duplicate'] for r in records)} duplicates answered with the original), "

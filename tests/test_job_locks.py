@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from balsam_mp import api, db, states
 from balsam_mp.db import controls
+from balsam_mp.db.bulk import lock_job_creation
 from balsam_mp.db.jobs import write_fields
 from balsam_mp.db.models import utcnow
 from balsam_mp.db.outcomes import fail_job
@@ -113,3 +115,10 @@ def test_a_retry_racing_a_new_failure_leaves_the_job_failed(two_input_job):
     assert job.state == states.FAILED, job.state_data
     assert {s: db.TransferItem.get_by_id(i).state for s, i in items.items()} == {
         "a": Item.PENDING, "b": Item.ERROR}
+
+
+def test_job_creations_of_one_site_take_turns(site):
+    """A creation re-checks folders another's undo may remove: it waits for the lock."""
+    interleave(lock_job_creation, lambda: api.Job.objects.create(
+        app="MySim", workdir="w", transfers={"input_file": "laptop:/in/w.dat"}))
+    assert [job.workdir for job in api.Job.objects.all()] == [Path("w")]

@@ -23,7 +23,7 @@ from balsam_mp.api.paths import (
     overlap,
     shown,
 )
-from balsam_mp.db.bulk import insert_rows, refresh_statistics, value_list
+from balsam_mp.db.bulk import insert_rows, lock_job_creation, refresh_statistics, value_list
 from balsam_mp.db.models import App, Job, LogEvent, TransferItem, utcnow
 from balsam_mp.errors import ValidationError
 from balsam_mp.settings import SETTINGS_FILE, Settings
@@ -95,6 +95,7 @@ def _commit(folders: Folders, planned: list) -> list[Job]:
                 for spec, app, items in planned]
     try:
         with db.atomic():
+            lock_job_creation()
             folders.recheck_found()
             insert_rows(Job, job_rows)
             ids = _ids_by_workdir([row["workdir"] for row in job_rows])
@@ -114,11 +115,12 @@ def _commit(folders: Folders, planned: list) -> list[Job]:
 
 def _undo(folders: Folders, data: Path) -> None:
     """Remove the folders made for a failed creation, except those that meanwhile became
-    another process's committed workdirs (checked under the write lock)."""
+    another process's committed workdirs (checked under lock_job_creation)."""
     if not folders.made:
         return
     names = [os.path.relpath(path, data) for path in folders.made]
     with Job._meta.database.atomic():
+        lock_job_creation()
         used = {f"{data}/{w}" for (w,) in Job.select(Job.workdir)
                 .where(Job.workdir.in_(value_list(names))).tuples()}
         folders.undo(keep=used)

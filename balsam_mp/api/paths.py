@@ -117,7 +117,7 @@ class Folders:
 
     def recheck_found(self) -> None:
         """Recreate folders that existed before and were removed meanwhile (by another
-        creator undoing its work): call with the write lock held, just before commit."""
+        creator undoing its work): call under lock_job_creation, just before commit."""
         for path in self.found:
             os.makedirs(path, exist_ok=True)
 

@@ -71,6 +71,14 @@ def refresh_statistics(rows: int) -> None:
         database_proxy.execute_sql(dialect().ANALYZE)
 
 
+def lock_job_creation() -> None:
+    """In the caller's transaction: one job creation (or its undo) of this site at a
+    time, as SQLite's write lock gives. They check folders on disk that another's
+    commit or undo changes (api/jobs.py)."""
+    if dialect().CREATION_LOCK:
+        database_proxy.execute_sql(dialect().CREATION_LOCK)
+
+
 def dialect():
     """The SQL fragments of this process's engine (sql_sqlite or sql_postgres)."""
     return database_proxy.obj.dialect

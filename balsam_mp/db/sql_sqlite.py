@@ -19,6 +19,7 @@ SKIP_LOCKED = ""
 # rows to lock before checking a job's items (SQLite: the write lock already covers it)
 LOCK_JOBS: str | None = None
 LOCK_ITEMS_OF_JOBS: str | None = None
+CREATION_LOCK: str | None = None
 # the claim's order: oldest job first
 DUE_ORDER = "job_id, id"
 # seconds between two ISO-8601 text timestamps

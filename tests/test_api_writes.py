@@ -100,6 +100,10 @@ def test_update_moves_each_job_all_or_none(site):
     with pytest.raises(ValidationError, match=f"job {jobs[0].id}: cannot move from RUNNING"):
         Job.objects.all().update(state="PREPROCESSED")  # RUNNING -> PREPROCESSED is refused
     assert Job.objects.get(id=jobs[2].id).state == "STAGED_IN"  # rolled back
+    Job.objects.filter(id=jobs[1].id).update(state="FAILED")
+    with pytest.raises(ValidationError, match=f"job {jobs[1].id}: cannot move from FAILED"):
+        Job.objects.all().update(state="RUN_DONE")  # one compare-and-set per state read
+    assert [j.state for j in Job.objects.order_by("id")] == ["RUNNING", "FAILED", "STAGED_IN"]
     with pytest.raises(ValidationError, match="workdir cannot be changed"):
         Job.objects.all().update(workdir="elsewhere")
     with pytest.raises(ValidationError, match="no writable field 'colour'"):

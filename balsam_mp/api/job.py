@@ -239,9 +239,12 @@ def _write(rows: list[tuple[int, str]], fields: dict[str, Any]) -> None:
         transitions.check_state_name(target, "state")
     ids = [job_id for job_id, _ in rows]
     guarded(lambda: job_db.write_fields(ids, values, patch))
+    read_in: dict[str, list[int]] = {}  # one compare-and-set per state the jobs were in
     for job_id, read_state in rows:
         if target is not None and read_state != target:
-            guarded(lambda j=job_id, s=read_state: job_db.set_job_state(j, s, target))
+            read_in.setdefault(read_state, []).append(job_id)
+    for read_state, job_ids in read_in.items():
+        guarded(lambda s=read_state, i=job_ids: job_db.set_jobs_state(i, s, target))
 
 
 def _create(objs: list[Job]) -> list[Job]:

@@ -24,16 +24,27 @@ def set_job_state(job_id: int, from_state: str, to_state: str, message: str = ""
 
     Raises ValidationError (a move the table refuses, or site work not done yet),
     StateConflict (the job is not in `from_state`), NotFound (no such job)."""
-    transitions.check(job_id, from_state, to_state, transitions.USER)
+    set_jobs_state([job_id], from_state, to_state, message)
+
+
+def set_jobs_state(job_ids: list[int], from_state: str, to_state: str,
+                   message: str = "") -> None:
+    """set_job_state for jobs all read in `from_state`, as one compare-and-set. Raises on
+    the first job refused (by id), naming it: the caller's transaction then rolls back
+    the others."""
+    if not job_ids:
+        return
+    transitions.check(job_ids[0], from_state, to_state, transitions.USER)
     needs = transitions.NEEDS_DONE.get(to_state)
     guard = "" if to_state == states.FAILED else _NO_FAILED_ITEMS
-    if not move_jobs([job_id], from_state, to_state, message or "set by the user",
-                     all_done=needs, extra=guard, actor=transitions.USER):
-        _explain_refusal(job_id, from_state, to_state, needs)
+    moved = move_jobs(job_ids, from_state, to_state, message or "set by the user",
+                      all_done=needs, extra=guard, actor=transitions.USER)
+    if len(moved) < len(job_ids):
+        _explain_refusal(min(set(job_ids) - set(moved)), from_state, to_state, needs)
     if to_state == states.POSTPROCESSED:
-        release_stage_out([job_id])
+        release_stage_out(job_ids)
     elif to_state == states.READY:
-        advance_jobs([job_id], "in")
+        advance_jobs(job_ids, "in")
 
 
 def _explain_refusal(job_id: int, from_state: str, to_state: str, needs: str | None) -> None:

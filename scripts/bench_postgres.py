@@ -8,7 +8,7 @@
       (median of 5)
 
 Items/s on PostgreSQL next to SQLite: scripts/bench_site.py --only b [--postgres].
-Run: .venv/bin/python scripts/bench_postgres.py [--only ij] [--jobs N]
+Run: .venv/bin/python scripts/bench_postgres.py [--only ij] [--jobs N] [--default-limits]
 """
 
 from __future__ import annotations
@@ -57,9 +57,10 @@ def client(url: str, sites: list[str], jobs: int, done) -> None:
         time.sleep(0.05)
 
 
-def bench_two_sites(work: Path, jobs: int) -> None:
+def bench_two_sites(work: Path, jobs: int, fast: bool = True) -> None:
     url = bench_site.database_url(f"bench_{work.name}".lower())  # one database, two sites
-    benches = [bench_site.Bench(work, name=name, url=url) for name in ("alpha", "beta")]
+    benches = [bench_site.Bench(work, name=name, url=url, fast=fast)
+               for name in ("alpha", "beta")]
     for bench in benches:
         bench.balsam("site", "start")
     api.close()
@@ -78,7 +79,8 @@ def bench_two_sites(work: Path, jobs: int) -> None:
         bench.close()
     print(f"(i) two sites, one database, a client creating {jobs:,} jobs (1 in + 1 out) "
           f"while both drain them: all JOB_FINISHED after {finished - started:.1f} s "
-          f"({'; '.join(split)}; load average {bench_site.load()})")
+          f"({'; '.join(split)}; globus_requests_per_second "
+          f"{'10,000' if fast else '20 (default)'}; load average {bench_site.load()})")
 
 
 def bench_takeover(work: Path, rounds: int = 5) -> None:
@@ -129,13 +131,15 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="ij", help="which benchmarks, e.g. 'j'")
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs for (i)")
+    parser.add_argument("--default-limits", action="store_true",
+                        help="(i) at the default 20 Globus requests/s (else 10,000)")
     args = parser.parse_args()
     bench_site.DATABASE["server"] = server = bench_site.start_postgres()
     try:
         for key in args.only:
             with tempfile.TemporaryDirectory() as tmp:
                 if key == "i":
-                    bench_two_sites(Path(tmp), args.jobs)
+                    bench_two_sites(Path(tmp), args.jobs, fast=not args.default_limits)
                 elif key == "j":
                     bench_takeover(Path(tmp))
     finally:

@@ -119,6 +119,7 @@ def test_the_cli_of_a_client(sitekit, tmp_path, database_url):
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert report["site"] == "site" and report["active"] is True and "sizes" not in report
+    assert "globus_endpoint_id" not in (report["action_required"] or "")  # not published
     url_only = dict(env, BALSAM_DATABASE_URL=database_url)  # names no site: every site
     for command in (("site", "status"), ("job", "ls"), ("transfer", "ls")):
         listed = subprocess.run(
@@ -130,6 +131,12 @@ def test_the_cli_of_a_client(sitekit, tmp_path, database_url):
                            "--site-name", "site", "job", "ls"], env=url_only,
                           capture_output=True, text=True)
     assert both.returncode == 1 and "give one" in both.stderr
+    named_and_all = subprocess.run(
+        [sys.executable, "-m", "balsam_mp", "--site-name", "site", "job", "ls", "--all-sites"],
+        env=url_only, cwd=tmp_path / "elsewhere", capture_output=True, text=True)
+    assert named_and_all.returncode == 1 and "give one" in named_and_all.stderr
+    with pytest.raises(ValidationError, match="site must be a site's name, not 5"):
+        api.use_database(database_url, site=5)
     # a client's environment in the site's own directory: site commands use the directory
     synced = subprocess.run([sys.executable, "-m", "balsam_mp", "site", "sync"],
                             env=dict(url_only, BALSAM_SITE_NAME="another"), cwd=kit.site,

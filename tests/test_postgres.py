@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from balsam_mp import api, db, settings
-from balsam_mp.db import postgres
+from balsam_mp.dburl import display_url
 from balsam_mp.errors import BalsamError, SettingsError
 from balsam_mp.site.layout import init_site
 
@@ -39,6 +39,10 @@ def test_database_url_from_the_file_or_the_environment(tmp_path, monkeypatch):
     ("postgresql://balsam@host/db?sslmode=require&password=s3cret", "carries a password"),
     ("mysql://balsam:s3cret@host/db", "carries a password"),
     ("mysql://balsam@host/db", "is not a postgresql:// URL"),
+    ("POSTGRESQL://balsam@host/db", "is not a postgresql:// URL (written so, in lower case"),
+    ("postgres://balsam@host/db", "is not a postgresql:// URL"),
+    ("postgresql://balsam:s3cret@host:99999/db", "carries a password"),
+    ("postgresql://balsam@host/db?PASSWORD=s3cret", "carries a password"),
     ("postgresql://balsam@host:99999/db", "not a valid URL"),
     ("postgresql://balsam@host:5432", "names no database"),
     (12, "must be a postgresql://user@host:port/dbname URL"),
@@ -81,6 +85,9 @@ def test_an_unreachable_server_or_a_wrong_password(postgres_server, monkeypatch)
     port = postgres_server.port
     with pytest.raises(BalsamError, match=f"127.0.0.1:{port + 1}/postgres: cannot connect"):
         db.connect(url.replace(str(port), str(port + 1)), site="s")
+    monkeypatch.setenv("PGPASSWORD", postgres_server.password)
+    with pytest.raises(BalsamError, match="cannot connect to PostgreSQL: .*foo"):
+        db.connect(url + "?foo=1", site="s")  # libpq refuses the parameter: one line
 
 
 def test_the_password_comes_from_pgpass(postgres_server, tmp_path, monkeypatch):
@@ -102,11 +109,17 @@ def test_init_with_a_database_url_makes_the_tables_once(postgres_server, tmp_pat
     api.use_site(tmp_path / "one")
     api.App.sync()
     api.close()
-    # the same site on another login node: its init keeps what is there
-    init_site(tmp_path / "two", "one", database_url=url)
-    api.use_site(tmp_path / "two")
+    # a second directory for the same site would republish its paths and aliases: two
+    # login nodes share one directory; nothing is written
+    with pytest.raises(BalsamError, match="site 'one' already exists in this database"):
+        init_site(tmp_path / "two", "one", database_url=url)
+    assert not (tmp_path / "two").exists() and not list(tmp_path.glob(".two*"))
+    api.use_site(tmp_path / "one")
     assert [a.name for a in api.App.objects.all()] == ["MySim"]
     api.close()
+    with pytest.raises(BalsamError, match="cannot connect"):  # no server there: no folder
+        init_site(tmp_path / "three", database_url="postgresql://balsam@127.0.0.1:1/x")
+    assert not (tmp_path / "three").exists()
     postgres_server.drop_database("init_twice")
 
 
@@ -121,7 +134,7 @@ def test_site_init_refuses_a_url_with_a_password(tmp_path):
 
 
 def test_a_url_in_messages_never_shows_a_password():
-    assert postgres.display_url("postgresql://u:pw@h:1/d") == "postgresql://u:***@h:1/d"
-    assert postgres.display_url(URL) == URL
-    assert postgres.display_url("postgresql://u@h/d?password=pw&sslmode=require") == \
+    assert display_url("postgresql://u:pw@h:1/d") == "postgresql://u:***@h:1/d"
+    assert display_url(URL) == URL
+    assert display_url("postgresql://u@h/d?password=pw&sslmode=require") == \
         "postgresql://u@h/d?password=***&sslmode=require"

@@ -14,6 +14,8 @@ def test_folders_are_made_once_and_those_leading_out_fail_their_items_alone(tmp_
     outside.mkdir()
     (data / "link").symlink_to(outside)
     (data / "file").write_text("in the way")
+    (data / "real").mkdir()
+    (data / "alias").symlink_to(data / "real")
     items = [
         (1, f"{data}/a/b/in.dat"),
         (2, f"{data}/a/b/other.dat"),  # the same folder: made once, fine
@@ -22,11 +24,13 @@ def test_folders_are_made_once_and_those_leading_out_fail_their_items_alone(tmp_
         (5, f"{data}/file/in.dat"),  # a file where the folder should be
         (6, f"{tmp_path}/elsewhere/in.dat"),
         (7, f"{data}//a/./c/in.dat"),  # not a normal path: refused, not reinterpreted
+        (8, f"{data}/alias/1/in.dat"),  # inside, but another job's real/1 would be it too
     ]
     failures = {f.item_id: f for f in make_folders(data, items)}
     assert (data / "a" / "b").is_dir()
-    assert sorted(failures) == [3, 4, 5, 6, 7]
+    assert sorted(failures) == [3, 4, 5, 6, 7, 8]
     assert all(f.code == "INVALID_PATH" for f in failures.values())
     assert "leads out of SITE/data through a symlink" in failures[4].reason
+    assert "passes through a symlink" in failures[8].reason and not (data / "real/1").exists()
     assert os.listdir(outside) == [] and not (tmp_path / "elsewhere").exists()
     assert not (data / "new").exists()

@@ -18,7 +18,7 @@ import peewee
 
 from balsam_mp import db, settings
 from balsam_mp.db.postgres import site_names as postgres_site_names
-from balsam_mp.errors import BalsamError
+from balsam_mp.errors import BalsamError, ValidationError
 from balsam_mp.settings import Settings, TransferSettings
 
 SITE_NAME_ENV = "BALSAM_SITE_NAME"
@@ -38,6 +38,8 @@ def use_database(url: str | None, site: str) -> Settings:
     """Point the API at a site by its database and name, from a machine without the
     site directory (url None: $BALSAM_DATABASE_URL). Jobs are checked against the apps
     and aliases the site published; the site makes their workdirs before staging."""
+    if not isinstance(site, str) or not site:
+        raise ValidationError(f"use_database: site must be a site's name, not {site!r}")
     close()
     url = url or os.environ.get(settings.DATABASE_URL_ENV)
     if not url:

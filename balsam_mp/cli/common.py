@@ -166,6 +166,8 @@ def each_site(all_sites: bool) -> Iterator[str]:
     """The current site's name, or, with --all-sites, every site's name in its database
     (or in $BALSAM_DATABASE_URL, for a client that names none); the API is bound to each
     in turn."""
+    if all_sites and _typed_site_name():
+        raise BalsamError("--all-sites lists every site; --site-name picks one: give one")
     url = os.environ.get(settings.DATABASE_URL_ENV)
     try:
         current: Settings | None = open_site()

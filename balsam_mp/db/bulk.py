@@ -23,14 +23,16 @@ def insert_rows(model: type[peewee.Model], rows: list[dict[str, Any]]) -> None:
     """INSERT every row (dicts with the same keys) in the caller's transaction."""
     if rows:
         sql, values = _insert_statement(model, rows)
-        model._meta.database.cursor().executemany(sql, values)
+        with peewee.__exception_wrapper__:  # a driver's error as peewee's (IntegrityError)
+            model._meta.database.cursor().executemany(sql, values)
 
 
 def insert_row(model: type[peewee.Model], row: dict[str, Any]) -> int:
     """INSERT one row in the caller's transaction; returns its id."""
     sql, values = _insert_statement(model, [row])
     cursor = model._meta.database.cursor()
-    cursor.execute(f'{sql} RETURNING "{model._meta.primary_key.column_name}"', values[0])
+    with peewee.__exception_wrapper__:
+        cursor.execute(f'{sql} RETURNING "{model._meta.primary_key.column_name}"', values[0])
     return cursor.fetchone()[0]
 
 

@@ -29,6 +29,7 @@ from balsam_mp.db.models import (
     database_proxy,
 )
 from balsam_mp.db.postgres import SitePostgres, open_postgres
+from balsam_mp.dburl import SCHEME, display_url
 from balsam_mp.errors import BalsamError, ForkSafetyError
 
 _forbidden_reason: str | None = None
@@ -99,7 +100,7 @@ Database = SiteDatabase | SitePostgres
 
 
 def is_database_url(target: object) -> bool:
-    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+    return isinstance(target, str) and target.startswith(SCHEME)
 
 
 def forbid_connections(reason: str) -> None:
@@ -129,7 +130,16 @@ def connect(target: Path | str, *, site: str | None = None, synchronous: str = "
                 database.create_site_schema()
                 _create_schema(database)
             else:
-                _migrate(database)
+                _migrate(database)  # refuses a name that maps to another site's schema
+                if create:  # a second directory would republish the site's paths
+                    raise BalsamError(
+                        f"{display_url(str(target))}: site {site!r} already exists in this "
+                        f"database (schema {database.schema}); choose another --name, or "
+                        "use its directory (two login nodes share one)")
+        except peewee.ProgrammingError as exc:  # e.g. no CREATE right on the database
+            database.close()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise BalsamError(f"{display_url(str(target))}: site {site!r}: {first}") from None
         except BaseException:
             database.close()
             raise

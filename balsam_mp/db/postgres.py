@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 import re
 import time
-import urllib.parse
 
 import peewee
 
 from balsam_mp.db import sql_postgres
+from balsam_mp.dburl import display_url
 from balsam_mp.errors import BalsamError, ForkSafetyError
 
 WATCHED_TABLES = ("job", "transfer_item", "transfer_task")
@@ -52,18 +52,6 @@ def schema_of(site_name: str) -> str:
     """The schema of a site: `site_` and its name in lower case, other characters as _
     (two names that map to one schema are told apart by the name stored in it)."""
     return "site_" + re.sub(r"[^a-z0-9_]", "_", site_name.lower())[:50]
-
-
-def display_url(url: str) -> str:
-    """The URL as shown in messages: never with a password (settings refuse one anyway)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is not None:
-        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    if any(key == "password" for key, _ in query):
-        parts = parts._replace(query=urllib.parse.urlencode(
-            [(k, "***" if k == "password" else v) for k, v in query], safe="*"))
-    return parts.geturl()
 
 
 class SitePostgres(peewee.PostgresqlDatabase):
@@ -152,7 +140,7 @@ def open_postgres(url: str, site: str | None) -> SitePostgres:
     database = SitePostgres(url, site)
     try:
         database.connect()
-    except peewee.OperationalError as exc:
+    except (peewee.DatabaseError, peewee.InterfaceError) as exc:  # e.g. a bad URI parameter
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BalsamError(f"{display_url(url)}: cannot connect to PostgreSQL: {first}") from None
     return database
@@ -172,8 +160,12 @@ def site_names(url: str) -> list[str]:
         found = []
         for (schema,) in database.execute_sql(_SITE_SCHEMAS).fetchall():
             quoted = '"' + schema.replace('"', '""') + '"'  # a name read from the server
-            row = database.execute_sql(f"SELECT value FROM {quoted}.meta WHERE key = %s",
-                                       ("site_name",)).fetchone()
+            try:
+                with database.atomic():
+                    row = database.execute_sql(f"SELECT value FROM {quoted}.meta WHERE "
+                                               "key = %s", ("site_name",)).fetchone()
+            except peewee.ProgrammingError:  # a site this role may not read: not listed
+                continue
             if row is not None:
                 found.append(row[0])
         return sorted(found)

@@ -53,6 +53,8 @@ def init_site(path: Path, name: str | None = None,
     staging = path.with_name(f".{path.name}.init")
     try:
         _build(staging, site_name, database_url)
+        if database_url is not None:  # its schema first: a refusal leaves no folder
+            db.connect(database_url, site=site_name, create=True)
         if path.exists():
             path.rmdir()
         staging.rename(path)  # a half-made site never appears under its real name
@@ -60,8 +62,12 @@ def init_site(path: Path, name: str | None = None,
         shutil.rmtree(staging, ignore_errors=True)
         raise BalsamError(f"cannot create a site at {path}: "
                           f"{exc.strerror or exc} ({exc.filename or path})") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     loaded = settings.load(path)
-    db.connect(loaded.database, site=loaded.site_name, create=True)
+    if database_url is None:
+        db.connect(loaded.database, site=loaded.site_name, create=True)
     db.sites.publish(str(loaded.site_path), loaded.transfers.transfer_locations)
     db.Job._meta.database.close()
     return loaded

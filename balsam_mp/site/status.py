@@ -135,7 +135,8 @@ def _snapshot(site: Settings | None) -> dict:
     done_minute, done_hour = _done_recently()
     rate = done_minute / 60 if done_minute else done_hour / 3600
     trusted = site.transfers.transfer_locations if site else None
-    no_endpoint = site.aliases_without_endpoint() if site else []
+    # a client's settings hold no endpoint id (the site publishes none): not its to say
+    no_endpoint = site.aliases_without_endpoint() if site and not site.client else []
     untrusted = _waiting(groups, lambda alias: trusted is not None and alias not in trusted)
     waiting_for_endpoint = _waiting(groups, lambda alias: alias in no_endpoint)
     return {

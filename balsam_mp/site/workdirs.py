@@ -42,9 +42,14 @@ def _make(folder: str, root: str, real_root: str) -> tuple[str, str] | None:
     existing = folder
     while not os.path.lexists(existing):  # the deepest part that exists must stay inside
         existing = os.path.dirname(existing)
-    if not _inside(os.path.realpath(existing), real_root):
+    real = os.path.realpath(existing)
+    if not _inside(real, real_root):
         return "INVALID_PATH", (f"cannot create the workdir folder {folder}: {existing} "
                                 "leads out of SITE/data through a symlink")
+    if real != real_root + existing[len(root):]:  # as job creation on the site refuses:
+        # through a symlink inside SITE/data, two jobs could share one folder
+        return "INVALID_PATH", (f"workdir folder {folder} passes through a symlink "
+                                f"({existing} is {real})")
     if existing == folder and os.path.isdir(folder):
         return None
     try:

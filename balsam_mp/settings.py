@@ -193,23 +193,31 @@ def _database_file(site: Path, value: Any, fail) -> Path:
     return db_file
 
 
-def database_path_of(site: Path) -> tuple[Path, str | None]:
-    """site.db's path even when settings.yml is broken (for `site stop` and `site status`):
-    (path, None) from valid settings, else (best guess, a note saying what was used)."""
+def database_of(site: Path) -> tuple[Path | str, str | None, str | None]:
+    """The site database even when settings.yml is broken (for `site status`): (site.db's
+    path or a PostgreSQL URL, the site's name, None) from valid settings, else (best
+    guess, the name if known, a note saying what was used)."""
     try:
-        return load(site).database_path, None
+        loaded = load(site)
+        return loaded.database, loaded.site_name, None
     except SettingsError as exc:
         error = exc
     try:
         raw = read_yaml(site / SETTINGS_FILE)
-        value = raw.get("database_path") if isinstance(raw, dict) else None
+        raw = raw if isinstance(raw, dict) else {}
+        url, name = raw.get("database_url"), raw.get("site_name")
+        if url is not None and isinstance(name, str):  # a schema needs its site's name
+            url = check_database_url(url, "database_url")
+            return url, name, (f"{error}; using database_url {url} and site_name "
+                               f"{name!r} from it")
+        value = raw.get("database_path")
         if value is not None:
             path = _database_file(site, value, lambda key, what: SettingsError(what))
-            return path, f"{error}; using database_path {path} from it"
+            return path, None, f"{error}; using database_path {path} from it"
     except SettingsError:
         pass
     path = site / "site.db"
-    return path, f"{error}; using the default database {path}"
+    return path, None, f"{error}; using the default database {path}"
 
 
 def _number(where: str, value: Any, spec: tuple, fail) -> float:

@@ -5,6 +5,7 @@ exactly once, chaos) is in the other test files, marked `engines`."""
 from __future__ import annotations
 
 import builtins
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +139,22 @@ def test_a_url_in_messages_never_shows_a_password():
     assert display_url(URL) == URL
     assert display_url("postgresql://u@h/d?password=pw&sslmode=require") == \
         "postgresql://u@h/d?password=***&sslmode=require"
+
+
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)
+def test_status_reads_the_database_url_from_a_broken_file(site):
+    api.Job.objects.create(app="MySim", workdir="w", transfers={"input_file": "laptop:/in"})
+    api.close()
+    settings_file = site.site_path / "settings.yml"
+    broken = settings_file.read_text().replace("transfer_batch_size: auto",
+                                               "transfer_batch_size: -5")
+    assert "-5" in broken
+    settings_file.write_text(broken)
+    result = subprocess.run([sys.executable, "-m", "balsam_mp", "site", "status", "--format",
+                             "json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert f"using database_url {site.database_url} and site_name 'site'" in \
+        report["settings_error"]
+    assert report["site"] == "site"
+    assert report["items"] == [{"direction": "in", "state": "pending", "count": 1}]

@@ -48,12 +48,12 @@ def status(site_path: Path) -> dict:
     running = info is not None and info.alive()
     try:
         site: Settings | None = settings.load(site_path)
-        db_path, note = site.database, None
+        db_path, site_name, note = site.database, site.site_name, None
     except BalsamError:
         site = None
-        db_path, note = settings.database_path_of(site_path)
+        db_path, site_name, note = settings.database_of(site_path)
     try:
-        database = db.connect(db_path, site=site.site_name if site else None)
+        database = db.connect(db_path, site=site_name)
     except BalsamError as exc:
         if note is None:
             raise
@@ -76,7 +76,7 @@ def status(site_path: Path) -> dict:
         actions.insert(0, f"{pidfile.path_of(site_path)} is damaged; `balsam site stop` or "
                           "`balsam site start` removes it")
     return {
-        "site": site.site_name if site else site_path.name, "running": running,
+        "site": site_name or site_path.name, "running": running,
         "elsewhere": info.pid if info is not None and not info.here else None,
         "pid": info.pid if running else None, "host": info.host if info else None,
         "standby": standby, "workers": workers, **report,

@@ -205,8 +205,8 @@ def _migrate(db: Database) -> None:
     if row is None:
         if isinstance(db, SitePostgres):
             raise BalsamError(f"{name}: no site {db.site!r} in this database (no schema "
-                              f"{db.schema}); `balsam site init PATH --database-url URL` "
-                              "makes it")
+                              f"{db.schema}, or none this role may use); `balsam site init "
+                              "PATH --database-url URL` makes it")
         raise BalsamError(f"{name}: not a balsam site database (no schema_version)")
     owner = Meta.get_or_none(Meta.key == "site_name")
     if isinstance(db, SitePostgres) and owner is not None and owner.value != db.site:

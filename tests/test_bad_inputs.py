@@ -1,41 +1,34 @@
-"""Bad inputs, as a hostile new user types them: each gets one clear error and changes nothing.
-
-Every row runs the real `balsam` command (a new process) on a fresh site, and asserts a
-non-zero exit, exactly one line on stderr that says what is wrong, no traceback, and an
-unchanged site: the row counts and contents of every table, and the listing of SITE/data.
-Rows with an API form run it too and assert the exception type.
+"""Bad inputs to `balsam job create` and `Job.objects`, as a hostile new user types them:
+workdirs, transfer slots and remote paths, tags, apps, and what only the Python API can be
+handed (a NUL, a set, a NaN, the wrong types). Each gets one clear error and changes
+nothing: the checks are in tests/refusals.py. Bad command lines, settings.yml and app
+files are in tests/test_bad_site_inputs.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import sqlite3
-import subprocess
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from balsam_mp import api
-from balsam_mp.errors import BalsamError, SettingsError, SiteNotFound, ValidationError
+from balsam_mp.errors import BalsamError, ValidationError
+from tests.refusals import (
+    LONG,
+    Case,
+    app_file,
+    assert_refused,
+    settings_text,
+    snapshot,
+    used_workdir,
+)
+from tests.test_bad_site_inputs import CASES as SITE_CASES
 
-LONG = "n" * 300  # one name longer than any file system takes
 DEEP = "/".join(["d" * 200] * 21)  # 4,220 bytes: over PATH_MAX
 INPUT = "input_file=laptop:/data/in.dat"
-
-
-@dataclass
-class Case:
-    name: str
-    cli: tuple[str | bytes, ...]
-    message: str  # a fragment of the one line on stderr (and of the API's message)
-    api: Callable[[], object] | None = None
-    error: type[BaseException] = ValidationError
-    setup: Callable[[Path], None] | None = None
 
 
 def create(workdir: str, **transfers: str) -> Callable[[], object]:
@@ -45,21 +38,6 @@ def create(workdir: str, **transfers: str) -> Callable[[], object]:
 
 def cli_create(workdir: str | bytes, *more: str) -> tuple[str | bytes, ...]:
     return ("job", "create", "--app", "MySim", "--workdir", workdir, *more)
-
-
-def settings_text(text: str) -> Callable[[Path], None]:
-    def write(site: Path) -> None:
-        (site / "settings.yml").write_text(text)
-    return write
-
-
-def settings_bytes(data: bytes) -> Callable[[Path], None]:
-    return lambda site: (site / "settings.yml").write_bytes(data)
-
-
-def app_file(source: str) -> Callable[[Path], None]:
-    return lambda site: (site / "apps" / "bad.py").write_text(
-        "from balsam_mp.api import ApplicationDefinition\n" + source)
 
 
 def keep_name_app(site: Path) -> None:
@@ -74,24 +52,10 @@ def symlink(name: str, target: Callable[[Path], Path]) -> Callable[[Path], None]
     return lambda site: (site / "data" / name).symlink_to(target(site))
 
 
-def used_workdir(site: Path) -> None:
-    api.Job.objects.create(app="MySim", workdir="taken",
-                           transfers={"input_file": "laptop:/a"})
-
-
 def file_in_the_way(site: Path) -> None:
     (site / "data" / "plain").write_text("a file, not a folder")
 
 
-def use_site_again() -> object:
-    return api.use_site(os.environ["BALSAM_SITE_PATH"])
-
-
-def app_sync() -> object:
-    return api.App.sync()
-
-
-NAN = "transfers: {service_period: .nan}\n"
 CASES = [
     # -- workdirs ------------------------------------------------------------------------
     Case("workdir-dot", cli_create(".", "-t", INPUT), "SITE/data itself", create(".")),
@@ -162,93 +126,8 @@ CASES = [
     Case("no-transfer-locations-key", cli_create("w", "-t", INPUT),
          "no transfer location is configured", create("w", input_file="laptop:/a"),
          setup=settings_text("transfers: {max_retries: 2}\n")),
-    # -- command line ---------------------------------------------------------------------
-    Case("option-unknown", ("job", "ls", "--colour", "red"), "No such option"),
-    Case("state-unknown", ("job", "ls", "--state", "DONE"), "'DONE' is not one of"),
-    Case("ls-tag-no-equals", ("job", "ls", "--tag", "colour"), "expected KEY=VALUE"),
-    Case("site-missing", ("job", "ls", "--site", "/nonexistent/site"), "is not a balsam site",
-         lambda: api.use_site("/nonexistent/site"), SiteNotFound),
-    Case("site-after-subcommand-wins", ("job", "ls", "--site", "/tmp"),
-         "/tmp is not a balsam site"),
-    Case("transfer-retry-nothing", ("transfer", "retry"), "give item ids or --failed"),
-    Case("transfer-ls-job-not-int", ("transfer", "ls", "--job", "one"), "is not an id"),
-    Case("site-stop-not-running", ("site", "stop"), "is not running"),
-    Case("site-stop-timeout-nan", ("site", "stop", "--timeout", "nan"), "finite number"),
-    Case("site-stop-timeout-negative", ("site", "stop", "--timeout", "-1"), "finite number"),
-    Case("transfer-retry-unknown", ("transfer", "retry", "99"), "no transfer item with id 99"),
-    Case("transfer-cancel-unknown", ("transfer", "cancel", "abc"),
-         "no transfer task with id abc"),
-    Case("site-init-existing", ("site", "init", "{site}"), "already a balsam site"),
-    Case("site-init-cannot-create", ("site", "init", "/proc/new-site"), "cannot create a site"),
-    Case("site-init-bad-name", ("site", "init", "{tmp}/n", "--name", "a\x01b"),
-         "must be printable"),
-    # -- settings.yml ---------------------------------------------------------------------
-    Case("settings-nan", ("job", "ls"), "transfers.service_period: must be a finite number",
-         use_site_again, SettingsError, settings_text(NAN)),
-    Case("settings-inf", ("site", "sync"), "transfers.retry_backoff_max: must be a finite",
-         use_site_again, SettingsError,
-         settings_text("transfers: {retry_backoff_max: .inf}\n")),
-    Case("settings-int-nan", ("job", "ls"), "transfers.max_retries: must be an integer",
-         use_site_again, SettingsError, settings_text("transfers: {max_retries: .nan}\n")),
-    Case("settings-minus-inf", ("site", "start"), "transfers.claim_lease: must be a finite",
-         use_site_again, SettingsError, settings_text("transfers: {claim_lease: -.inf}\n")),
-    Case("settings-huge-int", ("job", "ls"), "transfers.max_retries: " + "9" * 40,
-         use_site_again, SettingsError,
-         settings_text(f"transfers: {{max_retries: {'9' * 400}}}\n")),
-    Case("settings-float-for-int", ("job", "ls"), "must be an integer, got 2.5",
-         use_site_again, SettingsError, settings_text("transfers: {max_retries: 2.5}\n")),
-    Case("settings-duplicate-key", ("site", "sync"), "key 'max_retries' is given twice",
-         use_site_again, SettingsError,
-         settings_text("transfers:\n  max_retries: 1\n  max_retries: 5\n")),
-    Case("settings-duplicate-section", ("job", "ls"), "key 'transfers' is given twice",
-         use_site_again, SettingsError, settings_text("transfers: {}\ntransfers: {}\n")),
-    Case("settings-not-utf8", ("job", "ls"), "not UTF-8 text", use_site_again, SettingsError,
-         settings_bytes(b"site_name: caf\xe9\n")),
-    Case("settings-local-root-missing", ("site", "sync"), "local root '/nonexistent/root' "
-         "does not exist", use_site_again, SettingsError,
-         settings_text("transfers: {transfer_locations: {a: 'local:///nonexistent/root'}}\n")),
-    Case("settings-local-root-file", ("job", "ls"), "is not a directory", use_site_again,
-         SettingsError, lambda site: settings_text(
-             f"transfers: {{transfer_locations: {{a: 'local://{site}/settings.yml'}}}}\n")(site)),
-    Case("settings-transfers-number", ("job", "ls"), "transfers: must be a mapping",
-         use_site_again, SettingsError, settings_text("transfers: 5\n")),
-    Case("settings-database-dir", ("job", "ls"), "is a directory", use_site_again,
-         SettingsError, settings_text("database_path: data\n")),
-    Case("settings-database-folder-missing", ("job", "ls"), "does not exist", use_site_again,
-         SettingsError, settings_text("database_path: /nonexistent/site.db\n")),
-    Case("settings-database-missing", ("site", "sync"), "database_path: /tmp/no-such.db does "
-         "not exist", setup=settings_text("database_path: /tmp/no-such.db\n")),
-    Case("settings-database-missing-start", ("site", "start"), "/tmp/no-such.db does not "
-         "exist", setup=settings_text("database_path: /tmp/no-such.db\n")),
-    Case("settings-unknown-key", ("job", "ls"), "bogus: unknown key", use_site_again,
-         SettingsError, settings_text("bogus: 1\n")),
-    Case("settings-malformed", ("job", "ls"), "malformed YAML", use_site_again, SettingsError,
-         settings_text("transfers: {a: [1, 2}\n")),
-    Case("settings-top-level-list", ("job", "ls"), "expected a mapping at the top level",
-         use_site_again, SettingsError, settings_text("- 1\n- 2\n")),
-    # -- app files ------------------------------------------------------------------------
-    Case("app-slots-same-path", ("app", "sync"), "slots 'a' and 'b' overlap", app_sync,
-         setup=app_file("class Bad(ApplicationDefinition):\n    transfers = {\n"
-                        "        'a': {'direction': 'in', 'local_path': 'in.dat'},\n"
-                        "        'b': {'direction': 'in', 'local_path': './in.dat'}}\n")),
-    Case("app-slot-inside-slot", ("app", "sync"), "'d' contains 'd/x'", app_sync,
-         setup=app_file("class Bad(ApplicationDefinition):\n    transfers = {\n"
-                        "        'a': {'direction': 'out', 'local_path': 'd'},\n"
-                        "        'b': {'direction': 'out', 'local_path': 'd/x'}}\n")),
-    Case("app-local-path-long", ("app", "sync"), "300 bytes long", app_sync,
-         setup=app_file("class Bad(ApplicationDefinition):\n    transfers = "
-                        f"{{'a': {{'direction': 'in', 'local_path': '{LONG}'}}}}\n")),
-    Case("app-local-path-nul", ("app", "sync"), "contains a NUL byte", app_sync,
-         setup=app_file("class Bad(ApplicationDefinition):\n"
-                        "    transfers = {'a': {'direction': 'in', 'local_path': 'a\\0b'}}\n")),
-    Case("app-direction", ("app", "sync"), "direction must be 'in' or 'out'", app_sync,
-         setup=app_file("class Bad(ApplicationDefinition):\n"
-                        "    transfers = {'a': {'direction': 'sideways'}}\n")),
-    Case("app-file-exits", ("app", "sync"), "cannot import: SystemExit", app_sync,
-         setup=app_file("raise SystemExit(3)\n")),
-    Case("app-file-syntax", ("app", "sync"), "cannot import: SyntaxError", app_sync,
-         setup=app_file("def (:\n")),
 ]
+
 
 # what only the Python API can be handed (argv cannot carry a NUL, nor a set)
 API_ONLY = [
@@ -287,54 +166,9 @@ API_ONLY = [
 ]
 
 
-def snapshot(site: Path) -> tuple:
-    """Every table's rows, and every path under SITE/data with its kind."""
-    with sqlite3.connect(site / "site.db") as conn:
-        tables = [name for (name,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
-        rows = {t: conn.execute(f'SELECT * FROM "{t}" ORDER BY rowid').fetchall()
-                for t in tables}
-    listing = hashlib.sha256()
-    for root, dirs, files in sorted(os.walk(site / "data")):
-        for name in sorted(dirs + files):
-            path = Path(root, name)
-            kind = "l" if path.is_symlink() else "d" if path.is_dir() else "f"
-            listing.update(f"{kind} {path.relative_to(site)}\n".encode(errors="surrogateescape"))
-    return {t: len(r) for t, r in rows.items()}, hash(repr(rows)), listing.hexdigest()
-
-
-def run_balsam(site: Path, args: tuple) -> subprocess.CompletedProcess:
-    env = dict(os.environ, BALSAM_SITE_PATH=str(site))
-    argv = [a.replace("{site}", str(site)).replace("{tmp}", str(site.parent))
-            if isinstance(a, str) else a for a in args]
-    return subprocess.run([sys.executable, "-m", "balsam_mp", *argv], env=env,
-                          capture_output=True, timeout=60)
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_cli_and_api_refuse_and_change_nothing(site, case):
-    path = site.site_path
-    if case.setup is not used_workdir:
-        used_workdir(path)  # a site with a job in it
-    if case.setup is not None:
-        case.setup(path)
-    before = snapshot(path)
-    result = run_balsam(path, case.cli)
-    stderr = result.stderr.decode(errors="replace")
-    assert result.returncode != 0, result.stdout
-    assert "Traceback" not in stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), stderr
-    assert case.message in lines[0]
-    assert snapshot(path) == before
-    assert not (path / "site.pid").exists()
-    if case.api is not None:
-        if case.error is ValidationError:
-            api.use_site(path)  # read the settings this case wrote
-        with pytest.raises(case.error) as err:
-            case.api()
-        assert case.message in str(err.value)
-        assert snapshot(path) == before
+    assert_refused(site.site_path, case)
 
 
 @pytest.mark.parametrize("call, message", [(c, m) for _, c, m in API_ONLY],
@@ -348,5 +182,6 @@ def test_api_only_inputs_refused(site, call, message):
 
 
 def test_table_is_big_enough():
-    assert len(CASES) >= 40
-    assert all(issubclass(c.error, BalsamError) for c in CASES)
+    cases = CASES + SITE_CASES
+    assert len(cases) >= 40
+    assert all(issubclass(c.error, BalsamError) for c in cases)

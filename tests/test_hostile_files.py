@@ -30,8 +30,8 @@ from balsam_mp.transfer.local import (
     write_json,
 )
 from tests.conftest import REMOTE_EP, SITE_EP, wait_for
+from tests.localbackend import Local, make
 from tests.test_backends import globus_client
-from tests.test_confinement import Local, make
 
 BAD = os.fsdecode(b"bad\xff.txt")  # a latin-1 name: not UTF-8
 BAD_DIR = os.fsdecode(b"dir\xe9")

@@ -38,10 +38,12 @@ def check_database_url(url: Any, where: str = DATABASE_URL_ENV) -> str:
     if not url.startswith(SCHEME):
         raise SettingsError(f"{where}: {url!r} is not a postgresql:// URL (written so, in "
                             "lower case; without one the site uses SQLite at database_path)")
-    try:
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError as exc:
-        raise SettingsError(f"{where}: {url!r} is not a valid URL: {exc}") from None
+    hosts = parts.netloc.rpartition("@")[2].split(",")  # libpq tries several in turn
+    for host in hosts:
+        try:
+            urllib.parse.urlsplit(f"//{host}").port  # noqa: B018 - raises if not a number
+        except ValueError as exc:
+            raise SettingsError(f"{where}: {url!r} is not a valid URL: {exc}") from None
     if not parts.path.strip("/"):
         raise SettingsError(f"{where}: {url!r} names no database (postgresql://user@host:port"
                             "/dbname)")

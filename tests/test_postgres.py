@@ -87,6 +87,11 @@ def test_an_unreachable_server_or_a_wrong_password(postgres_server, monkeypatch)
     with pytest.raises(BalsamError, match=f"127.0.0.1:{port + 1}/postgres: cannot connect"):
         db.connect(url.replace(str(port), str(port + 1)), site="s")
     monkeypatch.setenv("PGPASSWORD", postgres_server.password)
+    # several hosts: libpq tries them in turn (a standby server), the first is down here
+    both = url.replace(f"127.0.0.1:{port}", f"127.0.0.1:1,127.0.0.1:{port}")
+    db.connect(settings.check_database_url(both), site="multi_host", create=True).close()
+    with pytest.raises(SettingsError, match="not a valid URL"):
+        settings.check_database_url(both.replace(":1,", ":x,"))
     with pytest.raises(BalsamError, match="cannot connect to PostgreSQL: .*foo"):
         db.connect(url + "?foo=1", site="s")  # libpq refuses the parameter: one line
 

@@ -79,6 +79,6 @@ def parse_database_url(value: Any, fail: Callable[[str, str], Exception]) -> str
     except SettingsError as exc:
         raise fail("database_url", str(exc).removeprefix("database_url: ")) from None
     if env is not None and env != url:
-        raise fail("database_url", f"{url!r} differs from ${DATABASE_URL_ENV} ({env!r}); "
-                   "unset one of them")
+        raise fail("database_url", f"{url!r} differs from ${DATABASE_URL_ENV} or "
+                   f"--database-url ({env!r}); give one of them")
     return url

@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-import bench_site  # noqa: E402 - a sibling script, not a package
+import benchkit  # noqa: E402 - a sibling module, not a package
 
 from balsam_mp import api  # noqa: E402
 
@@ -58,8 +59,8 @@ def client(url: str, sites: list[str], jobs: int, done) -> None:
 
 
 def bench_two_sites(work: Path, jobs: int, fast: bool = True) -> None:
-    url = bench_site.database_url(f"bench_{work.name}".lower())  # one database, two sites
-    benches = [bench_site.Bench(work, name=name, url=url, fast=fast)
+    url = benchkit.database_url(f"bench_{work.name}".lower())  # one database, two sites
+    benches = [benchkit.Bench(work, name=name, url=url, fast=fast)
                for name in ("alpha", "beta")]
     for bench in benches:
         bench.balsam("site", "start")
@@ -80,16 +81,16 @@ def bench_two_sites(work: Path, jobs: int, fast: bool = True) -> None:
     print(f"(i) two sites, one database, a client creating {jobs:,} jobs (1 in + 1 out) "
           f"while both drain them: all JOB_FINISHED after {finished - started:.1f} s "
           f"({'; '.join(split)}; globus_requests_per_second "
-          f"{'10,000' if fast else '20 (default)'}; load average {bench_site.load()})")
+          f"{'10,000' if fast else '20 (default)'}; load average {benchkit.load()})")
 
 
 def bench_takeover(work: Path, rounds: int = 5) -> None:
-    bench = bench_site.Bench(work)
+    bench = benchkit.Bench(work)
     hosts = {name: dict(bench.env, BALSAM_HOSTNAME=name) for name in ("login1", "login2")}
     times = []
     active, standby = "login1", "login2"
     for host in (active, standby):
-        bench_site.subprocess.run([sys.executable, "-m", "balsam_mp", "site", "start"],
+        subprocess.run([sys.executable, "-m", "balsam_mp", "site", "start"],
                                   env=hosts[host], check=True, capture_output=True)
     for _ in range(rounds):
         pids = json.loads((bench.site / f"site.{active}.pid").read_text())
@@ -102,17 +103,17 @@ def bench_takeover(work: Path, rounds: int = 5) -> None:
             time.sleep(0.01)
         times.append(time.monotonic() - killed)
         psutil.wait_procs(victims, timeout=10)
-        bench_site.subprocess.run([sys.executable, "-m", "balsam_mp", "site", "start"],
+        subprocess.run([sys.executable, "-m", "balsam_mp", "site", "start"],
                                   env=hosts[active], check=True, capture_output=True)
         active, standby = standby, active
     for host in hosts.values():
-        bench_site.subprocess.run([sys.executable, "-m", "balsam_mp", "site", "stop"], env=host,
+        subprocess.run([sys.executable, "-m", "balsam_mp", "site", "stop"], env=host,
                                   capture_output=True)
     bench.emulator.stop()
     api.close()
     print(f"(j) standby takeover after SIGKILL of the active host: median "
           f"{statistics.median(times):.2f} s, max {max(times):.2f} s (n={rounds}; "
-          f"load average {bench_site.load()})")
+          f"load average {benchkit.load()})")
 
 
 def _booted(site: Path, host: str) -> bool:
@@ -134,7 +135,7 @@ def main() -> None:
     parser.add_argument("--default-limits", action="store_true",
                         help="(i) at the default 20 Globus requests/s (else 10,000)")
     args = parser.parse_args()
-    bench_site.DATABASE["server"] = server = bench_site.start_postgres()
+    benchkit.DATABASE["server"] = server = benchkit.start_postgres()
     try:
         for key in args.only:
             with tempfile.TemporaryDirectory() as tmp:

@@ -45,6 +45,9 @@ def test_init_sync_create_list(tmp_path):
     assert [(r["site"], r["running"]) for r in reports] == [("theta", False)]
     other = balsam("--site-name", "aurora", "job", "ls", site=site)
     assert other.returncode == 1 and "named without a database" in other.stderr
+    for option in ("--site-name", "--database-url"):  # not silently the site here
+        empty = balsam(option, " ", "job", "ls", site=site)
+        assert empty.returncode != 0 and "must not be empty" in empty.stderr, option
 
 
 def test_errors_are_one_line_and_exit_non_zero(tmp_path):

@@ -94,7 +94,9 @@ site_option = click.option(
 )
 
 def _remember_env(name: str):
-    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    def remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        if value is not None and not value.strip():  # "" would read as not given at all
+            raise click.BadParameter("must not be empty", ctx, param)
         if value is not None:  # the API reads these as a client's own settings
             os.environ[name] = value
             ctx.find_root().ensure_object(dict)[name] = value  # typed: wins over the site dir

@@ -34,3 +34,13 @@ def test_folders_are_made_once_and_those_leading_out_fail_their_items_alone(tmp_
     assert "passes through a symlink" in failures[8].reason and not (data / "real/1").exists()
     assert os.listdir(outside) == [] and not (tmp_path / "elsewhere").exists()
     assert not (data / "new").exists()
+
+
+def test_a_data_folder_that_is_a_symlink_and_names_past_the_limit(tmp_path):
+    (tmp_path / "real").mkdir()
+    data = tmp_path / "data"
+    data.symlink_to(tmp_path / "real")  # SITE/data elsewhere (a project file system)
+    failures = {f.item_id: f for f in make_folders(data, [
+        (1, f"{data}/a/b/in.dat"), (2, f"{data}/{'x' * 300}/in.dat")])}
+    assert (tmp_path / "real" / "a" / "b").is_dir()
+    assert list(failures) == [2] and "File name too long" in failures[2].reason

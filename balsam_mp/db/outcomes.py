@@ -239,8 +239,7 @@ def fail_items(failures: Iterable[Failure], policy: TransferSettings,
         TransferItem.update(update).where(TransferItem.id == item.id).execute()
         LogEvent.create(job=item.job_id, transfer_item=item.id, from_state=item.state,
                         to_state=update["state"], message=reason, timestamp=now)
-    lock_jobs(list(failed_jobs))  # in id order, before reading them (fail_job)
-    for job_id, files in failed_jobs.items():
+    for job_id, files in sorted(failed_jobs.items()):  # fail_job locks each: in id order
         fail_job(job_id, files, now)
 
 

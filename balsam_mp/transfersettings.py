@@ -35,7 +35,7 @@ class TransferSettings:
     inactive_timeout: int = 3600
     skip_source_errors: bool = True
     verify_checksum: bool = True
-    sync_level: str | None = "size"
+    sync_level: str | None = "checksum"
     claim_lease: float = 60.0
     globus_requests_per_second: float = 20.0
     encrypt_data: bool = True

@@ -13,10 +13,10 @@ import itertools
 import hypothesis.strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
-from balsam_mp import api, db, transitions
+from balsam_mp import api, db, itemmoves, transitions
 from balsam_mp.api import Job
 from balsam_mp.api.job import SITE_KEYS
-from balsam_mp.db import controls
+from balsam_mp.db import cancels, controls, outcomes
 from balsam_mp.errors import NotFound, StateConflict, ValidationError
 from balsam_mp.states import JOB_STATES, Item, Task
 from tests.sitemoves import claim, fail_task, finish
@@ -196,10 +196,13 @@ class SiteAndUser(RuleBasedStateMachine):
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
         """The user's `balsam transfer cancel` of a task in flight."""
-        tasks = self.tasks_in_flight()
-        if tasks:
-            controls.cancel_task_items(data.draw(st.sampled_from(tasks)),
-                                       api.current_settings().transfers)
+        tasks = self.tasks_in_flight(active_only=True)
+        if tasks:  # the service answers the cancel: the task failed, CANCELED
+            task = data.draw(st.sampled_from(tasks))
+            cancels.request_cancel(task)
+            outcomes.finish_task(task, outcomes.Progress("FAILED", None, 0, 0, 0.0, "CANCELED",
+                                                         "canceled by the user"), [],
+                                 api.current_settings().transfers, itemmoves.CANCEL)
 
     # --- the site ---------------------------------------------------------------------
 
@@ -283,3 +286,11 @@ class SiteAndUser(RuleBasedStateMachine):
                 assert transitions.allowed(left, entered, transitions.USER) or \
                     transitions.allowed(left, entered, transitions.SITE), (job_id, chain)
             assert chain[-1][1] == state, (job_id, chain, state)
+
+    @invariant()
+    def every_item_move_is_in_the_table(self) -> None:
+        for from_state, to_state in db.LogEvent.select(
+                db.LogEvent.from_state, db.LogEvent.to_state).where(
+                db.LogEvent.transfer_item.is_null(False),
+                db.LogEvent.from_state.is_null(False)).tuples():
+            assert itemmoves.any_actor("item", from_state, to_state), (from_state, to_state)

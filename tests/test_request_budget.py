@@ -23,12 +23,15 @@ def test_a_version_2_database_gains_the_budget_table(site):
     api.connect()
     old = db.Job._meta.database
     old.execute_sql('DROP TABLE "request_budget"')
+    old.execute_sql('ALTER TABLE "transfer_task" DROP COLUMN "cancel_requested"')
+    old.execute_sql('ALTER TABLE "transfer_item" DROP COLUMN "resend"')
     old.execute_sql("UPDATE meta SET value='2' WHERE key='schema_version'")
     api.close()
     api.connect()
     database = db.Job._meta.database
     assert database.execute_sql(
-        "select value from meta where key='schema_version'").fetchone()[0] == "3"
+        "select value from meta where key='schema_version'").fetchone()[0] == str(
+            db.models.SCHEMA_VERSION)
     budget = RequestBudget(site.database, "globus/test", 20, site=site.site_name)
     assert budget.take(1) == (1, 0.0)
     assert database.execute_sql("select name from request_budget").fetchall() == [

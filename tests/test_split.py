@@ -86,6 +86,8 @@ def test_a_version_1_database_is_migrated(site):
                       'ALTER TABLE "transfer_item" DROP COLUMN "batch_key"',
                       'ALTER TABLE "transfer_item" DROP COLUMN "split_round"',
                       'ALTER TABLE "transfer_task" DROP COLUMN "fault_since"',
+                      'ALTER TABLE "transfer_task" DROP COLUMN "cancel_requested"',
+                      'ALTER TABLE "transfer_item" DROP COLUMN "resend"',
                       "UPDATE meta SET value = '1' WHERE key = 'schema_version'"):
         database.execute_sql(statement)
     api.close()

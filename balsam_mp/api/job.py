@@ -219,8 +219,12 @@ class Job(Model):
 
     @classmethod
     def _delete(cls, query: QuerySet[Any]) -> int:
+        def still_matching(ids: list[int]) -> list[int]:  # the filter, asked under lock
+            return [row[0] for row in query._query(db.Job.id).where(
+                db.Job.id.in_(value_list(ids))).tuples()]
+
         with transaction():
-            return guarded(lambda: job_db.delete_jobs(query._ids()))
+            return guarded(lambda: job_db.delete_jobs(query._ids(), still_matching))
 
 
 def _write(rows: list[tuple[int, str]], fields: dict[str, Any]) -> None:

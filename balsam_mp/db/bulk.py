@@ -89,3 +89,10 @@ def dialect():
 def run(sql: str, params: dict[str, Any] | None = None) -> Any:
     """Plain SQL with `:name` parameters on this process's connection (a DB-API cursor)."""
     return database_proxy.execute_sql(dialect().named(sql), params)
+
+
+def states_in(name: str, values: tuple[str, ...]) -> tuple[str, dict[str, str]]:
+    """`IN (:name0, :name1, ...)` for a few states, and its parameters: the states a
+    move may start from (itemmoves.sources), written into a compare-and-set."""
+    params = {f"{name}{n}": value for n, value in enumerate(values)}
+    return "IN (" + ", ".join(f":{key}" for key in params) + ")", params

@@ -216,10 +216,10 @@ def unsubmitted(owner: str, lease: float) -> list[Claim]:
                               TransferTask.owner == task_owner).execute())
             if changed:
                 mine.append(task_id)
-    return [_claim_of(task_id) for task_id in mine]
+    return [claim_of(task_id) for task_id in mine]
 
 
-def _claim_of(task_id: int) -> Claim:
+def claim_of(task_id: int) -> Claim:
     task = TransferTask.get_by_id(task_id)
     items = list(TransferItem.select(TransferItem.id, TransferItem.remote_path,
                                      TransferItem.local_path, TransferItem.recursive)

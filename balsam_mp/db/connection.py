@@ -195,7 +195,18 @@ def _request_budget(db: Database) -> None:
 
 
 # Migration hook: version -> function bringing the schema from version-1 to version.
-MIGRATIONS: dict[int, Callable[[Database], None]] = {2: _split_batches, 3: _request_budget}
+def _interventions(db: Database) -> None:
+    """v4: a user's cancel recorded on its task (transfer_task.cancel_requested), and a
+    stage-out to send again for a newer run (transfer_item.resend)."""
+    boolean = "BOOLEAN" if isinstance(db, SitePostgres) else "INTEGER"
+    for statement in (
+            'ALTER TABLE "transfer_task" ADD COLUMN "cancel_requested" TEXT',
+            f'ALTER TABLE "transfer_item" ADD COLUMN "resend" {boolean} NOT NULL DEFAULT FALSE'):
+        db.execute_sql(statement)
+
+
+MIGRATIONS: dict[int, Callable[[Database], None]] = {2: _split_batches, 3: _request_budget,
+                                                     4: _interventions}
 
 
 def _migrate(db: Database) -> None:

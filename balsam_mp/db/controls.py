@@ -1,14 +1,12 @@
-"""What a user does to transfers by hand: retry failed items, cancel a task."""
+"""What a user does to transfers by hand: retry failed items (a cancel: db/cancels.py)."""
 
 from __future__ import annotations
 
-from balsam_mp import states, transitions
-from balsam_mp.db.jobs import lock_jobs
-from balsam_mp.db.models import Job, LogEvent, TransferItem, TransferTask, utcnow
-from balsam_mp.db.outcomes import Failure, fail_items
+from balsam_mp import itemmoves, states
+from balsam_mp.db.jobs import advance_jobs, lock_jobs, release_stage_out
+from balsam_mp.db.models import Job, LogEvent, TransferItem, utcnow
 from balsam_mp.errors import NotFound, ValidationError
-from balsam_mp.settings import TransferSettings
-from balsam_mp.states import Item, Task
+from balsam_mp.states import Item
 
 
 def retry_items(item_ids: list[int] | None) -> list[int]:
@@ -32,63 +30,45 @@ def retry_items(item_ids: list[int] | None) -> list[int]:
         items = list(query)
         now = utcnow()
         for item in items:
-            # a stage-out item of a job that never reached POSTPROCESSED waits for it again
-            TransferItem.update(state=Item.PENDING, attempts=0, not_before=None, error=None,
-                                updated_at=now).where(TransferItem.id == item.id,
-                                                      TransferItem.state == Item.ERROR).execute()
+            # a stage-out goes when its job is POSTPROCESSED: at once if it is there
+            # again after the retry (released below), else at its next run's end
+            to_state = Item.PENDING if item.direction == "in" else Item.AWAITING_JOB
+            TransferItem.update(state=to_state, attempts=0, not_before=None, error=None,
+                                updated_at=now).where(
+                TransferItem.id == item.id,
+                TransferItem.state.in_(itemmoves.sources("item", itemmoves.RETRY,
+                                                         to_state))).execute()
             LogEvent.create(job=item.job_id, transfer_item=item.id, from_state=Item.ERROR,
-                            to_state=Item.PENDING, message="retried by the user", timestamp=now)
-        for job_id in {item.job_id for item in items}:
+                            to_state=to_state, message="retried by the user", timestamp=now)
+        for job_id in sorted({item.job_id for item in items}):  # locked in id order
             _revive(job_id, now)
     return [item.id for item in items]
 
 
 def _revive(job_id: int, now) -> None:
+    """A job whose failed items were retried goes back where its items hold it: READY
+    while a stage-in is not done, else POSTPROCESSED (its stage-out goes again). A job
+    not FAILED keeps its state; either way, held stage-outs of a POSTPROCESSED job go,
+    and a job whose items are all done moves on."""
     lock_jobs([job_id])  # a poller failing another of its items waits, or is waited for
     job = Job.get_by_id(job_id)
-    if job.state != states.FAILED:
-        return
-    still_failed = TransferItem.select().where(TransferItem.job == job_id,
-                                               TransferItem.state == Item.ERROR).exists()
-    if still_failed:
-        return
-    data = dict(job.state_data or {})
-    back_to = data.pop("failed_from", states.READY)
-    if not transitions.allowed(states.FAILED, back_to, transitions.SITE):
-        back_to = states.READY  # not a state to return to: stage the job in again
-    data["previous_failures"] = data.get("previous_failures", []) + data.pop("failed_files", [])
-    Job.update(state=back_to, state_data=data, updated_at=now).where(
-        Job.id == job_id, Job.state == states.FAILED).execute()
-    LogEvent.create(job=job_id, from_state=states.FAILED, to_state=back_to,
-                    message="transfers retried by the user", timestamp=now)
-
-
-def find_tasks(ids: list[str]) -> list[TransferTask]:
-    """Tasks by local id or remote task id; unknown ids are an error."""
-    found, unknown = [], []
-    for text in ids:
-        query = TransferTask.task_id == text
-        if text.isdigit():
-            query = query | (TransferTask.id == int(text))
-        task = TransferTask.select().where(query).first()
-        (found.append(task) if task else unknown.append(text))
-    if unknown:
-        raise NotFound(f"no transfer task with id {', '.join(unknown)}")
-    return found
-
-
-def cancel_task_items(task_id: int, policy: TransferSettings) -> int:
-    """A cancelled task: it fails, and its items end `error` with reason `cancelled`."""
-    db = TransferTask._meta.database
-    now = utcnow()
-    with db.atomic():
-        changed = TransferTask.update(state=Task.FAILED, fatal_error="cancelled by the user",
-                                      owner=None, updated_at=now).where(
-            TransferTask.id == task_id, TransferTask.state.in_(Task.IN_FLIGHT)).execute()
-        if not changed:
-            return 0
-        items = [i for (i,) in TransferItem.select(TransferItem.id).where(
-            TransferItem.transfer_task == task_id,
-            TransferItem.state.in_(Item.IN_FLIGHT)).tuples()]
-        fail_items([Failure(i, "CANCELED_BY_USER", "cancelled") for i in items], policy, now)
-    return len(items)
+    if job.state == states.FAILED and not TransferItem.select().where(
+            TransferItem.job == job_id, TransferItem.state == Item.ERROR).exists():
+        inputs_due = TransferItem.select().where(
+            TransferItem.job == job_id, TransferItem.direction == "in",
+            TransferItem.state != Item.DONE).exists()
+        back_to = states.READY if inputs_due else states.POSTPROCESSED
+        data = dict(job.state_data or {})
+        data.pop("failed_from", None)
+        data["previous_failures"] = data.get("previous_failures", []) + \
+            data.pop("failed_files", [])
+        changed = Job.update(state=back_to, state_data=data, updated_at=now).where(
+            Job.id == job_id, Job.state == states.FAILED).execute()
+        if changed:
+            LogEvent.create(job=job_id, from_state=states.FAILED, to_state=back_to,
+                            message="transfers retried by the user", timestamp=now)
+            job.state = back_to
+    if job.state == states.POSTPROCESSED:
+        release_stage_out([job_id], new_run=False)  # advances it if nothing is left to send
+    elif job.state == states.READY:
+        advance_jobs([job_id], "in")

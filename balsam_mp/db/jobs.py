@@ -8,11 +8,12 @@ these inside a writing transaction (`db.atomic()`, which is BEGIN IMMEDIATE on S
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from balsam_mp import states, transitions
-from balsam_mp.db.bulk import dialect, run, value_list
-from balsam_mp.db.models import Job, TransferItem, iso, utcnow
+from balsam_mp import itemmoves, states, transitions
+from balsam_mp.db.bulk import dialect, insert_rows, run, value_list
+from balsam_mp.db.models import Job, LogEvent, TransferItem, iso, utcnow
 from balsam_mp.errors import NotFound, StateConflict, ValidationError
 from balsam_mp.states import Item
 
@@ -43,6 +44,8 @@ def set_jobs_state(job_ids: list[int], from_state: str, to_state: str,
         _explain_refusal(min(set(job_ids) - set(moved)), from_state, to_state, needs)
     if to_state == states.POSTPROCESSED:
         release_stage_out(job_ids)
+    elif to_state == states.FAILED:
+        hold_stage_out(job_ids)
     elif to_state == states.READY:
         advance_jobs(job_ids, "in")
 
@@ -112,14 +115,48 @@ def move_jobs(job_ids: list[int], from_state: str, to_state: str, message: str =
     return moved
 
 
-def release_stage_out(job_ids: list[int]) -> None:
-    """Jobs just POSTPROCESSED: their stage-out items become pending; jobs with none finish."""
-    TransferItem.update(state=Item.PENDING, updated_at=utcnow()).where(
-        TransferItem.job.in_(value_list(job_ids)),
-        TransferItem.direction == "out",
-        TransferItem.state == Item.AWAITING_JOB,
-    ).execute()
+def release_stage_out(job_ids: list[int], new_run: bool = True) -> None:
+    """Jobs just POSTPROCESSED: their stage-out items become pending; jobs with none finish.
+
+    new_run: the job ran (again), so every stage-out item sends this run's files: one
+    already done goes out again, one still in flight (an earlier run's result) is sent
+    again when its task ends (`resend`). Without it (a retry): only items held back."""
+    now = utcnow()
+    ids = value_list(job_ids)
+    sources = itemmoves.sources("item", itemmoves.JOB_MOVE, Item.PENDING)
+    if not new_run:
+        sources = tuple(s for s in sources if s == Item.AWAITING_JOB)
+    again = [] if not new_run else list(TransferItem.select(
+        TransferItem.id, TransferItem.job).where(
+        TransferItem.job.in_(ids), TransferItem.direction == "out",
+        TransferItem.state == Item.DONE).tuples())
+    TransferItem.update(state=Item.PENDING, attempts=0, not_before=None, error=None,
+                        updated_at=now).where(
+        TransferItem.job.in_(ids), TransferItem.direction == "out",
+        TransferItem.state.in_(sources)).execute()
+    if new_run:
+        TransferItem.update(resend=True, updated_at=now).where(
+            TransferItem.job.in_(ids), TransferItem.direction == "out",
+            TransferItem.state.in_(Item.IN_FLIGHT)).execute()
+    insert_rows(LogEvent, [{"job": job_id, "transfer_item": item_id, "from_state": Item.DONE,
+                            "to_state": Item.PENDING, "timestamp": now,
+                            "message": "its job ran again: this run's result goes out"}
+                           for item_id, job_id in again])
     advance_jobs(job_ids, "out")
+
+
+def hold_stage_out(job_ids: list[int]) -> None:
+    """Jobs just FAILED: their stage-out items not yet sent wait for the job's next
+    POSTPROCESSED (what a failed run left is not its result). Items in flight finish,
+    as what they are: a result sent before the failure (no longer one to send again)."""
+    now, ids = utcnow(), value_list(job_ids)
+    TransferItem.update(state=Item.AWAITING_JOB, updated_at=now).where(
+        TransferItem.job.in_(ids), TransferItem.direction == "out",
+        TransferItem.state.in_(itemmoves.sources("item", itemmoves.JOB_MOVE,
+                                                 Item.AWAITING_JOB))).execute()
+    TransferItem.update(resend=False, updated_at=now).where(
+        TransferItem.job.in_(ids), TransferItem.direction == "out",
+        TransferItem.resend == True).execute()  # noqa: E712 (SQL, not Python)
 
 
 def advance_jobs(job_ids: list[int], direction: str) -> None:
@@ -160,10 +197,19 @@ def write_fields(job_ids: list[int], values: dict[str, Any],
             Job.update(state_data=merged, updated_at=now).where(Job.id == job_id).execute()
 
 
-def delete_jobs(job_ids: list[int]) -> int:
+def delete_jobs(job_ids: list[int],
+                still_matching: Callable[[list[int]], list[int]] | None = None) -> int:
     """Delete jobs with their items and log rows (foreign keys cascade). Refused when an
     item is in a transfer task in flight: the task would land files for a job that no
-    longer exists. Runs in the caller's transaction; returns how many were deleted."""
+    longer exists. `still_matching`: the user's filter, asked again once the jobs are
+    locked (on PostgreSQL a worker may have moved one between the filter's read and
+    now; SQLite's write lock already rules that out). Runs in the caller's transaction;
+    returns how many were deleted."""
+    if dialect().LOCK_JOBS and still_matching is not None and job_ids:
+        lock_jobs(job_ids)
+        job_ids = still_matching(job_ids)
+    if not job_ids:
+        return 0
     if dialect().LOCK_ITEMS_OF_JOBS:  # a claim taking them now commits first, or skips them
         run(dialect().LOCK_ITEMS_OF_JOBS.format(ids=dialect().ID_LIST.format(param=":ids")),
             {"ids": json.dumps(sorted(job_ids))})

@@ -12,7 +12,7 @@ from typing import Any
 
 import peewee
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 database_proxy = peewee.DatabaseProxy()
 
 
@@ -102,6 +102,9 @@ class TransferTask(BaseModel):
     updated_at = UtcField(default=utcnow)
     inactive_since = UtcField(null=True)
     fault_since = UtcField(null=True)  # since when the same fault repeats (ACTIVE)
+    # when a user's `transfer cancel` asked for it: whatever then ends the task, its
+    # unfinished items end `error "cancelled"` (itemmoves.py)
+    cancel_requested = UtcField(null=True)
 
 
 class TransferItem(BaseModel):
@@ -128,6 +131,9 @@ class TransferItem(BaseModel):
     # share a batch_key (claimed together, alone) and count the splits in split_round
     split_round = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
     batch_key = peewee.TextField(null=True, index=True)
+    # a stage-out in flight when its job entered POSTPROCESSED again: it carries the
+    # previous run's result, so when its task ends the item goes out again, not done
+    resend = peewee.BooleanField(default=False, constraints=[peewee.SQL("DEFAULT FALSE")])
 
     class Meta:
         indexes = (

@@ -11,9 +11,9 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from balsam_mp import states, transitions
-from balsam_mp.db.bulk import insert_rows, run
-from balsam_mp.db.jobs import advance_jobs, lock_jobs
+from balsam_mp import itemmoves, states, transitions
+from balsam_mp.db.bulk import insert_rows, run, states_in
+from balsam_mp.db.jobs import advance_jobs, hold_stage_out, lock_jobs
 from balsam_mp.db.models import Job, LogEvent, TransferItem, TransferTask, iso, utcnow
 from balsam_mp.settings import TransferSettings
 from balsam_mp.states import Item, Task
@@ -134,54 +134,84 @@ def record_progress(task_id: int, progress: Progress) -> str | None:
 _CLOSE_TASK = """
     UPDATE transfer_task SET state = :final, remote_status = :status, nice_status = :nice,
         files_transferred = :files, bytes_transferred = :bytes, bytes_per_second = :rate,
-        fatal_error = :fatal, updated_at = :now
-    WHERE id = :task AND state IN (:task_active, :task_inactive)"""
+        fatal_error = :fatal, owner = NULL, lease_expires = NULL, updated_at = :now
+    WHERE id = :task AND state {task_from}
+    RETURNING cancel_requested"""
 _ITEMS_DONE = """
     UPDATE transfer_item SET state = :done, error = NULL, updated_at = :now
-    WHERE transfer_task_id = :task AND state IN (:submitting, :active, :inactive)
+    WHERE transfer_task_id = :task AND state {done_from}
     RETURNING job_id, direction"""
+# a stage-out whose job ran again while it was in flight carries the older result: it
+# goes out again, whatever its task did (a fresh item: no attempt spent)
+_RESEND = """
+    UPDATE transfer_item SET state = :pending, transfer_task_id = NULL, task_id = NULL,
+        resend = :no, attempts = 0, not_before = NULL, error = NULL, batch_key = NULL,
+        updated_at = :now
+    WHERE transfer_task_id = :task AND resend = :yes AND state {pending_from}
+    RETURNING id, job_id"""
+CANCELLED = "cancelled"
 
 
 def finish_task(task_id: int, progress: Progress, failures: list[Failure],
-                policy: TransferSettings) -> Finished:
+                policy: TransferSettings, actor: str = itemmoves.POLLER) -> Finished:
     """A finished task: its items become done or failed, their jobs advance or fail.
 
     A batch that failed as a whole, not for a task-wide reason, is split in halves
-    instead: each half goes back to pending as its own batch (see `split_batch`)."""
+    instead: each half goes back to pending as its own batch (see `split_batch`). A task
+    a user asked to cancel that failed, however (its runner killed, the service's
+    cancel), fails its items for good as "cancelled"; one that succeeded keeps its files."""
     now = utcnow()
     final = Task.SUCCEEDED if progress.status == "SUCCEEDED" else Task.FAILED
+    task_from, task_params = states_in("task_from", itemmoves.sources("task", actor, final))
+    done_from, done_params = states_in("done_from", itemmoves.sources("item", actor, Item.DONE))
     params = {"task": task_id, "final": final, "status": progress.status,
               "nice": progress.nice_status, "files": progress.files_transferred,
               "bytes": progress.bytes_transferred, "rate": progress.bytes_per_second,
               "fatal": describe(progress), "now": iso(now), "done": Item.DONE,
-              "submitting": Item.SUBMITTING, "active": Item.ACTIVE, "inactive": Item.INACTIVE,
-              "task_active": Task.ACTIVE, "task_inactive": Task.INACTIVE}
+              **task_params, **done_params}
     with _db().atomic():
-        if not run(_CLOSE_TASK, params).rowcount:
+        closed = run(_CLOSE_TASK.format(task_from=task_from), params).fetchall()
+        if not closed:
             return Finished()  # another poller got here first: nothing to do twice
+        resend_stale(task_id, now, actor)
         solo: set[int] = set()
         if final == Task.FAILED:
             code = progress.fatal_code or "FAILED"
             reason = progress.fatal_error or code  # fail_items puts the code in front
+            if closed[0][0] is not None:  # the user's cancel, whatever ended it
+                code, reason = "CANCELED_BY_USER", CANCELLED
             rows = list(TransferItem.select(TransferItem.id, TransferItem.split_round).where(
                 TransferItem.transfer_task == task_id,
                 TransferItem.state.in_(Item.IN_FLIGHT)).order_by(TransferItem.id).tuples())
             if len(rows) > 1 and code not in TASK_WIDE_CODES:
-                return split_batch(task_id, rows, f"{code}: {reason}", now)
+                return split_batch(task_id, rows, f"{code}: {reason}", now, actor)
             if len(rows) == 1 and rows[0][1] and code not in TASK_WIDE_CODES:
                 # the culprit, alone after its batch was split: it stays alone
                 reason += f" (isolated after {rows[0][1]} split round(s))"
                 solo.add(rows[0][0])
             failures = [Failure(item_id, code, reason) for item_id, _ in rows]
-        fail_items(failures, policy, now, solo)  # detaches them: the update below skips them
-        done = run(_ITEMS_DONE, params).fetchall()
+        fail_items(failures, policy, now, solo, actor)  # detaches them: the update below skips them
+        done = run(_ITEMS_DONE.format(done_from=done_from), params).fetchall()
         if done:
             advance_jobs(list(dict.fromkeys(job_id for job_id, _ in done)), done[0][1])
     return Finished(len(done), len(failures))
 
 
+def resend_stale(task_id: int, now: dt.datetime, actor: str) -> None:
+    """Items of an ending task that carry an older run's result go out again (pending).
+    Runs inside the caller's transaction."""
+    pending_from, params = states_in("from", itemmoves.sources("item", actor, Item.PENDING))
+    rows = run(_RESEND.format(pending_from=pending_from), {
+        **params, "task": task_id, "pending": Item.PENDING, "now": iso(now), "yes": True,
+        "no": False}).fetchall()
+    insert_rows(LogEvent, [
+        {"job": job_id, "transfer_item": item_id, "to_state": Item.PENDING, "timestamp": now,
+         "message": "its job ran again while it was in flight: the new result goes out"}
+        for item_id, job_id in rows])
+
+
 def split_batch(task_id: int, rows: list[tuple[int, int]], reason: str,
-           now: dt.datetime) -> Finished:
+                now: dt.datetime, actor: str = itemmoves.POLLER) -> Finished:
     """Each half of a failed batch goes back to pending as a batch of its own (its items
     share a batch_key, which the claim keeps together and apart from other items), at
     once and without spending a retry: within log2(batch) rounds the good items are
@@ -196,7 +226,8 @@ def split_batch(task_id: int, rows: list[tuple[int, int]], reason: str,
         TransferItem.update(state=Item.PENDING, transfer_task=None, task_id=None,
                             batch_key=f"{task_id}{name}", split_round=split_round,
                             not_before=None, error=message, updated_at=now).where(
-            TransferItem.id.in_(ids), TransferItem.state.in_(Item.IN_FLIGHT)).execute()
+            TransferItem.id.in_(ids),
+            TransferItem.state.in_(itemmoves.sources("item", actor, Item.PENDING))).execute()
         insert_rows(LogEvent, [
             {"job": job_id, "transfer_item": item_id, "to_state": Item.PENDING,
              "message": message, "timestamp": now} for item_id, job_id in
@@ -206,7 +237,8 @@ def split_batch(task_id: int, rows: list[tuple[int, int]], reason: str,
 
 
 def fail_items(failures: Iterable[Failure], policy: TransferSettings,
-               now: dt.datetime | None = None, solo: set[int] = frozenset()) -> None:
+               now: dt.datetime | None = None, solo: set[int] = frozenset(),
+               actor: str = itemmoves.POLLER) -> None:
     """Retry each failed item with backoff, or, when retries are spent or pointless,
     mark it `error` and fail its job with the reason. Items in `solo` (a batch's
     culprit) are retried, now or by `transfer retry`, in a batch of their own.
@@ -232,11 +264,16 @@ def fail_items(failures: Iterable[Failure], policy: TransferSettings,
                           not_before=now + dt.timedelta(seconds=delay * random.uniform(0.5, 1.5)))
         else:
             update.update(state=Item.ERROR)
+        moved = TransferItem.update(update).where(
+            TransferItem.id == item.id,
+            TransferItem.state.in_(itemmoves.sources("item", actor, update["state"]))).execute()
+        if not moved:
+            continue  # another actor moved it meanwhile (e.g. a cancel ended it)
+        if not retry:
             failed_jobs.setdefault(item.job_id, []).append(
                 {"item": item.id, "slot": item.slot, "direction": item.direction,
                  "remote": f"{item.location_alias}:{item.remote_path}",
                  "local_path": item.local_path, "reason": reason})
-        TransferItem.update(update).where(TransferItem.id == item.id).execute()
         LogEvent.create(job=item.job_id, transfer_item=item.id, from_state=item.state,
                         to_state=update["state"], message=reason, timestamp=now)
     for job_id, files in sorted(failed_jobs.items()):  # fail_job locks each: in id order
@@ -258,6 +295,7 @@ def fail_job(job_id: int, files: list[dict], now: dt.datetime) -> None:
     changed = Job.update(state=states.FAILED, state_data=data, updated_at=now).where(
         Job.id == job_id, Job.state == job.state).execute()
     if changed:
+        hold_stage_out([job_id])
         LogEvent.create(job=job_id, from_state=job.state, to_state=states.FAILED,
                         message="; ".join(f"{f['remote']}: {f['reason']}" for f in files),
                         timestamp=now)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from balsam_mp import auth
 from balsam_mp.db.budget import RequestBudget
+from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
 from balsam_mp.transfer.base import TransferBackend
 from balsam_mp.transfer.globus import GlobusBackend
@@ -47,7 +48,7 @@ def _backend(settings: Settings, protocol: str) -> TransferBackend:
     if protocol == "local":
         return LocalBackend(settings.site_path / "local_tasks", settings.data_path)
     endpoint = settings.transfers.globus_endpoint_id
-    assert endpoint, "build_locations leaves out globus aliases without an endpoint"
+    assert endpoint, "callers leave out globus aliases without an endpoint"
     credentials = auth.find_credentials(settings)
     client = credentials.transfer_client(auth.globus_auth.site_endpoints(settings))
     per_second = settings.transfers.globus_requests_per_second
@@ -65,3 +66,17 @@ def backend_of_task(locations: dict[str, Location], alias: str,
     if alias in locations:
         return locations[alias].backend
     return next((loc.backend for loc in locations.values() if loc.protocol == protocol), None)
+
+
+def follow_task(settings: Settings, locations: dict[str, Location], alias: str,
+                protocol: str) -> TransferBackend:
+    """The backend to follow (poll, cancel) a task sent by `protocol`, built for it if no
+    alias uses that protocol any more. BalsamError if it cannot be had (a Globus task with
+    no globus_endpoint_id set)."""
+    found = backend_of_task(locations, alias, protocol)
+    if found is not None:
+        return found
+    if protocol == "globus" and not settings.transfers.globus_endpoint_id:
+        raise BalsamError(f"a Globus task of alias {alias!r} cannot be reached: "
+                          "transfers.globus_endpoint_id is not set in settings.yml")
+    return _backend(settings, protocol)

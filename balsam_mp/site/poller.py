@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections import defaultdict
 
 from balsam_mp.db import claims, outcomes
-from balsam_mp.db.models import TransferItem, TransferTask, utcnow
-from balsam_mp.db.outcomes import Failure, Finished, Progress
+from balsam_mp.db.models import TransferTask, utcnow
+from balsam_mp.db.outcomes import Finished, Progress
+from balsam_mp.site import results
 from balsam_mp.site.backends import Location, backend_of_task, build_locations
 from balsam_mp.site.worker import Worker
-from balsam_mp.states import Item, Task
+from balsam_mp.states import Task
 from balsam_mp.transfer.base import (
     ConsentRequired,
     LoginRequired,
@@ -24,6 +24,7 @@ from balsam_mp.transfer.base import (
 FASTEST_POLL = 0.05  # seconds; the interval grows to service_period while nothing changes
 POLL_SHARE = 1 / 3  # most of the Globus request budget the poller's fast pace may use
 FRESH = 2.0  # seconds after its claim that a task is polled fast (short tasks end early)
+CANCEL_AGAIN = 30.0  # seconds between two asks to cancel a task a user cancelled
 
 
 class Poller(Worker):
@@ -39,6 +40,7 @@ class Poller(Worker):
             FASTEST_POLL
         self.interval = self.fastest
         self.last_poll = 0.0
+        self.cancels_sent: dict[int, float] = {}  # task id -> when we last asked
 
     def step(self) -> bool:
         self.last_poll = time.monotonic()
@@ -47,6 +49,7 @@ class Poller(Worker):
             TransferTask.location_alias, TransferTask.protocol, TransferTask.state,
             TransferTask.inactive_since, TransferTask.deadline, TransferTask.created_at,
             TransferTask.nice_status, TransferTask.fault_since, TransferTask.item_count,
+            TransferTask.cancel_requested,
         ).where(TransferTask.state.in_(Task.POLLED)))
         by_backend: dict[int, tuple[TransferBackend, list[TransferTask]]] = {}
         for task in tasks:
@@ -73,9 +76,7 @@ class Poller(Worker):
         return False
 
     def apply(self, backend: TransferBackend, task: TransferTask, status: TaskStatus) -> bool:
-        progress = Progress(status.status, status.nice_status, status.files_transferred,
-                            status.bytes_transferred, status.bytes_per_second,
-                            status.fatal_code, status.fatal_error, status.fault)
+        progress = results.progress_of(status)
         if status.status == "INACTIVE" and self.inactive_too_long(task):
             return self.give_up(backend, task, status, "INACTIVE_TIMEOUT", f"inactive for "
                                 f"over {self.settings.transfers.inactive_timeout} s; cancelled")
@@ -86,6 +87,8 @@ class Poller(Worker):
                                 f"for over {self.settings.transfers.fault_timeout:g} s{tries}; "
                                 "cancelled")
         if not status.finished:
+            if task.cancel_requested is not None:
+                self.cancel_again(backend, task)
             new_state = outcomes.record_progress(task.id, progress)
             if new_state == Task.INACTIVE:
                 claims.record_site_event(
@@ -98,10 +101,22 @@ class Poller(Worker):
             progress = dataclasses.replace(progress, fatal_code="STALLED", fatal_error=(
                 f"{task.nice_status} for over {self.settings.transfers.fault_timeout:g} s; "
                 "cancelled"))
-        failures = self.failures(backend, task, status)
+        failures = results.file_failures(backend, task, status)
         self.report(task, progress, outcomes.finish_task(task.id, progress, failures,
                                                          self.settings.transfers))
         return True
+
+    def cancel_again(self, backend: TransferBackend, task: TransferTask) -> None:
+        """A user's cancel that the service has not carried out yet (or that a crash cut
+        short, or a task sent after it): ask again, every CANCEL_AGAIN seconds."""
+        if time.monotonic() - self.cancels_sent.get(task.id, -CANCEL_AGAIN) < CANCEL_AGAIN:
+            return
+        self.cancels_sent[task.id] = time.monotonic()
+        try:
+            backend.cancel(task.task_id)
+            self.log.info("task %s: cancel requested by the user, sent", task.task_id)
+        except PermanentError as exc:  # e.g. it ended meanwhile: the next poll says how
+            self.log.warning("task %s: cancel refused: %s", task.task_id, exc)
 
     def give_up(self, backend: TransferBackend, task: TransferTask, status: TaskStatus,
                 code: str, why: str) -> bool:
@@ -152,24 +167,6 @@ class Poller(Worker):
             return False
         waited = (utcnow() - task.inactive_since).total_seconds()
         return waited > self.settings.transfers.inactive_timeout
-
-    def failures(self, backend: TransferBackend, task: TransferTask,
-                 status: TaskStatus) -> list[Failure]:
-        """Items named by the task's per-file failures (the rest of the batch succeeded)."""
-        if status.status != "SUCCEEDED" or not status.skipped_errors:
-            return []
-        by_paths: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for item_id, remote, local in (TransferItem.select(
-                TransferItem.id, TransferItem.remote_path, TransferItem.local_path)
-                .where(TransferItem.transfer_task == task.id,
-                       TransferItem.state.in_(Item.IN_FLIGHT)).tuples()):
-            key = (remote, local) if task.direction == "in" else (local, remote)
-            by_paths[key].append(item_id)
-        found = []
-        for failure in backend.failures(task.task_id, task.direction):
-            for item_id in by_paths.get((failure.src, failure.dest), []):
-                found.append(Failure(item_id, failure.code, failure.details or failure.code))
-        return found
 
     def idle(self) -> None:
         if self.wait_for_change(self.interval):

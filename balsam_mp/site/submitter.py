@@ -16,19 +16,16 @@ from concurrent.futures import ThreadPoolExecutor
 from balsam_mp.db import claims, sites
 from balsam_mp.db.claims import Claim, Group
 from balsam_mp.db.models import utcnow
-from balsam_mp.site import batching, workdirs
+from balsam_mp.site import batching, sending, workdirs
 from balsam_mp.site.backends import Location, build_locations
 from balsam_mp.site.submission_ids import SubmissionIds
 from balsam_mp.site.worker import Worker
 from balsam_mp.states import DIRECTIONS
 from balsam_mp.transfer.base import (
     ConsentRequired,
-    FileSpec,
     LoginRequired,
     PermanentError,
     RetryableError,
-    TaskOptions,
-    task_label,
 )
 
 SENDERS = 8  # concurrent requests to the transfer service
@@ -187,18 +184,7 @@ class Submitter(Worker):
 
     def send(self, claim: Claim) -> str:
         location = self.locations[claim.alias]
-        config = self.settings.transfers
-        inbound = claim.direction == "in"
-        files = [FileSpec(remote, local, recursive) if inbound else
-                 FileSpec(local, remote, recursive)
-                 for _, remote, local, recursive in claim.items]
-        options = TaskOptions(
-            label=task_label(self.settings.site_name, claim.direction, claim.alias, len(files)),
-            deadline=claim.deadline, sync_level=config.sync_level,
-            verify_checksum=config.verify_checksum, skip_source_errors=config.skip_source_errors,
-            encrypt_data=config.encrypt_data)
-        remote_id = location.backend.submit(claim.direction, location.address, files,
-                                            claim.submission_id, options)
+        remote_id = sending.send(self.settings, location.backend, location.address, claim)
         hook = os.environ.get(CRASH_HOOK)
         if hook and os.path.exists(hook):  # tests: die between submit and record
             os.unlink(hook)

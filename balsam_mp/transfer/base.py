@@ -25,7 +25,7 @@ class FileSpec:
 class TaskOptions:
     label: str
     deadline: dt.datetime
-    sync_level: str | None = "size"
+    sync_level: str | None = "checksum"
     verify_checksum: bool = True
     skip_source_errors: bool = True
     encrypt_data: bool = True

@@ -26,6 +26,11 @@ PERMANENT_CODES = frozenset({"FILE_NOT_FOUND", "PERMISSION_DENIED", "BAD_REQUEST
 # their items are retried as they were. Any other whole-task failure of a batch splits it.
 TASK_WIDE_CODES = frozenset({"CANCELED", "CANCELED_BY_USER", "EXPIRED", "LOST",
                              "INACTIVE_TIMEOUT", "ENDPOINT_ERROR", "QUOTA_EXCEEDED"})
+# An endpoint administrator's cancel is a person's decision, made for the whole task: its
+# items fail at once, with the administrator's message, and are not sent again behind
+# the administrator's back (`balsam transfer retry` sends them when the cause is gone).
+PERMANENT_CODES |= {"CANCELED_BY_ADMIN"}
+TASK_WIDE_CODES |= {"CANCELED_BY_ADMIN"}
 
 
 def safe_text(text: str | None) -> str | None:

@@ -10,6 +10,7 @@ from collections import defaultdict
 from balsam_mp.db import claims, outcomes
 from balsam_mp.db.models import TransferItem, TransferTask, utcnow
 from balsam_mp.db.outcomes import Failure, Finished, Progress
+from balsam_mp.site import pauses
 from balsam_mp.site.backends import Location, backend_of_task, build_locations
 from balsam_mp.site.worker import Worker
 from balsam_mp.states import Item, Task
@@ -73,6 +74,7 @@ class Poller(Worker):
         return False
 
     def apply(self, backend: TransferBackend, task: TransferTask, status: TaskStatus) -> bool:
+        status = pauses.as_seen(status)  # paused by an administrator: no clock runs
         progress = Progress(status.status, status.nice_status, status.files_transferred,
                             status.bytes_transferred, status.bytes_per_second,
                             status.fatal_code, status.fatal_error, status.fault)

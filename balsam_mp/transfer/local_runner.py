@@ -82,6 +82,8 @@ class Runner:
         try:
             for root in self.roots:
                 root.check_exists()
+            # running from now on, not "Queued": a first file may take long to copy
+            write_json(self.task_dir / "progress.json", self.state)
             for item in self.files:
                 self.checkpoint()
                 try:

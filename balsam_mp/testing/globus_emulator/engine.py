@@ -243,7 +243,8 @@ class Engine:
                     task.faults += 1
                     task.nice_status, task.nice_status_details = code, details
                     task.event(code, "Error on the destination; retrying", details, True)
-                if task.cancelled.wait(self.knobs.fault_retry):
+                if task.cancelled.wait(self.knobs.fault_retry) or \
+                        not self._wait_while_inactive(task):  # a paused task tries nothing
                     return False
                 continue
             with self.lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -130,6 +130,21 @@ def walk(folder: Path, check: Callable[[str], object] | None = None) -> Iterator
         for name in sorted(files):
             yield f"{relative}/{name}", False
         stack.extend(reversed(kept))
+
+
+def leaves(entries: Iterable[tuple[str, bool]]) -> Iterator[tuple[str, bool]]:
+    """walk()'s entries without the folders that hold something: what a copy must make
+    is the files (their folders come with them) and the empty folders. Resolving each
+    folder would cost a tree 2,000 deep its depth squared in lookups."""
+    empty: str | None = None  # the last folder, until something is found inside it
+    for relative, folder in entries:
+        if empty is not None and not relative.startswith(f"{empty}/"):
+            yield empty, True
+        empty = relative if folder else None
+        if not folder:
+            yield relative, False
+    if empty is not None:
+        yield empty, True
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

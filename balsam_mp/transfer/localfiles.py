@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from balsam_mp.transfer.filecopy import walk
+from balsam_mp.transfer.filecopy import leaves, walk
 
 # errno -> the code Globus reports for the same trouble with one file
 FILE_CODES = {
@@ -114,8 +114,8 @@ def plan(item: dict, inbound: bool, remote: Root, site: Root) -> list[Pair]:
             return base.rstrip("/") + "/" + os.path.relpath(path, src)
 
         pairs = []
-        for relative, folder in walk(src, lambda path: src_root.confine(
-                os.path.realpath(path), shown(src_name, path))):
+        for relative, folder in leaves(walk(src, lambda path: src_root.confine(
+                os.path.realpath(path), shown(src_name, path)))):
             src_shown, dest_shown = src_name.rstrip("/") + relative, \
                 dest_name.rstrip("/") + relative
             pairs.append(Pair(

@@ -195,11 +195,13 @@ class Engine:
         src_root = self.endpoints[task.source_endpoint]
         dst_root = self.endpoints[task.destination_endpoint]
         try:
-            parts = list(tree.expand(src_root, entry, task.filter_rules))
+            parts, folders = tree.expand(src_root, entry, task.filter_rules)
         except PathEscape as exc:
             return self._source_error(task, entry, "PERMISSION_DENIED", f"{exc} leaves the root")
         except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             return self._source_error(task, entry, SOURCE_ERRORS[exc.errno], exc.strerror)
+        with self.lock:
+            task.directories += folders
         for src, relative, folder in parts:
             dst_path = entry.destination_path.rstrip("/") + relative
             try:
@@ -224,10 +226,8 @@ class Engine:
         like Globus does: the task stays ACTIVE with the fault in nice_status (and one
         event per try) until the file goes through, or the task is cancelled or expires.
         False if it ended."""
-        with self.lock:
-            if folder:
-                task.directories += 1
-            else:
+        if not folder:
+            with self.lock:
                 task.files += 1
         if not folder and self.knobs.file_overhead and \
                 task.cancelled.wait(self.knobs.file_overhead):

@@ -156,3 +156,31 @@ def test_successful_transfers_page_as_recorded(emulator, endpoint_dirs):
     assert len(rest["DATA"]) == 1 and rest["next_marker"] is None
     everything = list(tc.paginated.task_successful_transfers(task_id).items())
     assert len(everything) == 1001
+
+
+@pytest.mark.parametrize("field, value", [
+    ("preserve_timestamp", "yes"), ("fail_on_quota_errors", 1),
+    ("delete_destination_extra", None), ("recursive_symlinks", "follow"),
+    ("filter_rules", "*.tmp"), ("filter_rules", [{"name": "*", "method": "drop"}]),
+    ("filter_rules", [{"method": "exclude"}]), ("sync_level", 7), ("label", 5)])
+def test_a_bad_option_is_refused_naming_it_and_makes_no_task(emulator, endpoint_dirs,
+                                                             field, value):
+    tc = client(emulator, retry_config=NO_RETRIES)
+    data = globus_sdk.TransferData(REMOTE_EP, SITE_EP, additional_fields={field: value})
+    data.add_item("/f", "/f")
+    with pytest.raises(globus_sdk.TransferAPIError) as refused:
+        tc.submit_transfer(data)
+    assert refused.value.http_status == 400 and field.split("_")[0] in refused.value.message
+    assert emulator.submissions() == []
+
+
+def test_a_bad_item_is_refused(emulator, endpoint_dirs):
+    tc = client(emulator, retry_config=NO_RETRIES)
+    data = globus_sdk.TransferData(REMOTE_EP, SITE_EP)
+    data.add_item("/f", "/f", additional_fields={"recursive": "yes"})
+    with pytest.raises(globus_sdk.TransferAPIError, match="recursive"):
+        tc.submit_transfer(data)
+    with pytest.raises(globus_sdk.TransferAPIError) as unknown:
+        tc.task_pause_info("no-such-task")
+    assert unknown.value.http_status == 404
+    assert emulator.submissions() == []

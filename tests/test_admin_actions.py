@@ -160,3 +160,24 @@ def test_a_running_local_copy_shows_as_running(local_site):
     with open(site.root / "in" / "slow.dat", "w") as writer:
         writer.write("at last")
     site.wait_jobs([job.id], states.STAGED_IN)
+
+
+def test_what_the_site_reads_from_a_pause_and_an_admin_cancel():
+    from balsam_mp.transfer.globus import _status, pause_text
+
+    info = {"DATA_TYPE": "pause_info_limited", "source_pause_message": "Moving\nracks",
+            "destination_pause_message": None, "destination_pause_message_share": "quota",
+            "pause_rules": [{"DATA_TYPE": "pause_rule_limited", "message": "all writes"}]}
+    assert pause_text(info) == ("the source endpoint's administrator: Moving racks; the "
+                                "destination share endpoint's administrator: quota; pause "
+                                "rule: all writes")
+    assert pause_text({"pause_rules": []}) == "by an endpoint administrator (no message)"
+    doc = {"task_id": "t", "status": "FAILED", "is_paused": False,
+           "fatal_error": {"code": "CANCELED", "description": "canceled"}}
+    assert _status(doc).fatal_code == "CANCELED"  # not an administrator's: retried
+    both = _status(dict(doc, canceled_by_admin="BOTH", canceled_by_admin_message=None))
+    assert (both.fatal_code, both.fatal_error) == (
+        "CANCELED_BY_ADMIN", "cancelled by both endpoints' administrators")
+    paused = _status({"task_id": "t", "status": "ACTIVE", "is_paused": True,
+                      "nice_status": "PERMISSION_DENIED"}, "why")
+    assert paused.paused and paused.fault is None  # a paused task has no fault clock

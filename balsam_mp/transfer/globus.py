@@ -160,16 +160,19 @@ def pause_text(info: dict) -> str:
             for side, key in PAUSE_MESSAGES if info.get(key)]
     said += [f"pause rule: {rule['message']}" for rule in info.get("pause_rules") or []
              if rule.get("message")]
-    return "; ".join(said) or info.get("why") or "by an endpoint administrator (no message)"
+    text = "; ".join(said) or info.get("why") or "by an endpoint administrator (no message)"
+    return " ".join(text.split())  # one line, whatever the administrator typed
 
 
 def _status(doc: dict, pause_message: str | None = None) -> TaskStatus:
     fatal = dict(doc.get("fatal_error") or {})
     if doc.get("canceled_by_admin"):  # SOURCE, DESTINATION or BOTH: not our cancel
-        side = str(doc["canceled_by_admin"]).lower()
-        fatal = {"code": "CANCELED_BY_ADMIN", "description": f"cancelled by the {side} "
-                 f"endpoint's administrator: {doc.get('canceled_by_admin_message') or ''}"
-                 .rstrip(": ")}
+        who = {"SOURCE": "the source endpoint's administrator",
+               "DESTINATION": "the destination endpoint's administrator"}.get(
+            doc["canceled_by_admin"], "both endpoints' administrators")
+        said = " ".join(str(doc.get("canceled_by_admin_message") or "").split())
+        fatal = {"code": "CANCELED_BY_ADMIN",
+                 "description": f"cancelled by {who}: {said}".rstrip(": ")}
     return TaskStatus(
         task_id=doc["task_id"], status=doc["status"], nice_status=doc.get("nice_status"),
         nice_status_details=doc.get("nice_status_details"),

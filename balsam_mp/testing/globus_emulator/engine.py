@@ -287,7 +287,8 @@ class Engine:
                 "DATA_TYPE": "skipped_error", "source_path": entry.source_path,
                 "destination_path": entry.destination_path, "error_code": code,
                 "error_details": details, "error_time": task.request_time,
-                "is_directory": bool(entry.recursive), "is_delete_destination_extra": False,
+                "is_directory": bool(entry.recursive) or code == "IS_A_DIRECTORY",
+                "is_delete_destination_extra": False,
             })
 
 

@@ -28,9 +28,10 @@ def queued_task(tc, endpoint_dirs, name: str = "f") -> str:
 
 def test_pause_and_resume_as_globus_shows_them(emulator, endpoint_dirs):
     tc = client(emulator)
-    emulator.knobs(startup_delay=0.3)
+    emulator.knobs(max_active=0)  # queued until paused: nothing can start before the pause
     task_id = queued_task(tc, endpoint_dirs)
     assert emulator.admin_pause([task_id], MESSAGE) == [task_id]
+    emulator.knobs(max_active=3)  # a paused task does not start all the same
     task = tc.get_task(task_id)
     assert (task["status"], task["is_paused"]) == ("ACTIVE", True)
     info = tc.task_pause_info(task_id)

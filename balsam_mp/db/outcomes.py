@@ -19,13 +19,17 @@ from balsam_mp.settings import TransferSettings
 from balsam_mp.states import Item, Task
 
 # Codes a retry cannot fix: the service already retried, or the answer will not change.
+# An endpoint administrator's cancel (CANCELED_BY_ADMIN) is a person's decision, made for
+# the whole task: its items fail at once, with the administrator's message, and are not
+# sent again behind the administrator's back (`balsam transfer retry` sends them).
 PERMANENT_CODES = frozenset({"FILE_NOT_FOUND", "PERMISSION_DENIED", "BAD_REQUEST",
-                             "CANCELED_BY_USER", "NAME_TOO_LONG", "INVALID_PATH",
-                             "NOT_A_DIRECTORY", "IS_A_DIRECTORY", "FILE_EXISTS"})
+                             "CANCELED_BY_USER", "CANCELED_BY_ADMIN", "NAME_TOO_LONG",
+                             "INVALID_PATH", "NOT_A_DIRECTORY", "IS_A_DIRECTORY",
+                             "FILE_EXISTS"})
 # Whole-task failures that no one file causes (a cancel, time, the endpoint, the disk):
 # their items are retried as they were. Any other whole-task failure of a batch splits it.
-TASK_WIDE_CODES = frozenset({"CANCELED", "CANCELED_BY_USER", "EXPIRED", "LOST",
-                             "INACTIVE_TIMEOUT", "ENDPOINT_ERROR", "QUOTA_EXCEEDED"})
+TASK_WIDE_CODES = frozenset({"CANCELED", "CANCELED_BY_USER", "CANCELED_BY_ADMIN", "EXPIRED",
+                             "LOST", "INACTIVE_TIMEOUT", "ENDPOINT_ERROR", "QUOTA_EXCEEDED"})
 
 
 def safe_text(text: str | None) -> str | None:

@@ -9,7 +9,7 @@ import time
 from balsam_mp.db import claims, outcomes
 from balsam_mp.db.models import TransferTask, utcnow
 from balsam_mp.db.outcomes import Finished, Progress
-from balsam_mp.site import results
+from balsam_mp.site import pauses, results
 from balsam_mp.site.backends import Location, backend_of_task, build_locations
 from balsam_mp.site.worker import Worker
 from balsam_mp.states import Task
@@ -76,6 +76,7 @@ class Poller(Worker):
         return False
 
     def apply(self, backend: TransferBackend, task: TransferTask, status: TaskStatus) -> bool:
+        status = pauses.as_seen(status)  # paused by an administrator: no clock runs
         progress = results.progress_of(status)
         if status.status == "INACTIVE" and self.inactive_too_long(task):
             return self.give_up(backend, task, status, "INACTIVE_TIMEOUT", f"inactive for "

@@ -46,6 +46,8 @@ class TaskStatus:
     faults: int = 0
     fatal_code: str | None = None
     fatal_error: str | None = None
+    paused: bool = False  # by an endpoint's administrator (Globus: is_paused)
+    pause_message: str | None = None  # what the administrator said, and who
 
     @property
     def finished(self) -> bool:
@@ -53,8 +55,9 @@ class TaskStatus:
 
     @property
     def fault(self) -> str | None:
-        """The fault an ACTIVE task keeps retrying (Globus shows it in nice_status)."""
-        if self.status != "ACTIVE" or self.nice_status in NOT_FAULTS:
+        """The fault an ACTIVE task keeps retrying (Globus shows it in nice_status).
+        A paused task retries nothing: it waits for the administrator."""
+        if self.status != "ACTIVE" or self.paused or self.nice_status in NOT_FAULTS:
             return None
         return self.nice_status
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -92,7 +92,14 @@ def copy_atomic(src: Path, dst: Path, tag: str, verify: bool = False,
 
 
 def walk_files(folder: Path, check: Callable[[str], object] | None = None) -> Iterator[str]:
-    """Relative paths ('/a/b.dat') of every file under folder, in a stable order.
+    """Relative paths ('/a/b.dat') of every file under folder, in a stable order."""
+    return (relative for relative, is_dir in walk(folder, check) if not is_dir)
+
+
+def walk(folder: Path, check: Callable[[str], object] | None = None) -> Iterator[tuple[str, bool]]:
+    """(relative path, is a folder) of every folder and file under folder, in a stable
+    order: a folder (the top one is '') before what it holds, its files before its
+    subfolders.
 
     Iterative (os.walk recurses once per level; a legal tree may be 2,000 deep).
     Symlinked folders are entered (each real folder once, so a loop ends) after
@@ -103,6 +110,7 @@ def walk_files(folder: Path, check: Callable[[str], object] | None = None) -> It
     seen = {stack[0][2]}
     while stack:
         parent, relative, real = stack.pop()
+        yield relative, True
         dirs, files = [], []
         with os.scandir(parent) as entries:
             for entry in entries:
@@ -120,8 +128,23 @@ def walk_files(folder: Path, check: Callable[[str], object] | None = None) -> It
                 seen.add(child_real)
                 kept.append((path, f"{relative}/{name}", child_real))
         for name in sorted(files):
-            yield f"{relative}/{name}"
+            yield f"{relative}/{name}", False
         stack.extend(reversed(kept))
+
+
+def leaves(entries: Iterable[tuple[str, bool]]) -> Iterator[tuple[str, bool]]:
+    """walk()'s entries without the folders that hold something: what a copy must make
+    is the files (their folders come with them) and the empty folders. Resolving each
+    folder would cost a tree 2,000 deep its depth squared in lookups."""
+    empty: str | None = None  # the last folder, until something is found inside it
+    for relative, folder in entries:
+        if empty is not None and not relative.startswith(f"{empty}/"):
+            yield empty, True
+        empty = relative if folder else None
+        if not folder:
+            yield relative, False
+    if empty is not None:
+        yield empty, True
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

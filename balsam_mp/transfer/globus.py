@@ -16,6 +16,7 @@ import globus_sdk
 from globus_sdk.scopes import ScopeParser
 
 from balsam_mp.transfer.base import (
+    FINISHED,
     ConsentRequired,
     FileFailure,
     FileSpec,
@@ -44,6 +45,7 @@ class GlobusBackend(TransferBackend):
         self.local_endpoint = local_endpoint
         self.site_path = site_path.rstrip("/") or "/"
         self.endpoint_site_path = endpoint_site_path
+        self.pause_messages: dict[str, str] = {}  # task id -> why it is paused
 
     # -- path mapping ---------------------------------------------------------------
 
@@ -98,8 +100,23 @@ class GlobusBackend(TransferBackend):
             with self._call():
                 page = self.client.task_list(filter={"task_id": chunk}, limit=len(chunk))
             for doc in page["DATA"]:
-                found[doc["task_id"]] = _status(doc)
+                found[doc["task_id"]] = _status(doc, self._pause_message(doc))
         return found
+
+    def _pause_message(self, doc: dict) -> str | None:
+        """Why an administrator paused a task: asked once per pause (GET pause_info)."""
+        task_id = doc["task_id"]
+        if not doc.get("is_paused") or doc.get("status") in FINISHED:
+            self.pause_messages.pop(task_id, None)
+            return None
+        if task_id not in self.pause_messages:
+            try:
+                with self._call():
+                    info = self.client.task_pause_info(task_id).data
+            except PermanentError as exc:  # the pause matters more than why
+                info = {"why": f"paused; its pause_info was refused ({exc})"}
+            self.pause_messages[task_id] = pause_text(info)
+        return self.pause_messages[task_id]
 
     def failures(self, task_id: str, direction: str) -> list[FileFailure]:
         local_is_source = direction == "out"
@@ -129,8 +146,33 @@ class GlobusBackend(TransferBackend):
             yield
 
 
-def _status(doc: dict) -> TaskStatus:
-    fatal = doc.get("fatal_error") or {}
+# pause_info's messages, each from one endpoint's administrator
+PAUSE_MESSAGES = (("source", "source_pause_message"),
+                  ("destination", "destination_pause_message"),
+                  ("source share", "source_pause_message_share"),
+                  ("destination share", "destination_pause_message_share"))
+
+
+def pause_text(info: dict) -> str:
+    """Who paused a task and why, from its pause_info: the administrators' messages,
+    then the pause rules' (a rule pauses every task on its endpoint)."""
+    said = [f"the {side} endpoint's administrator: {info[key]}"
+            for side, key in PAUSE_MESSAGES if info.get(key)]
+    said += [f"pause rule: {rule['message']}" for rule in info.get("pause_rules") or []
+             if rule.get("message")]
+    text = "; ".join(said) or info.get("why") or "by an endpoint administrator (no message)"
+    return " ".join(text.split())  # one line, whatever the administrator typed
+
+
+def _status(doc: dict, pause_message: str | None = None) -> TaskStatus:
+    fatal = dict(doc.get("fatal_error") or {})
+    if doc.get("canceled_by_admin"):  # SOURCE, DESTINATION or BOTH: not our cancel
+        who = {"SOURCE": "the source endpoint's administrator",
+               "DESTINATION": "the destination endpoint's administrator"}.get(
+            doc["canceled_by_admin"], "both endpoints' administrators")
+        said = " ".join(str(doc.get("canceled_by_admin_message") or "").split())
+        fatal = {"code": "CANCELED_BY_ADMIN",
+                 "description": f"cancelled by {who}: {said}".rstrip(": ")}
     return TaskStatus(
         task_id=doc["task_id"], status=doc["status"], nice_status=doc.get("nice_status"),
         nice_status_details=doc.get("nice_status_details"),
@@ -140,6 +182,7 @@ def _status(doc: dict) -> TaskStatus:
         bytes_per_second=float(doc.get("effective_bytes_per_second") or 0),
         skipped_errors=doc.get("subtasks_skipped_errors") or 0, faults=doc.get("faults") or 0,
         fatal_code=fatal.get("code"), fatal_error=fatal.get("description"),
+        paused=bool(doc.get("is_paused")), pause_message=pause_message,
     )
 
 

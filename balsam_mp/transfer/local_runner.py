@@ -18,7 +18,13 @@ from pathlib import Path
 
 import psutil
 
-from balsam_mp.transfer.filecopy import SYNC_LEVELS, copy_atomic, in_sync, partial_path
+from balsam_mp.transfer.filecopy import (
+    SYNC_LEVELS,
+    copy_atomic,
+    in_sync,
+    make_dirs,
+    partial_path,
+)
 from balsam_mp.transfer.local import (
     PARTIAL,
     commit_lock,
@@ -76,6 +82,8 @@ class Runner:
         try:
             for root in self.roots:
                 root.check_exists()
+            # running from now on, not "Queued": a first file may take long to copy
+            write_json(self.task_dir / "progress.json", self.state)
             for item in self.files:
                 self.checkpoint()
                 try:
@@ -95,6 +103,14 @@ class Runner:
             return dict(self.state, status="FAILED", fatal_code=exc.code, fatal_error=str(exc))
 
     def copy(self, pair: Pair) -> None:
+        if pair.folder:  # as `cp -r` and Globus do: the folder exists, even empty
+            try:
+                make_dirs(pair.dest)
+            except OSError as exc:
+                raise file_error(exc, pair.dest_shown) from exc
+            if not pair.dest.is_dir():
+                raise FileError("FILE_EXISTS", pair.dest_shown, "File exists (not a folder)")
+            return
         self.state["files"] += 1
         try:
             if in_sync(pair.src, pair.dest, self.level):

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from balsam_mp.transfer.filecopy import walk_files
+from balsam_mp.transfer.filecopy import leaves, walk
 
 # errno -> the code Globus reports for the same trouble with one file
 FILE_CODES = {
@@ -91,6 +91,7 @@ class Pair:
     dest: Path
     src_shown: str
     dest_shown: str
+    folder: bool = False  # a folder of a recursive item: made at the destination, even empty
 
 
 def plan(item: dict, inbound: bool, remote: Root, site: Root) -> list[Pair]:
@@ -113,14 +114,14 @@ def plan(item: dict, inbound: bool, remote: Root, site: Root) -> list[Pair]:
             return base.rstrip("/") + "/" + os.path.relpath(path, src)
 
         pairs = []
-        for relative in walk_files(src, lambda path: src_root.confine(
-                os.path.realpath(path), shown(src_name, path))):
+        for relative, folder in leaves(walk(src, lambda path: src_root.confine(
+                os.path.realpath(path), shown(src_name, path)))):
             src_shown, dest_shown = src_name.rstrip("/") + relative, \
                 dest_name.rstrip("/") + relative
             pairs.append(Pair(
                 Path(src_root.confine(os.path.realpath(f"{src}{relative}"), src_shown)),
                 Path(dest_root.confine(os.path.realpath(f"{dest}{relative}"), dest_shown)),
-                src_shown, dest_shown))
+                src_shown, dest_shown, folder))
         return pairs
     except (OSError, ValueError) as exc:
         raise file_error(exc, src_name, source=True) from exc

@@ -85,6 +85,21 @@ class EmulatorControl:
                   description: str = "failed by the emulator") -> dict[str, Any]:
         return self._call("POST", f"tasks/{task_id}", {"fail": code, "description": description})
 
+    # what an endpoint's administrator does; side: whose administrator ("source" or
+    # "destination"). Each returns the ids of the tasks it changed.
+    def admin_pause(self, task_ids: list[str], message: str,
+                    side: str = "destination") -> list[str]:
+        return self._call("POST", "admin/pause", {"task_ids": task_ids, "message": message,
+                                                  "side": side})["changed"]
+
+    def admin_resume(self, task_ids: list[str]) -> list[str]:
+        return self._call("POST", "admin/resume", {"task_ids": task_ids})["changed"]
+
+    def admin_cancel(self, task_ids: list[str], message: str,
+                     side: str = "destination") -> list[str]:
+        return self._call("POST", "admin/cancel", {"task_ids": task_ids, "message": message,
+                                                   "side": side})["changed"]
+
 
 class GlobusEmulator(EmulatorControl):
     """In-process emulator on a background thread: `with GlobusEmulator(eps) as emu:`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from balsam_mp.testing.globus_emulator import admin
 from balsam_mp.testing.globus_emulator.faults import FaultRule
 from balsam_mp.testing.globus_emulator.request import Request, bad_request, not_found
 
@@ -111,6 +112,27 @@ def task_control(emu: Emulator, req: Request) -> dict:
         emu.engine.fail(task, body["fail"], body.get("description", "failed by the emulator"))
     with emu.engine.lock:
         return task.document()
+
+
+def admin_action(emu: Emulator, req: Request) -> dict:
+    """{"task_ids": [...], "message": str, "side": "source"|"destination"}: what an
+    endpoint's administrator does (pause, resume, cancel), each task or none."""
+    body = _body(req)
+    ids = body.get("task_ids")
+    if not isinstance(ids, list) or not ids:
+        raise bad_request("task_ids must be a non-empty list of task ids")
+    found = [emu.engine.tasks.get(str(task_id)) for task_id in ids]
+    if None in found:
+        raise not_found(f"task {ids[found.index(None)]}")
+    action = req.params["action"]
+    if action == "resume":
+        done = [admin.resume(emu.engine, task) for task in found]
+    else:
+        side, message = body.get("side", "destination"), body.get("message")
+        admin.check(side, message if message is not None else "")
+        act = admin.pause if action == "pause" else admin.cancel
+        done = [act(emu.engine, task, side, message) for task in found]
+    return {"changed": [str(t) for t, changed in zip(ids, done, strict=True) if changed]}
 
 
 def mint_tokens(emu: Emulator, req: Request) -> dict:

@@ -10,14 +10,14 @@ import errno
 import os
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from balsam_mp.testing.globus_emulator.paths import PathEscape, confine, resolve
+from balsam_mp.testing.globus_emulator import tree
+from balsam_mp.testing.globus_emulator.paths import PathEscape, resolve
 from balsam_mp.testing.globus_emulator.task import Task, TransferEntry
-from balsam_mp.transfer.filecopy import copy_atomic, in_sync, walk_files
+from balsam_mp.transfer.filecopy import copy_atomic, in_sync, make_dirs
 
 
 @dataclass
@@ -46,6 +46,8 @@ SOURCE_ERRORS = {errno.EACCES: "PERMISSION_DENIED", errno.EPERM: "PERMISSION_DEN
 class Engine:
     def __init__(self, endpoints: dict[str, Path], knobs: Knobs | None = None) -> None:
         self.endpoints = {ep: Path(root) for ep, root in endpoints.items()}
+        # the endpoint table's names, shown in task documents and by get_endpoint
+        self.display_names = {ep: f"emulated {ep[:8]}" for ep in endpoints}
         self.knobs = knobs or Knobs()
         self.tasks: dict[str, Task] = {}
         self.by_submission: dict[str, str] = {}
@@ -133,6 +135,7 @@ class Engine:
                         task.finish("FAILED", {"code": "EXPIRED",
                                                "description": "deadline expired"})
                     elif task.started_at is None and task.status == "ACTIVE" and \
+                            not task.is_paused and \
                             self._running.get(task.owner, 0) < self.knobs.max_active:
                         self._start(task)
                 self.lock.wait(timeout=0.05)
@@ -171,8 +174,9 @@ class Engine:
                 self.lock.notify_all()
 
     def _wait_while_inactive(self, task: Task) -> bool:
+        """Between items: wait while INACTIVE or paused by an administrator."""
         with self.lock:
-            while task.status == "INACTIVE" and not task.cancelled.is_set():
+            while (task.status == "INACTIVE" or task.is_paused) and not task.cancelled.is_set():
                 self.lock.wait(timeout=0.1)
             return not task.finished
 
@@ -191,21 +195,21 @@ class Engine:
         src_root = self.endpoints[task.source_endpoint]
         dst_root = self.endpoints[task.destination_endpoint]
         try:
-            pairs = list(self._expand(src_root, entry))
+            parts, folders = tree.expand(src_root, entry, task.filter_rules)
         except PathEscape as exc:
             return self._source_error(task, entry, "PERMISSION_DENIED", f"{exc} leaves the root")
-        except FileNotFoundError:
-            return self._source_error(task, entry, "FILE_NOT_FOUND", "no such file or directory")
-        except PermissionError:
-            return self._source_error(task, entry, "PERMISSION_DENIED", "permission denied")
-        for src, relative in pairs:
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            return self._source_error(task, entry, SOURCE_ERRORS[exc.errno], exc.strerror)
+        with self.lock:
+            task.directories += folders
+        for src, relative, folder in parts:
             dst_path = entry.destination_path.rstrip("/") + relative
             try:
                 dst = resolve(dst_root, dst_path)
             except PathEscape:
                 return self.fail(task, "PERMISSION_DENIED", f"{dst_path} leaves the root")
             try:
-                if not self._copy_retrying(task, src, dst, dst_path):
+                if not self._copy_retrying(task, src, dst, dst_path, folder):
                     return  # cancelled or expired while the destination faulted
             except OSError as exc:
                 if exc.filename != str(src):
@@ -216,32 +220,21 @@ class Engine:
             task.subtasks_succeeded += 1
             task.successful.append(_success(entry.source_path, entry.destination_path))
 
-    def _expand(self, src_root: Path, entry: TransferEntry) -> Iterator[tuple[Path, str]]:
-        """(real source file, path suffix for the destination) for every file of an entry."""
-        src = resolve(src_root, entry.source_path)
-        if src.is_file():
-            yield src, ""
-            return
-        if not (entry.recursive and src.is_dir()):
-            raise FileNotFoundError(entry.source_path)
-        def inside(folder: str) -> None:  # errors name the endpoint path, never ours
-            confine(src_root, folder, f"{entry.source_path.rstrip('/')}/"
-                                      f"{os.path.relpath(folder, src)}")
-
-        for relative in walk_files(src, inside):
-            yield resolve(src_root, entry.source_path.rstrip("/") + relative), relative
-
-    def _copy_retrying(self, task: Task, src: Path, dst: Path, dst_path: str) -> bool:
-        """Copy one file; a destination error is a fault, retried like Globus does: the
-        task stays ACTIVE with the fault in nice_status (and one event per try) until
-        the file goes through, or the task is cancelled or expires. False if it ended."""
-        with self.lock:
-            task.files += 1
-        if self.knobs.file_overhead and task.cancelled.wait(self.knobs.file_overhead):
+    def _copy_retrying(self, task: Task, src: Path, dst: Path, dst_path: str,
+                       folder: bool = False) -> bool:
+        """Copy one file (or make one folder); a destination error is a fault, retried
+        like Globus does: the task stays ACTIVE with the fault in nice_status (and one
+        event per try) until the file goes through, or the task is cancelled or expires.
+        False if it ended."""
+        if not folder:
+            with self.lock:
+                task.files += 1
+        if not folder and self.knobs.file_overhead and \
+                task.cancelled.wait(self.knobs.file_overhead):
             return False
         while True:
             try:
-                self._copy(task, src, dst)
+                self._make_folder(dst) if folder else self._copy(task, src, dst)
             except OSError as exc:
                 if exc.errno not in DEST_FAULTS or exc.filename == str(src):
                     raise
@@ -250,13 +243,20 @@ class Engine:
                     task.faults += 1
                     task.nice_status, task.nice_status_details = code, details
                     task.event(code, "Error on the destination; retrying", details, True)
-                if task.cancelled.wait(self.knobs.fault_retry):
+                if task.cancelled.wait(self.knobs.fault_retry) or \
+                        not self._wait_while_inactive(task):  # a paused task tries nothing
                     return False
                 continue
             with self.lock:
                 if task.nice_status_details is not None:
                     task.nice_status, task.nice_status_details = "OK", None
             return True
+
+    @staticmethod
+    def _make_folder(dst: Path) -> None:
+        make_dirs(dst)
+        if not dst.is_dir():  # a file in the way
+            raise FileExistsError(errno.EEXIST, "File exists", str(dst))
 
     def _copy(self, task: Task, src: Path, dst: Path) -> None:
         if in_sync(src, dst, task.sync_level):
@@ -267,6 +267,9 @@ class Engine:
             raise OSError(errno.ENOSPC, "No space left on device", str(dst))
         started = time.monotonic()
         size = copy_atomic(src, dst, task.task_id[:8], verify=task.verify_checksum)
+        if task.preserve_timestamp:
+            info = src.stat()
+            os.utime(dst, ns=(info.st_atime_ns, info.st_mtime_ns))
         if self.knobs.bandwidth:
             task.cancelled.wait(max(0.0, size / self.knobs.bandwidth
                                     - (time.monotonic() - started)))
@@ -284,7 +287,8 @@ class Engine:
                 "DATA_TYPE": "skipped_error", "source_path": entry.source_path,
                 "destination_path": entry.destination_path, "error_code": code,
                 "error_details": details, "error_time": task.request_time,
-                "is_directory": entry.recursive, "is_delete_destination_extra": False,
+                "is_directory": bool(entry.recursive) or code == "IS_A_DIRECTORY",
+                "is_delete_destination_extra": False,
             })
 
 

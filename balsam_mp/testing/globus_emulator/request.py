@@ -27,8 +27,13 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.extra = status, code, message, extra
 
     def body(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message,
-                "request_id": uuid.uuid4().hex[:12], **self.extra}
+        return {"code": self.code, "message": self.message, "request_id": request_id(),
+                **self.extra}
+
+
+def request_id() -> str:
+    """An id for one request, as Globus puts in every answer (e.g. '7HgMVYazI')."""
+    return uuid.uuid4().hex[:9]
 
 
 def not_found(what: str) -> ApiError:

@@ -36,6 +36,7 @@ ROUTES: list[tuple[str, str, str, Callable[..., Any], str]] = [
     ("GET", rf"/v0.10/task/{_ID}/skipped_errors", "skipped_errors", T.skipped_errors, BEARER),
     ("GET", rf"/v0.10/task/{_ID}/event_list", "event_list", T.event_list, BEARER),
     ("POST", rf"/v0.10/task/{_ID}/cancel", "cancel_task", T.cancel_task, BEARER),
+    ("GET", rf"/v0.10/task/{_ID}/pause_info", "task_pause_info", T.pause_info, BEARER),
     ("GET", rf"/v0.10/operation/endpoint/{_EP}/ls", "operation_ls", T.operation_ls, BEARER),
     ("POST", rf"/v0.10/operation/endpoint/{_EP}/mkdir", "operation_mkdir", T.operation_mkdir,
      BEARER),
@@ -54,6 +55,8 @@ ROUTES: list[tuple[str, str, str, Callable[..., Any], str]] = [
     ("GET", r"/_emulator/submissions", "", control_routes.submissions, CONTROL),
     ("GET", r"/_emulator/tasks", "", control_routes.tasks, CONTROL),
     ("POST", rf"/_emulator/tasks/{_ID}", "", control_routes.task_control, CONTROL),
+    ("POST", r"/_emulator/admin/(?P<action>pause|resume|cancel)", "",
+     control_routes.admin_action, CONTROL),
     ("POST", r"/_emulator/faults", "", control_routes.add_fault, CONTROL),
     ("DELETE", r"/_emulator/faults", "", control_routes.clear_faults, CONTROL),
     ("POST", r"/_emulator/knobs", "", control_routes.set_knobs, CONTROL),
@@ -141,7 +144,10 @@ class Handler(BaseHTTPRequestHandler):
         except ApiError as err:
             headers = {"Retry-After": str(err.extra["retry_after"])} \
                 if "retry_after" in err.extra else {}
-            return self._send(err.status, err.body(), headers)
+            body = err.body()
+            if url.path.startswith("/v0.10/"):  # Transfer's errors name their resource
+                body.setdefault("resource", url.path)
+            return self._send(err.status, body, headers)
         status, body, headers = _normalise(result)
         self._send(status, body, headers)
 

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from balsam_mp.testing.globus_emulator import admin, submission
 from balsam_mp.testing.globus_emulator.auth import TRANSFER_SCOPE, data_access_scope
 from balsam_mp.testing.globus_emulator.paths import PathEscape, resolve
-from balsam_mp.testing.globus_emulator.request import ApiError, Request, bad_request, not_found
-from balsam_mp.testing.globus_emulator.task import Task, TransferEntry
+from balsam_mp.testing.globus_emulator.request import (
+    ApiError,
+    Request,
+    bad_request,
+    not_found,
+    request_id,
+)
+from balsam_mp.testing.globus_emulator.task import Task
 
 if TYPE_CHECKING:
     from balsam_mp.testing.globus_emulator.server import Emulator
-
-DEFAULT_DEADLINE = 24 * 3600
 
 
 def submission_id(emu: Emulator, req: Request) -> dict:
@@ -34,40 +38,24 @@ def submit_transfer(emu: Emulator, req: Request) -> tuple[int, dict]:
     for endpoint in endpoints:
         if endpoint not in emu.engine.endpoints:
             raise ApiError(404, "EndpointNotFound", f"endpoint {endpoint} not found")
-    items = doc.get("DATA") or []
+    items = submission.entries(doc)
     if not items:
-        raise bad_request("no transfer items", "ClientError.BadRequest.NoTransferItems")
-    entries = []
-    for item in items:
-        src, dst = item.get("source_path"), item.get("destination_path")
-        if not isinstance(src, str) or not isinstance(dst, str) or not src or not dst:
-            raise bad_request("each item needs source_path and destination_path")
-        for path in (src, dst):
-            if "\0" in path or len(path.encode()) > 4096:
-                raise bad_request(f"invalid path {path[:100]!r}: a NUL byte or over 4096 bytes")
-        entries.append(TransferEntry(src, dst, bool(item.get("recursive") or False)))
-    label = doc.get("label")
-    if label is not None and (len(label) > 128 or "\n" in label):
-        raise bad_request("label must be at most 128 characters on one line")
-    _check_access(emu, req.identity or "", [e for e in endpoints if e])
-
+        raise bad_request("A transfer requires at least one item",
+                          "ClientError.BadRequest.NoTransferItems")
+    task = submission.task_from(doc, req.identity or "", endpoints, items,
+                                emu.engine.display_names)
+    _check_access(emu, req.identity or "", endpoints)
     original = emu.engine.by_submission.get(sid)
     if original is None and emu.engine.unfinished_count(req.identity or "") >= \
             emu.engine.knobs.max_pending:
         raise ApiError(409, "LimitExceeded", "too many pending tasks")
-    task = Task(
-        owner=req.identity or "", source_endpoint=endpoints[0], destination_endpoint=endpoints[1],
-        entries=entries, submission_id=sid, label=label,
-        deadline=_deadline(doc.get("deadline")), sync_level=doc.get("sync_level"),
-        verify_checksum=bool(doc.get("verify_checksum")),
-        skip_source_errors=bool(doc.get("skip_source_errors")),
-        encrypt_data=bool(doc.get("encrypt_data")),
-    )
     task, duplicate = emu.engine.submit(task)
     code = "Duplicate" if duplicate else "Accepted"
     return (200 if duplicate else 202), {
         "DATA_TYPE": "transfer_result", "code": code, "task_id": task.task_id,
-        "submission_id": sid, "resource": "/transfer", "request_id": uuid.uuid4().hex[:12],
+        "submission_id": sid, "resource": req.path, "request_id": request_id(),
+        "task_link": {"DATA_TYPE": "link", "href": f"/v0.10/task/{task.task_id}?format=json",
+                      "rel": "related", "resource": "task", "title": "related task"},
         "message": "The transfer has been accepted and a task has been created and queued "
                    "for execution" if not duplicate else "A transfer with this submission "
                    "id was already accepted",
@@ -87,18 +75,6 @@ def _check_access(emu: Emulator, identity: str, endpoints: list[str]) -> None:
                        required_scopes=[f"{TRANSFER_SCOPE}[{dependencies}]"],
                        authorization_parameters={"required_scopes": [
                            f"{TRANSFER_SCOPE}[{dependencies}]"]})
-
-
-def _deadline(value: Any) -> float:
-    if not value:
-        return time.time() + DEFAULT_DEADLINE
-    try:
-        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise bad_request(f"deadline {value!r} is not ISO-8601") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.timestamp()
 
 
 def _task(emu: Emulator, req: Request) -> Task:
@@ -140,7 +116,7 @@ def _marker_page(rows: list[dict], req: Request) -> dict:
     start = int(req.query.get("marker") or 0)
     end = start + 1000
     return {"DATA_TYPE": "successful_transfers", "DATA": rows[start:end],
-            "marker": start, "next_marker": str(end) if end < len(rows) else None}
+            "marker": start, "next_marker": end if end < len(rows) else None}
 
 
 def successful_transfers(emu: Emulator, req: Request) -> dict:
@@ -164,11 +140,18 @@ def event_list(emu: Emulator, req: Request) -> dict:
 
 
 def cancel_task(emu: Emulator, req: Request) -> dict:
+    # Globus names the resource without the /v0.10 prefix here (its recorded answer)
+    result = {"DATA_TYPE": "result", "resource": f"/task/{req.params['task_id']}/cancel",
+              "request_id": request_id()}
     if emu.engine.cancel(_task(emu, req)):
-        return {"DATA_TYPE": "result", "code": "Canceled",
-                "message": "The task has been cancelled successfully."}
-    return {"DATA_TYPE": "result", "code": "TaskComplete",
-            "message": "The task completed before the cancel request was processed."}
+        return dict(result, code="Canceled", message="The task has been cancelled successfully.")
+    return dict(result, code="TaskComplete",
+                message="The task completed before the cancel request was processed.")
+
+
+def pause_info(emu: Emulator, req: Request) -> dict:
+    with emu.engine.lock:
+        return admin.pause_info(_task(emu, req))
 
 
 def update_task(emu: Emulator, req: Request) -> dict:
@@ -178,7 +161,7 @@ def update_task(emu: Emulator, req: Request) -> dict:
         if "label" in doc:
             task.label = doc["label"]
         if "deadline" in doc:
-            task.deadline = _deadline(doc["deadline"])
+            task.deadline = submission.deadline(doc["deadline"])
     return {"DATA_TYPE": "result", "code": "Updated", "message": "Updated successfully"}
 
 
@@ -219,13 +202,14 @@ def operation_mkdir(emu: Emulator, req: Request) -> tuple[int, dict]:
     folder.mkdir(parents=True)
     return 202, {"DATA_TYPE": "mkdir_result", "code": "DirectoryCreated",
                  "message": "The directory was created successfully",
-                 "request_id": uuid.uuid4().hex[:12], "resource": req.path}
+                 "request_id": request_id(), "resource": req.path}
 
 
 def get_endpoint(emu: Emulator, req: Request) -> dict:
     endpoint = req.params["endpoint_id"]
     if endpoint not in emu.engine.endpoints:
         raise ApiError(404, "EndpointNotFound", f"endpoint {endpoint} not found")
-    return {"DATA_TYPE": "endpoint", "id": endpoint, "display_name": f"emulated {endpoint[:8]}",
+    return {"DATA_TYPE": "endpoint", "id": endpoint,
+            "display_name": emu.engine.display_names[endpoint],
             "entity_type": "GCSv5_mapped_collection", "activated": True,
             "organization": "balsam_mp emulator"}

@@ -65,14 +65,19 @@ class Page:
     blocks: list[Block]
     errors: list[str]
     links: list[str]
+    anchors: set[str] = dataclasses.field(default_factory=set)
 
 
 def read_page(path: Path) -> Page:
     page = Page(path, [], [], [], [])
     marker: str | None = None
     previous = None
+    heading = False
     for token in MarkdownIt("commonmark").parse(path.read_text()):
         line = token.map[0] + 1 if token.map else 0
+        if heading and token.type == "inline":  # GitHub's anchor for the heading
+            page.anchors.add(re.sub(r"[^\w\- ]", "", token.content.lower()).replace(" ", "-"))
+        heading = token.type == "heading_open"
         if token.type == "inline":
             page.links += [child.attrs["href"] for child in token.children or []
                            if child.type == "link_open"]

@@ -44,8 +44,12 @@ def test_every_example_is_run_or_marked_and_every_link_leads_somewhere():
         errors += [f"{path.name}: unknown doc-test setup {s!r}" for s in page.setups
                    if s not in SETUPS]
         for link in page.links:
-            target = link.partition("#")[0]
-            if target and "://" not in target and not (path.parent / target).exists():
+            target, _, anchor = link.partition("#")
+            if "://" in target:
+                continue
+            file = path.parent / target if target else path
+            if not file.exists() or (anchor and file.suffix == ".md" and
+                                     anchor not in read_page(file).anchors):
                 errors.append(f"{path.name}: the link {link!r} leads nowhere")
     assert not errors, "\n".join(errors)
     assert len(PAGES) >= 12, "README.md and the 11 pages of the user guide"

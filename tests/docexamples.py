@@ -94,6 +94,9 @@ def read_page(path: Path) -> Page:
         if token.type == "code_block":
             page.errors.append(f"{path.name}:{line}: an indented code block; fence it and "
                                "give it a language")
+        if marker is not None and token.type != "fence":
+            page.errors.append(f"{path.name}:{line}: not-runnable marks the fence right "
+                               "after it, and none follows")
         if token.type == "fence":
             block = _fence(path, line, token.info, token.content, marker, page.errors)
             if block.lang == "output":
@@ -112,7 +115,7 @@ def read_page(path: Path) -> Page:
 
 def _fence(path: Path, line: int, info: str, text: str, marker: str | None,
            errors: list[str]) -> Block:
-    lang, *attributes = info.split()
+    lang, *attributes = info.split() or [""]
     options = dict(a.partition("=")[::2] for a in attributes)
     block = Block(path, line, lang, options.pop("file", None), text, marker)
     if lang not in RUN + SHOWN:
@@ -120,6 +123,8 @@ def _fence(path: Path, line: int, info: str, text: str, marker: str | None,
                       f"{', '.join(RUN + SHOWN)}")
     if options or (block.file is not None and lang not in ("sh", "python", "yaml")):
         errors.append(f"{block.where}: unknown fence options {info!r}")
+    if lang == "console" and block.file is None and not console_commands(text):
+        errors.append(f"{block.where}: a console block without a `$ ` command")
     if marker and lang not in RUN and block.file is None:
         errors.append(f"{block.where}: a `{lang}` block is never run; drop not-runnable")
     return block
@@ -168,7 +173,9 @@ class Sandbox:
     def run(self, block: Block) -> None:
         if block.file is not None:
             name = self.text(block.file)
-            target = self.home / name[2:] if name.startswith("~/") else self.cwd / name
+            target = (self.home / name[2:] if name.startswith("~/") else self.cwd / name).resolve()
+            if not target.is_relative_to(self.root.resolve()):
+                raise AssertionError(f"{block.where}: file={block.file} is outside the sandbox")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(self.text(block.text))
         elif block.lang == "sh":

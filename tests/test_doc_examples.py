@@ -85,3 +85,64 @@ def run_page(page: Page, tmp_path: Path, **options) -> None:
     finally:
         sandbox.close()
     assert sandbox.ran == sum(block.runnable for block in page.blocks)
+
+
+CARELESS = """\
+    indented code
+
+```
+no language
+```
+
+```bash
+an unknown language
+```
+
+```output
+output of nothing
+```
+
+<!-- not-runnable: -->
+```sh
+true
+```
+
+<!-- not-runnable: marks a paragraph -->
+Not a fence.
+
+<!-- not-runnable: a yaml block is never run -->
+```yaml
+a: 1
+```
+
+```console
+no command here
+```
+"""
+
+
+def test_a_careless_page_is_refused_with_the_line_of_each_mistake(tmp_path):
+    page = tmp_path / "careless.md"
+    page.write_text(CARELESS)
+    errors = read_page(page).errors
+    for line, what in [(1, "indented code block"), (3, "language ''"), (7, "'bash'"),
+                       (11, "output block must follow"), (15, "needs a reason"),
+                       (21, "none follows"), (24, "drop not-runnable"),
+                       (28, "without a `$ ` command")]:
+        assert any(e.startswith(f"careless.md:{line}: ") and what in e for e in errors), \
+            (line, what, errors)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("```sh\nfalse\n```\n", "exited 1"),
+    ("```console\n$ echo hello\nhullo\n```\n", "printed other than the page shows"),
+    ("```console\n$ exit 3\n```\n", "exited 3"),
+    ("```python\nprint(1)\n```\n\n```output\n2\n```\n", "printed other"),
+    ("```python file=../../outside.py\nx = 1\n```\n", "outside the sandbox"),
+])
+def test_an_example_that_fails_or_drifts_fails_the_test(tmp_path, text, message):
+    page = tmp_path / "drift.md"
+    page.write_text(text)
+    with pytest.raises(AssertionError, match=message):
+        run_page(read_page(page), tmp_path)
+    assert not (tmp_path.parent / "outside.py").exists()

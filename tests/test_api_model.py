@@ -1,5 +1,6 @@
-"""Balsam's object model: constructors, fields, querysets, apps, and the README script
-(real SQLite site database; writes are in test_api_writes.py)."""
+"""Balsam's object model: constructors, fields, querysets, apps (real SQLite site
+database; writes are in test_api_writes.py; docs/python-api.md's script runs in
+test_doc_examples.py)."""
 
 from __future__ import annotations
 
@@ -160,17 +161,3 @@ def test_submit_save_false_and_sync_one_app(site):
         Job.objects.set_state("1", "READY", "FAILED")
     saved = Echo.submit(Path("echo/2"), transfers={"src": "laptop:/data/set"})
     assert TransferItem.objects.get(job_id=saved.id).local_path == Path(".")
-
-
-def test_the_readme_python_api_script_runs_verbatim(running_site, tmp_path, monkeypatch,
-                                                     capsys):
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme[readme.index("### Python API"):]
-    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(block, "README.md", "exec"), {"__name__": "__readme__"})
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3 and all("JOB_FINISHED ['input_file', 'result']" in x for x in lines)
-    for n in range(3):
-        assert (tmp_path / "inputs" / f"result-{n}.dat").read_text() == f"INPUT {n}\n"
-    assert Job.objects.filter(tags={"run": "1"}).count() == 3

@@ -253,7 +253,7 @@ def test_a_tree_1900_folders_deep_is_copied_by_the_emulator(emulator, endpoint_d
 
 
 def test_a_tree_failing_part_way_keeps_what_it_copied(local):
-    """What the README promises: the item fails with its first bad file's code; the
+    """What docs/troubleshooting.md promises: the item fails with its first bad file's code; the
     files before it (in name order) stay, the ones after it are not copied."""
     make(local.root / "tree/a.dat", "a")
     os.symlink("b", local.root / "tree/b")  # a symlink loop: ELOOP on open

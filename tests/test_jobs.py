@@ -170,7 +170,7 @@ def test_sqlite3_or_psql_reads_the_site_database(site):
             "input_file": f"laptop:/d/{n}", "result": f"laptop:/o/{n}"}} for n in range(4)
     ])
     query = "select state, count(*) from transfer_item group by state order by state"
-    if site.database_url:  # the README's psql lines, as written: the site's own schema
+    if site.database_url:  # docs/postgresql.md's psql lines, as written: the site's own schema
         from balsam_mp.testing.postgres_server import find_bindir
 
         psql = [str(find_bindir() / "psql"), site.database_url, "-At", "-c"]

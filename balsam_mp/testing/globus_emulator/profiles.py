@@ -2,7 +2,7 @@
 
 `instant` is the emulator's defaults (tasks start at once, no request limit): tests of
 the site's own logic. `realistic` models Globus as its users see it; the numbers are
-explained in the README ("The Globus emulator"). Every knob stays settable on its own:
+explained in docs/emulator.md ("Options and profiles"). Every knob stays settable on its own:
 an explicit option or argument overrides the profile's value.
 """
 

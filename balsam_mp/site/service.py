@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from balsam_mp import api, db, settings
+from balsam_mp import api, db, permissions, settings
 from balsam_mp.db.filesystem import check_database_location
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
@@ -74,6 +74,7 @@ def start(site: Settings, foreground: bool = False, if_not_running: bool = False
             return ""
         raise
     validate(site)
+    permissions.apply(site.site_path, site.permissions, site.database_file)
     if foreground:
         configure_logging(site, "supervisor")
         code = Supervisor(site).run()
@@ -113,8 +114,8 @@ def start(site: Settings, foreground: bool = False, if_not_running: bool = False
 
 
 def _detach_stdio(site: Settings) -> None:
-    out = os.open(site.logs_path / "supervisor.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                  0o644)
+    out = permissions.open_file(site.logs_path / "supervisor.out", os.O_WRONLY | os.O_APPEND,
+                                site.modes.file)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(out, 1)
@@ -199,6 +200,7 @@ def sync(site_path) -> str:
     """Validate settings.yml, re-register apps, then restart the workers of a running site."""
     site = settings.load(site_path)  # raises on a bad file: the running site is untouched
     validate(site)
+    permissions.apply(site.site_path, site.permissions, site.database_file)
     api.use_site(site.site_path)
     api.App.sync()
     info = pidfile.read(site.site_path)

@@ -15,6 +15,7 @@ from balsam_mp.db.filesystem import check_database_location
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
 from balsam_mp.site import pidfile
+from balsam_mp.site.crashes import halt_path
 from balsam_mp.site.logs import configure_logging
 from balsam_mp.site.supervisor import WORKERS, Supervisor
 from balsam_mp.site.worker import ready_file
@@ -75,6 +76,7 @@ def start(site: Settings, foreground: bool = False, if_not_running: bool = False
         raise
     validate(site)
     permissions.apply(site.site_path, site.permissions, site.database_file)
+    halt_path(site.site_path).unlink(missing_ok=True)  # the reason was seen to
     if foreground:
         configure_logging(site, "supervisor")
         code = Supervisor(site).run()

@@ -132,6 +132,7 @@ class LocalBackend(TransferBackend):
         self.state_dir = state_dir
         self.site_root = site_root  # the site's own paths must resolve inside it
         state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.chmod(0o700)  # the site's own: its tasks name every job's files
         self.pruned_at: float | None = None  # time.monotonic() of the last prune
 
     def prune(self) -> int:

@@ -94,13 +94,19 @@ def _wanted(path: Path, modes: Modes, setting: Modes) -> int | None:
 
 
 def apply(site_path: Path, permissions: str, database: Path | None) -> None:
-    """Give the site's own files the modes of `permissions` (at init, start and sync)."""
+    """Give the site's own files the modes of `permissions` (at start and sync): take
+    away every bit the setting does not give, and give the group what `group` says. The
+    owner's own bits are never added (a file its owner made unreadable stays so)."""
     setting = MODES[permissions]
     for path, modes in site_files(site_path, database):
         wanted = _wanted(path, modes, setting)
-        if wanted is not None:
+        if wanted is None:
+            continue
+        current = stat.S_IMODE(os.lstat(path).st_mode)
+        new = (current & wanted & 0o700) | (wanted & ~0o700)
+        if new != current:
             try:
-                os.chmod(path, wanted)
+                os.chmod(path, new)
             except PermissionError:  # e.g. a file another user owns: `too_wide` tells
                 pass
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+import _strptime  # noqa: F401 - datetime imports it lazily; a child as nobody cannot
+
 import balsam_mp.cli as cli  # loaded before any fork: the child imports nothing
 
 NOBODY = "nobody"
@@ -126,13 +128,8 @@ def small_tmpfs(size: str = "1m") -> Iterator[Path]:
 
 def fill(folder: Path) -> None:
     """Take every free byte of the file system holding `folder`."""
-    with open(folder / "filler", "wb") as filler:
-        chunk = b"\0" * 65536
-        with contextlib.suppress(OSError):
-            while True:
-                filler.write(chunk)
-                filler.flush()
-        with contextlib.suppress(OSError):
-            while True:  # the last partial chunk
-                filler.write(b"\0" * 512)
-                filler.flush()
+    with open(folder / "filler", "wb", buffering=0) as filler:
+        for size in (65536, 512, 1):  # big steps first, then the last bytes
+            with contextlib.suppress(OSError):
+                while filler.write(b"\0" * size):
+                    pass

@@ -89,21 +89,21 @@ class SiteDatabase(peewee.SqliteDatabase):
         try:
             return super().connect(reuse_if_open)
         except _FAILURES as exc:
-            self._raise_failure(exc)
+            self.raise_failure(exc)
             raise
 
     def _execute_cursor(self, sql, params, **options):
         try:
             return super()._execute_cursor(sql, params, **options)
         except _FAILURES as exc:
-            self._raise_failure(exc)
+            self.raise_failure(exc)
             raise
 
     def commit(self) -> None:
         try:
             super().commit()
         except _FAILURES as exc:
-            self._raise_failure(exc)
+            self.raise_failure(exc)
             raise
 
     def rollback(self) -> None:
@@ -115,10 +115,11 @@ class SiteDatabase(peewee.SqliteDatabase):
         try:
             super().rollback()
         except _FAILURES as exc:
-            self._raise_failure(exc)
+            self.raise_failure(exc)
             raise
 
-    def _raise_failure(self, exc: Exception) -> None:
+    def raise_failure(self, exc: Exception) -> None:
+        """Raise the DatabaseFailure for a failed file or disk (else return)."""
         if type(exc) in _FAILURES:  # not IntegrityError and friends: the caller's to handle
             raise explain(Path(self.database), exc) from exc
 

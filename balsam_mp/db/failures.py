@@ -56,8 +56,10 @@ def explain(path: Path, exc: BaseException) -> DatabaseFailure:
         cause = _PRIMARY[primary]
     elif primary == sqlite3.SQLITE_IOERR:
         cause = f"disk I/O error ({getattr(error, 'sqlite_errorname', code)})"
-        if not _exists(path.with_name(path.name + "-wal")):
-            cause += f"; {path.name}-wal is missing"
+        if _wal_lost(path):
+            cause = (f"{path.name}-wal was deleted (or emptied) while a process had it open "
+                     f"({cause}); stop every process using the site (`balsam site stop`), "
+                     "then it opens again, without the commits that were only in the WAL")
     else:
         cause = str(error or exc) or type(exc).__name__
     return DatabaseFailure(f"{path}: {cause}")
@@ -88,6 +90,21 @@ def _exists(path: Path) -> bool:
         return True
 
 
+def _wal_lost(path: Path) -> bool:
+    """-shm indexes a WAL, but the -wal file is gone or empty."""
+    try:
+        if os.stat(path.with_name(path.name + "-shm")).st_size == 0:
+            return False
+    except OSError:
+        return False
+    try:
+        return os.stat(path.with_name(path.name + "-wal")).st_size == 0
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
 def _denied(path: Path, mode: int) -> bool:
     try:
         return not os.access(path, mode)
@@ -95,8 +112,18 @@ def _denied(path: Path, mode: int) -> bool:
         return False
 
 
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _cannot_open(path: Path) -> str:
     folder = path.parent
+    if _read_only_fs(path):
+        return (f"read-only file system (SQLite must make {path.name}-wal and -shm next "
+                "to it, even to read)")
     if _denied(folder, os.X_OK):
         return f"permission denied on its folder {folder}"
     if not _exists(path):
@@ -116,11 +143,8 @@ def _cannot_open(path: Path) -> str:
 def _read_only(path: Path, code: int | None) -> str:
     if code == READONLY_DBMOVED:
         return "the file was deleted or replaced while open"
-    try:
-        if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
-            return "read-only file system"
-    except OSError:
-        pass
+    if _read_only_fs(path):
+        return "read-only file system"
     if _denied(path, os.W_OK):
         return "permission denied (read-only for this user)"
     if _denied(path.parent, os.W_OK):

@@ -12,7 +12,7 @@ import psutil
 
 from balsam_mp import api, db, permissions, settings
 from balsam_mp.db.filesystem import check_database_location
-from balsam_mp.errors import BalsamError
+from balsam_mp.errors import BalsamError, DatabaseFailure
 from balsam_mp.settings import Settings
 from balsam_mp.site import pidfile
 from balsam_mp.site.crashes import halt_path
@@ -60,6 +60,9 @@ def validate(site: Settings) -> None:
     if site.database_url:  # reachable, and a balsam database: or the workers halt at boot
         db.connect(site.database_url, site=site.site_name).close()
         return
+    if not site.database_path.is_file() and site.database_path == site.site_path / "site.db":
+        raise DatabaseFailure(f"{site.database_path}: site database missing (deleted or "
+                              "moved?); restore it, or run `balsam site init`")
     if not site.database_path.is_file():
         raise BalsamError(f"{file}: database_path: {site.database_path} does not exist; to "
                           "move site.db, stop the site, move the file, then set database_path")

@@ -113,6 +113,10 @@ class Worker:
             return (f"{path} was replaced by another file (inode {self._db_file[1]} -> "
                     f"{info.st_ino}) while the site ran; check which file is right, then run "
                     "`balsam site start`")
+        wal = path.with_name(path.name + "-wal")  # exists while any connection is open
+        if not wal.exists():
+            return (f"{wal} was deleted while the site ran (the commits only in it are "
+                    "lost); run `balsam site start`")
         return None
 
     def loop(self) -> None:

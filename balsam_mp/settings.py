@@ -6,6 +6,7 @@ settings.yml that this site does not use are accepted and ignored with one log l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -104,13 +105,19 @@ def find_site(path: str | os.PathLike | None = None) -> Path:
         path = os.environ.get("BALSAM_SITE_PATH")
     if path is not None:
         site = Path(path).resolve()
-        if not (site / SETTINGS_FILE).is_file():
+        try:
+            found = (site / SETTINGS_FILE).is_file()
+        except PermissionError:  # another user's site (private, or not our group)
+            raise SiteNotFound(f"{site}: permission denied: the site is private to its "
+                               "owner (see site_permissions)") from None
+        if not found:
             raise SiteNotFound(f"{site} is not a balsam site: it has no {SETTINGS_FILE}")
         return site
     here = Path.cwd().resolve()
     for candidate in (here, *here.parents):
-        if (candidate / SETTINGS_FILE).is_file():
-            return candidate
+        with contextlib.suppress(PermissionError):  # a folder we may not look into
+            if (candidate / SETTINGS_FILE).is_file():
+                return candidate
     raise SiteNotFound(
         f"no balsam site in {here} or its parents; pass --site PATH or set BALSAM_SITE_PATH"
     )

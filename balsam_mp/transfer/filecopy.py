@@ -53,22 +53,17 @@ def partial_path(dst: Path, tag: str) -> Path:
 PARTIAL_PREFIX, PARTIAL_DIGITS = ".partial-", 16
 
 
-_umask: tuple[int, int] = (-1, 0)  # (pid, umask) read once per process
-
-
 def umask() -> int:
-    """This process's umask, read without changing it where /proc tells it."""
-    global _umask
-    if _umask[0] != os.getpid():
-        try:
-            with open("/proc/self/status") as status:
-                mask = next(int(line.split()[1], 8) for line in status
-                            if line.startswith("Umask:"))
-        except (OSError, StopIteration, ValueError, IndexError):
-            mask = os.umask(0o022)
-            os.umask(mask)
-        _umask = (os.getpid(), mask)
-    return _umask[1]
+    """This process's umask, read without changing it where /proc tells it (read each
+    time: a few microseconds next to a copy, and a process may change it)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1], 8) for line in status
+                        if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)  # no /proc: set and restore (not thread-safe, but rare)
+        os.umask(mask)
+        return mask
 
 
 def like_cp(src_mode: int) -> int:

@@ -8,6 +8,7 @@ mounts. Without root both are skipped, saying why.
 
 from __future__ import annotations
 
+import _strptime  # noqa: F401 - datetime imports it lazily; a child as nobody cannot
 import contextlib
 import io
 import json
@@ -20,8 +21,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-import _strptime  # noqa: F401 - datetime imports it lazily; a child as nobody cannot
 
 import balsam_mp.cli as cli  # loaded before any fork: the child imports nothing
 

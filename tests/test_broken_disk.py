@@ -19,6 +19,7 @@ import pytest
 
 from balsam_mp import api
 from balsam_mp.errors import BalsamError, DatabaseFailure, DiskFull
+from balsam_mp.site import pidfile, service
 from balsam_mp.site.layout import init_site
 from tests.hostile_env import (
     as_user,
@@ -34,7 +35,7 @@ JOB = ("job", "create", "--app", "MySim", "--workdir", "w1", "-t",
        "input_file=laptop:/in/a.dat")
 READS = [("site", "status"), ("job", "ls"), ("transfer", "retry", "1"),
          ("transfer", "cancel", "1")]
-WRITES = [JOB, ("app", "sync"), ("site", "sync")]
+WRITES = [JOB, ("app", "sync"), ("site", "sync"), ("site", "start")]
 EVERY = READS + WRITES
 
 
@@ -162,7 +163,14 @@ def site_for(case: Case, tmp_path: Path) -> Iterator[tuple[Path, Path]]:
         api.close()
         if case.as_nobody:
             give_to_nobody(base)
+        stack.callback(stop_if_running, site)
         yield site, db
+
+
+def stop_if_running(site: Path) -> None:
+    info = pidfile.read(site)
+    if info is not None and info.alive():
+        service.stop(site, timeout=10)
 
 
 def run(case: Case, site: Path, *args: str) -> tuple[int, str]:

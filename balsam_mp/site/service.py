@@ -15,7 +15,7 @@ from balsam_mp.db.filesystem import check_database_location
 from balsam_mp.errors import BalsamError, DatabaseFailure
 from balsam_mp.settings import Settings
 from balsam_mp.site import pidfile
-from balsam_mp.site.crashes import halt_path
+from balsam_mp.site.crashes import halt_path, read_halt
 from balsam_mp.site.logs import configure_logging
 from balsam_mp.site.supervisor import WORKERS, Supervisor
 from balsam_mp.site.worker import ready_file
@@ -67,6 +67,12 @@ def validate(site: Settings) -> None:
         raise BalsamError(f"{file}: database_path: {site.database_path} does not exist; to "
                           "move site.db, stop the site, move the file, then set database_path")
     check_database_location(site.database_path, file)
+    database = db.connect(site.database_path)  # unreadable, corrupt: one line now, not at
+    try:  # the workers' boot; read-only: BEGIN IMMEDIATE needs the right to write
+        with database.atomic("IMMEDIATE"):
+            pass
+    finally:
+        database.close()
 
 
 def start(site: Settings, foreground: bool = False, if_not_running: bool = False) -> str:
@@ -148,8 +154,9 @@ def _wait_until_ready(site: Settings, daemon: int) -> pidfile.PidInfo:
                                      f"(pid {info.pid})")
             break  # it failed at boot
         time.sleep(0.05)
-    raise BalsamError(f"site {site.site_name} failed to start; see "
-                      f"{site.logs_path / 'supervisor.log'} and the worker logs there")
+    why = read_halt(site.site_path)
+    raise BalsamError(f"site {site.site_name} failed to start" + (f": {why}" if why else "")
+                      + f"; see {site.logs_path / 'supervisor.log'} and the worker logs there")
 
 
 def _ready_pid(site: Settings, name: str) -> int | None:

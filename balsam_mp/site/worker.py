@@ -7,6 +7,7 @@ respawning it forever.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -62,6 +63,10 @@ class Worker:
             self.log.error("%s failed to start: %s", self.name, exc)
             if not isinstance(exc, BalsamError):
                 self.log.error("%s", traceback.format_exc())
+            with contextlib.suppress(OSError):  # for `site start` and `site status` to say
+                what = str(exc) if isinstance(exc, BalsamError) else \
+                    traceback.format_exception_only(type(exc), exc)[-1].strip()
+                crashes.write_halt(self.settings, f"{self.name} failed to start: {what}")
             return BOOT_FAILURE
         permissions.write_file(ready_file(self.settings, self.name), str(os.getpid()),
                                permissions.RUNTIME.file)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import stat
@@ -15,7 +14,6 @@ import types
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from balsam_mp import api, states
@@ -29,10 +27,8 @@ from tests.conftest import wait_for
 from tests.hostile_env import (
     as_user,
     balsam_as_nobody,
-    fill,
     nobody_ids,
     open_folder,
-    small_tmpfs,
 )
 from tests.localsite import LocalSite
 
@@ -265,50 +261,3 @@ def test_every_worker_death_is_its_own_event(local_site):
         killed.append(pid)
         wait_for(lambda n=count: len(deaths()) >= n, what=f"death {count} in the event log")
     assert [row.message for row in deaths()] == ["poller was killed by SIGKILL"] * 2
-
-
-@pytest.mark.parametrize("how", ["replaced", "deleted"])
-def test_a_running_site_halts_when_its_database_is_swapped(local_site, how):
-    kit = local_site()
-    kit.balsam("site", "start")
-    supervisor = pidfile.read(kit.site).pid
-    db = kit.site / "site.db"
-    if how == "replaced":
-        shutil.copy(db, kit.site / "copy.db")
-        os.replace(kit.site / "copy.db", db)
-    else:
-        db.unlink()
-    wait_for(lambda: not psutil.pid_exists(supervisor) or psutil.Process(supervisor)
-             .status() == psutil.STATUS_ZOMBIE, what="the site to halt")
-    result = kit.balsam("site", "status", check=False)
-    action = next(line for line in result.stdout.splitlines()
-                  if line.startswith("ACTION REQUIRED"))
-    assert "the site halted at" in action and f"{db} was {how}" in action
-    log = (kit.site / "logs" / "supervisor.log").read_text()
-    assert f"was {how}" in log
-    if how == "deleted":  # status can read nothing: it says why, and exits 1
-        assert result.returncode == 1 and "site database missing" in result.stderr
-        return
-    assert result.returncode == 0
-    kit.balsam("site", "start")  # the owner checked the file: start clears the note
-    assert "halted" not in (kit.balsam("site", "status").stdout)
-
-
-def test_a_full_disk_is_called_a_full_disk_in_the_workers_logs(local_site, tmp_path):
-    with small_tmpfs("1m") as disk:
-        kit = local_site()
-        kit.make_jobs(3)
-        api.close()
-        settings = kit.site / "settings.yml"
-        shutil.move(kit.site / "site.db", disk / "site.db")
-        settings.write_text(settings.read_text().replace(
-            "# database_path: /tmp/my-site.db", f"database_path: {disk / 'site.db'}"))
-        fill(disk)
-        result = kit.balsam("site", "start", check=False)
-        assert result.returncode == 1
-        logs = "".join(p.read_text() for p in (kit.site / "logs").glob("*.log"))
-        assert f"{disk / 'site.db'}: disk full" in logs, logs
-        assert "cannot rollback" not in logs
-        job = kit.balsam("job", "create", "--app", "MySim", "--workdir", "late", "-t",
-                         "input_file=laptop:/in/job0.dat", check=False)
-        assert job.returncode == 1 and "disk full" in job.stderr, job.stderr

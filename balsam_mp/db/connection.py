@@ -21,7 +21,7 @@ from pathlib import Path
 import peewee
 
 from balsam_mp.db import sql_sqlite
-from balsam_mp.db.failures import explain
+from balsam_mp.db.failures import create_file, explain, present
 from balsam_mp.db.models import (
     ALL_MODELS,
     SCHEMA_VERSION,
@@ -192,11 +192,11 @@ def connect(target: Path | str, *, site: str | None = None, synchronous: str = "
             raise
         return database
     db_path = Path(target)
-    if not create and not _present(db_path):
+    if not create and not present(db_path):
         raise DatabaseFailure(f"{db_path}: site database missing (deleted or moved?); "
                               "restore it, or run `balsam site init`")
     if create:
-        _create_file(db_path, file_mode)
+        create_file(db_path, file_mode)
     db = SiteDatabase(
         str(db_path),
         lock_type="IMMEDIATE",  # every atomic() is BEGIN IMMEDIATE: no deferred upgrade
@@ -217,32 +217,6 @@ def connect(target: Path | str, *, site: str | None = None, synchronous: str = "
     else:
         _migrate(db)
     return db
-
-
-def _present(path: Path) -> bool:
-    """False only if the file is not there (a folder we may not enter: SQLite says so)."""
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        pass
-    return True
-
-
-def _create_file(path: Path, mode: int) -> None:
-    """An empty file with `mode` whatever the umask, for SQLite to fill."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileExistsError:
-        return
-    except OSError as exc:
-        raise DatabaseFailure(f"{path}: cannot create the site database: {exc.strerror}") \
-            from None
-    try:
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
 
 
 def _create_schema(db: Database) -> None:

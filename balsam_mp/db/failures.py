@@ -80,16 +80,6 @@ def disk_space_problem(path: Path) -> str | None:
     return None
 
 
-def _exists(path: Path) -> bool:
-    try:
-        path.stat()
-        return True
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-
-
 def _wal_lost(path: Path) -> bool:
     """-shm indexes a WAL, but the -wal file is gone or empty."""
     try:
@@ -126,13 +116,13 @@ def _cannot_open(path: Path) -> str:
                 "to it, even to read)")
     if _denied(folder, os.X_OK):
         return f"permission denied on its folder {folder}"
-    if not _exists(path):
+    if not present(path):
         return "missing (deleted or moved?); restore it, or run `balsam site init` anew"
     if _denied(path, os.R_OK | os.W_OK):
         return "permission denied (this user may not read and write it)"
     for extra in ("-wal", "-shm"):
         side = path.with_name(path.name + extra)
-        if _exists(side) and _denied(side, os.R_OK | os.W_OK):
+        if present(side) and _denied(side, os.R_OK | os.W_OK):
             return f"permission denied on {side.name}"
     if _denied(folder, os.W_OK):
         return (f"permission denied on its folder {folder} (SQLite makes {path.name}-wal "
@@ -150,3 +140,29 @@ def _read_only(path: Path, code: int | None) -> str:
     if _denied(path.parent, os.W_OK):
         return f"permission denied on its folder {path.parent} (read-only for this user)"
     return "attempt to write a readonly database"
+
+
+def present(path: Path) -> bool:
+    """False only if the file is not there (a folder we may not enter: SQLite says so)."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
+def create_file(path: Path, mode: int) -> None:
+    """An empty file with `mode` whatever the umask, for SQLite to fill."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise DatabaseFailure(f"{path}: cannot create the site database: {exc.strerror}") \
+            from None
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)

@@ -81,8 +81,9 @@ def site_files(site_path: Path, database: Path | None) -> list[tuple[Path, Modes
     return found
 
 
-def _wanted(path: Path, modes: Modes, setting: Modes) -> int | None:
-    """The mode `path` should have, or None if it is not there (or a symlink)."""
+def _modes_of(path: Path, modes: Modes, setting: Modes) -> tuple[int, int] | None:
+    """(the mode `path` should have, the mode it has), or None if it is not there (a
+    file may go between the listing and here: a rotated log) or is a symlink."""
     try:
         info = os.lstat(path)
     except OSError:
@@ -90,7 +91,8 @@ def _wanted(path: Path, modes: Modes, setting: Modes) -> int | None:
     if stat.S_ISLNK(info.st_mode):
         return None
     modes = setting if modes.folder < 0 else modes
-    return modes.folder if stat.S_ISDIR(info.st_mode) else modes.file
+    wanted = modes.folder if stat.S_ISDIR(info.st_mode) else modes.file
+    return wanted, stat.S_IMODE(info.st_mode)
 
 
 def apply(site_path: Path, permissions: str, database: Path | None) -> None:
@@ -99,15 +101,15 @@ def apply(site_path: Path, permissions: str, database: Path | None) -> None:
     owner's own bits are never added (a file its owner made unreadable stays so)."""
     setting = MODES[permissions]
     for path, modes in site_files(site_path, database):
-        wanted = _wanted(path, modes, setting)
-        if wanted is None:
+        found = _modes_of(path, modes, setting)
+        if found is None:
             continue
-        current = stat.S_IMODE(os.lstat(path).st_mode)
+        wanted, current = found
         new = (current & wanted & 0o700) | (wanted & ~0o700)
         if new != current:
             try:
                 os.chmod(path, new)
-            except PermissionError:  # e.g. a file another user owns: `too_wide` tells
+            except OSError:  # e.g. a file another user owns: `too_wide` tells
                 pass
 
 
@@ -117,10 +119,7 @@ def too_wide(site_path: Path, permissions: str, database: Path | None) -> list[s
     setting = MODES[permissions]
     found = []
     for path, modes in site_files(site_path, database):
-        wanted = _wanted(path, modes, setting)
-        if wanted is None:
-            continue
-        actual = stat.S_IMODE(os.lstat(path).st_mode)
-        if actual & 0o077 & ~wanted:
-            found.append(f"{path} ({actual & 0o777:04o})")
+        modes_of = _modes_of(path, modes, setting)
+        if modes_of is not None and modes_of[1] & 0o077 & ~modes_of[0]:
+            found.append(f"{path} ({modes_of[1] & 0o777:04o})")
     return found

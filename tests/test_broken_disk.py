@@ -33,7 +33,7 @@ from tests.hostile_env import (
 
 JOB = ("job", "create", "--app", "MySim", "--workdir", "w1", "-t",
        "input_file=laptop:/in/a.dat")
-READS = [("site", "status"), ("job", "ls"), ("transfer", "retry", "1"),
+READS = [("site", "status"), ("job", "ls"), ("transfer", "ls"), ("transfer", "retry", "1"),
          ("transfer", "cancel", "1")]
 WRITES = [JOB, ("app", "sync"), ("site", "sync"), ("site", "start")]
 EVERY = READS + WRITES

@@ -112,16 +112,20 @@ class Worker:
         except FileNotFoundError:
             return (f"{path} was deleted while the site ran; restore it (from a backup) "
                     "and run `balsam site start`")
-        except OSError as exc:
-            return f"{path}: {exc.strerror} while the site ran; fix it and run `balsam site start`"
+        except OSError:  # e.g. a folder made unreadable: the next query says so
+            return None
         if (info.st_dev, info.st_ino) != self._db_file:
             return (f"{path} was replaced by another file (inode {self._db_file[1]} -> "
                     f"{info.st_ino}) while the site ran; check which file is right, then run "
                     "`balsam site start`")
         wal = path.with_name(path.name + "-wal")  # exists while any connection is open
-        if not wal.exists():
+        try:
+            os.stat(wal)
+        except FileNotFoundError:
             return (f"{wal} was deleted while the site ran (the commits only in it are "
                     "lost); run `balsam site start`")
+        except OSError:
+            pass
         return None
 
     def loop(self) -> None:

@@ -31,3 +31,12 @@ class ForkSafetyError(BalsamError):
 
 class StateConflict(BalsamError):
     """A compare-and-set found the row in another state than expected."""
+
+
+class DatabaseFailure(BalsamError):
+    """The site database or its disk failed: unreadable, corrupt, missing, read-only, full.
+    The message names the file and the cause."""
+
+
+class DiskFull(DatabaseFailure):
+    """No space (or no quota) left where the site database is written."""

@@ -20,7 +20,9 @@ class LogSettings:
 
 
 # Rotation checks every old file's name at each roll-over: keep the count sane.
-LIMITS = {"max_bytes": (1024, 2**40), "backup_count": (0, 1000)}
+LIMITS = {"max_bytes": (1024, 2**40), "backup_count": (1, 1000)}
+WHY = {"backup_count": " (with 0, Python's rotation never rotates and a log grows without "
+                       "bound)"}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Balsam's other logging keys (buffering and the like) mean nothing to a site: ignored.
 IGNORED_LOG_KEYS = ("buffer_num_records", "flush_period", "color", "topic_filter")
@@ -46,7 +48,8 @@ def parse_logging(section: Any, fail: Callable[[str, str], Exception]) -> LogSet
         elif key in ("max_bytes", "backup_count"):
             low, high = LIMITS[key]
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise fail(where, f"must be a whole number from {low} to {high}, got {value!r}")
+                raise fail(where, f"must be a whole number from {low} to {high}, got {value!r}"
+                                  f"{WHY.get(key, '')}")
         else:
             raise fail(where, "unknown key")
         values[key] = value

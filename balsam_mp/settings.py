@@ -6,9 +6,11 @@ settings.yml that this site does not use are accepted and ignored with one log l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from balsam_mp.dburl import check_database_url as check_database_url
 from balsam_mp.dburl import parse_database_url
 from balsam_mp.errors import SettingsError, SiteNotFound
 from balsam_mp.logsettings import LogSettings, parse_logging
+from balsam_mp.permissions import MODES, PERMISSIONS, Modes
 from balsam_mp.transfersettings import TransferSettings as TransferSettings
 from balsam_mp.transfersettings import parse_transfers
 from balsam_mp.yamlfile import read_yaml
@@ -40,6 +43,17 @@ class Settings:
     database_url: str | None = None  # PostgreSQL instead of database_path, when set
     # a client without the site directory (api.use_database): the site makes workdirs
     client: bool = False
+    permissions: str = "private"  # site_permissions: who may read the site's files
+
+    @property
+    def modes(self) -> Modes:
+        """The folder and file modes of the site's own files (permissions.py)."""
+        return MODES[self.permissions]
+
+    @property
+    def database_file(self) -> Path | None:
+        """site.db's path, or None on PostgreSQL."""
+        return None if self.database_url else self.database_path
 
     @property
     def database(self) -> Path | str:
@@ -72,19 +86,38 @@ class Settings:
                 if self.location(alias)[0] == "globus"]
 
 
+SITE_NAME_RULE = ("1 to 64 characters: ASCII letters, digits, '.', '_' and '-', starting with "
+                  "a letter or a digit")
+_SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def site_name_problem(name: object) -> str | None:
+    """Why `name` cannot name a site, or None. One rule everywhere: it names the site's
+    PostgreSQL schema, shows in tables and logs, and goes on command lines unquoted."""
+    if isinstance(name, str) and _SITE_NAME.fullmatch(name):
+        return None
+    return f"site name {name!r} must be {SITE_NAME_RULE}"
+
+
 def find_site(path: str | os.PathLike | None = None) -> Path:
     """The site directory: `path`, then $BALSAM_SITE_PATH, then cwd and its parents."""
     if path is None:
         path = os.environ.get("BALSAM_SITE_PATH")
     if path is not None:
         site = Path(path).resolve()
-        if not (site / SETTINGS_FILE).is_file():
+        try:
+            found = (site / SETTINGS_FILE).is_file()
+        except PermissionError:  # another user's site (private, or not our group)
+            raise SiteNotFound(f"{site}: permission denied: the site is private to its "
+                               "owner (see site_permissions)") from None
+        if not found:
             raise SiteNotFound(f"{site} is not a balsam site: it has no {SETTINGS_FILE}")
         return site
     here = Path.cwd().resolve()
     for candidate in (here, *here.parents):
-        if (candidate / SETTINGS_FILE).is_file():
-            return candidate
+        with contextlib.suppress(PermissionError):  # a folder we may not look into
+            if (candidate / SETTINGS_FILE).is_file():
+                return candidate
     raise SiteNotFound(
         f"no balsam site in {here} or its parents; pass --site PATH or set BALSAM_SITE_PATH"
     )
@@ -109,22 +142,26 @@ def _parse(file: Path, site: Path, raw: dict[str, Any]) -> Settings:
     if ignored:
         log.info("%s: ignoring sections this site does not use: %s", file, ", ".join(ignored))
     known = {"site_name", "transfers", "database_path", "database_url", "logging",
-             *IGNORED_SECTIONS}
+             "site_permissions", *IGNORED_SECTIONS}
     for key in raw:
         if key not in known:
             raise fail(str(key), "unknown key")
 
     site_name = raw.get("site_name", site.name)
-    if not isinstance(site_name, str) or not site_name.strip() or \
-            any(c in site_name for c in "\n\r\0"):
-        raise fail("site_name", f"must be a one-line string, got {site_name!r}")
+    problem = site_name_problem(site_name)
+    if problem:
+        raise fail("site_name", problem)
+    permissions = raw.get("site_permissions", "private")
+    if permissions not in PERMISSIONS:
+        raise fail("site_permissions", f"must be one of {', '.join(PERMISSIONS)}, got "
+                                       f"{permissions!r}")
 
     db_file = _database_file(site, raw.get("database_path"), fail)
     section = raw.get("transfers")
     transfers = parse_transfers({} if section is None else section, fail)
     url = parse_database_url(raw.get("database_url"), fail)
     return Settings(site, site_name, transfers, db_file, parse_logging(raw.get("logging"), fail),
-                    url)
+                    url, permissions=permissions)
 
 
 

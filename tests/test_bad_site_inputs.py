@@ -51,7 +51,11 @@ CASES = [
     Case("site-init-existing", ("site", "init", "{site}"), "already a balsam site"),
     Case("site-init-cannot-create", ("site", "init", "/proc/new-site"), "cannot create a site"),
     Case("site-init-bad-name", ("site", "init", "{tmp}/n", "--name", "a\x01b"),
-         "must be printable"),
+         "must be 1 to 64 characters"),
+    Case("site-init-empty-name", ("site", "init", "{tmp}/n", "--name", ""),
+         "site name '' must be 1 to 64 characters"),
+    Case("site-init-name-with-space", ("site", "init", "{tmp}/n", "--name", "bad name!"),
+         "site name 'bad name!' must be"),
     # -- settings.yml ---------------------------------------------------------------------
     Case("settings-nan", ("job", "ls"), "transfers.service_period: must be a finite number",
          use_site_again, SettingsError, settings_text(NAN)),

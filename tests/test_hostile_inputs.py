@@ -75,7 +75,8 @@ def test_ids_beyond_the_database_are_no_ids(site):
 @pytest.mark.parametrize("section, words", [
     ('format: "%(nonexistent)s"', "cannot format a log line"),
     ('format: "%(message)d"', "cannot format a log line"),
-    ("backup_count: 30000000", "from 0 to 1000"),
+    ("backup_count: 30000000", "from 1 to 1000"),
+    ("backup_count: 0", "never rotates"),
     ("max_bytes: 100", "from 1024 to"),
 ])
 def test_logging_values_that_would_fail_later_are_refused_now(tmp_path, section, words):

@@ -6,7 +6,6 @@ import multiprocessing
 import sqlite3
 import time
 
-import peewee
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 from balsam_mp import api, db
 from balsam_mp.db import claims
 from balsam_mp.db.budget import BURST, SUSTAINED, RequestBudget
+from balsam_mp.errors import DatabaseFailure
 from balsam_mp.transfer.ratelimit import SharedRateLimiter
 
 
@@ -163,15 +163,15 @@ def test_recent_task_cost_is_the_median_from_claim_to_finish(site):
 
 
 def test_a_database_locked_too_long_is_an_error_the_workers_retry(site, monkeypatch):
-    """Not a crash: the workers back off on peewee.OperationalError as for their own
-    queries (a sqlite3 error would escape their loop)."""
+    """Not a crash: the workers back off on a DatabaseFailure (a BalsamError) as for
+    their own queries (a sqlite3 error would escape their loop)."""
     budget = RequestBudget(site.database_path, "globus/test", 20)
     budget.take(1)
     budget._conn.execute("PRAGMA busy_timeout = 50")
     other = sqlite3.connect(str(site.database_path), isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     try:
-        with pytest.raises(peewee.OperationalError, match="locked"):
+        with pytest.raises(DatabaseFailure, match="site.db: database is locked"):
             budget.take(1)
     finally:
         other.execute("ROLLBACK")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -212,6 +213,10 @@ class _Planner:
         (SITE/data itself may be one): then each folder has one name, so the one-job-per-
         workdir rule, checked on names, holds for folders."""
         pure = check_relative_path(what, workdir)
+        control = next((c for c in workdir if unicodedata.category(c) == "Cc"), None)
+        if control is not None:  # a newline or an escape would forge lines in tables, logs
+            raise ValidationError(f"{what}: {shown(workdir)} contains the control character "
+                                  f"{control!r}; workdirs are printable")
         if pure == KEEP_NAME:
             raise ValidationError(f"{what}: {workdir!r} is SITE/data itself; name a folder "
                                   "in it")

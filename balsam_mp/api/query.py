@@ -11,16 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import operator
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import peewee
 
-from balsam_mp.api.site import connect
+from balsam_mp.api.site import connect, database_error
 from balsam_mp.api.tagfilter import check_utf8, tag_filter
 from balsam_mp.db import bulk
-from balsam_mp.errors import BalsamError, ValidationError
+from balsam_mp.errors import ValidationError
 
 if TYPE_CHECKING:
     from balsam_mp.api.model import Model
@@ -42,8 +43,8 @@ def guarded(call: Callable[[], Any]) -> Any:
     """Run a database call; a database error reaches the user as a BalsamError."""
     try:
         return call()
-    except peewee.PeeweeException as exc:
-        raise BalsamError(f"site database: {exc}") from None
+    except (peewee.PeeweeException, sqlite3.Error) as exc:
+        raise database_error(exc) from None
 
 
 class QuerySet(Generic[T]):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import peewee
 
 from balsam_mp import db, settings
+from balsam_mp.db.failures import explain
 from balsam_mp.db.postgres import site_names as postgres_site_names
 from balsam_mp.errors import BalsamError, ValidationError
 from balsam_mp.settings import Settings, TransferSettings
@@ -111,8 +113,17 @@ def transaction() -> Iterator[None]:
     try:
         with database().atomic():
             yield
-    except peewee.PeeweeException as exc:
-        raise BalsamError(f"site database: {exc}") from None
+    except (peewee.PeeweeException, sqlite3.Error) as exc:
+        raise database_error(exc) from None
+
+
+def database_error(exc: Exception) -> BalsamError:
+    """The BalsamError for a database error that reached the API: a raw sqlite3 error
+    (met while rows are fetched) names the file and the cause, as the connection's own."""
+    database = current_settings().database
+    if isinstance(exc, sqlite3.Error) and not db.is_database_url(database):
+        return explain(Path(database), exc)
+    return BalsamError(f"site database: {exc}")
 
 
 def close() -> None:

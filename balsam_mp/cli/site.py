@@ -99,6 +99,8 @@ def status(all_sites: bool, output_format: str) -> None:
     report = site_status.status(site_path())
     if output_format == "json":  # --all-sites: a list, whatever the engine
         click.echo(json.dumps([report] if all_sites else report, indent=2, default=str))
+        if report["database_error"]:
+            raise click.ClickException(report["database_error"])
         return
     where = f"pid {report['pid']} on {report['host']}"
     state = f"running ({where})" if report["running"] else "not running"
@@ -115,6 +117,8 @@ def status(all_sites: bool, output_format: str) -> None:
             click.echo(f"  {name:<10} {worker['state']}: {worker['last_error']}; "
                        f"next try at {worker['next_try']}")
     _echo_work(report)
+    if report["database_error"]:  # said under ACTION REQUIRED; the exit code tells too
+        raise click.ClickException(report["database_error"])
 
 
 def _echo_work(report: dict) -> None:

@@ -24,8 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-import peewee
-
+from balsam_mp.db.failures import explain
 from balsam_mp.db.postgres import SitePostgres
 
 SUSTAINED = 0.75  # of the limit, refilled per second
@@ -93,8 +92,8 @@ class RequestBudget:
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError):  # e.g. locked past the busy
-                    raise peewee.OperationalError(*exc.args) from exc  # timeout: the
+                if isinstance(exc, sqlite3.Error):  # e.g. locked past the busy timeout,
+                    raise explain(Path(self.database), exc) from exc  # a full disk: the
                 raise  # workers back off and retry, as for their own queries
 
     def _take_postgres(self, wanted: int) -> tuple[int, float]:

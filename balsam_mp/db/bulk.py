@@ -11,7 +11,9 @@ much CPU as SQLite spent executing them (measured: scripts/bench_site.py (b)).
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import peewee
@@ -23,7 +25,7 @@ def insert_rows(model: type[peewee.Model], rows: list[dict[str, Any]]) -> None:
     """INSERT every row (dicts with the same keys) in the caller's transaction."""
     if rows:
         sql, values = _insert_statement(model, rows)
-        with peewee.__exception_wrapper__:  # a driver's error as peewee's (IntegrityError)
+        with _driver_errors(model._meta.database):
             model._meta.database.cursor().executemany(sql, values)
 
 
@@ -31,9 +33,21 @@ def insert_row(model: type[peewee.Model], row: dict[str, Any]) -> int:
     """INSERT one row in the caller's transaction; returns its id."""
     sql, values = _insert_statement(model, [row])
     cursor = model._meta.database.cursor()
-    with peewee.__exception_wrapper__:
+    with _driver_errors(model._meta.database):
         cursor.execute(f'{sql} RETURNING "{model._meta.primary_key.column_name}"', values[0])
     return cursor.fetchone()[0]
+
+
+@contextlib.contextmanager
+def _driver_errors(database: peewee.Database) -> Iterator[None]:
+    """A driver's error as peewee's (IntegrityError), a failed file or disk as the
+    database's DatabaseFailure."""
+    try:
+        with peewee.__exception_wrapper__:
+            yield
+    except peewee.DatabaseError as exc:
+        database.raise_failure(exc)
+        raise
 
 
 def _insert_statement(model: type[peewee.Model],

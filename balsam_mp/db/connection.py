@@ -21,6 +21,7 @@ from pathlib import Path
 import peewee
 
 from balsam_mp.db import sql_sqlite
+from balsam_mp.db.failures import create_file, explain, present
 from balsam_mp.db.models import (
     ALL_MODELS,
     SCHEMA_VERSION,
@@ -30,9 +31,10 @@ from balsam_mp.db.models import (
 )
 from balsam_mp.db.postgres import SitePostgres, open_postgres
 from balsam_mp.dburl import SCHEME, display_url
-from balsam_mp.errors import BalsamError, ForkSafetyError
+from balsam_mp.errors import BalsamError, DatabaseFailure, ForkSafetyError
 
 _forbidden_reason: str | None = None
+_FAILURES = (peewee.OperationalError, peewee.DatabaseError)
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for the lock before it gives up
 
 
@@ -62,20 +64,64 @@ class SiteDatabase(peewee.SqliteDatabase):
         times a second that idles both. This retries sooner, for as long in total."""
         deadline, pause = time.monotonic() + BUSY_TIMEOUT, 0.0002
         statement = f"BEGIN {lock_type or self._lock_type}"
-        cursor = self.cursor()
-        cursor.execute("PRAGMA busy_timeout = 0")
         try:
-            while True:
-                try:
-                    cursor.execute(statement)
-                    return
-                except sqlite3.OperationalError as exc:
-                    if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                        raise peewee.OperationalError(*exc.args) from exc
-                time.sleep(pause)
-                pause = min(pause * 1.5, 0.005)
-        finally:
-            cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            cursor = self.cursor()
+            cursor.execute("PRAGMA busy_timeout = 0")
+            try:
+                while True:
+                    try:
+                        cursor.execute(statement)
+                        return
+                    except sqlite3.OperationalError as exc:
+                        if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or \
+                                time.monotonic() > deadline:
+                            raise
+                    time.sleep(pause)
+                    pause = min(pause * 1.5, 0.005)
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        except sqlite3.Error as exc:
+            raise explain(Path(self.database), exc) from exc
+
+    # A failed file or disk reaches every caller as one DatabaseFailure naming the file
+    # and the cause; constraint and programming errors stay peewee's.
+    def connect(self, reuse_if_open: bool = False) -> bool:
+        try:
+            return super().connect(reuse_if_open)
+        except _FAILURES as exc:
+            self.raise_failure(exc)
+            raise
+
+    def _execute_cursor(self, sql, params, **options):
+        try:
+            return super()._execute_cursor(sql, params, **options)
+        except _FAILURES as exc:
+            self.raise_failure(exc)
+            raise
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        except _FAILURES as exc:
+            self.raise_failure(exc)
+            raise
+
+    def rollback(self) -> None:
+        conn = self._state.conn
+        if conn is not None and not conn.in_transaction:
+            # SQLite already rolled back (a full disk, an I/O error): raising "cannot
+            # rollback - no transaction is active" would hide the error that did it
+            return
+        try:
+            super().rollback()
+        except _FAILURES as exc:
+            self.raise_failure(exc)
+            raise
+
+    def raise_failure(self, exc: Exception) -> None:
+        """Raise the DatabaseFailure for a failed file or disk (else return)."""
+        if type(exc) in _FAILURES:  # not IntegrityError and friends: the caller's to handle
+            raise explain(Path(self.database), exc) from exc
 
     def install_schema_hooks(self) -> None:
         """Nothing to install: workers poll PRAGMA data_version."""
@@ -116,10 +162,11 @@ def allow_connections() -> None:
 
 
 def connect(target: Path | str, *, site: str | None = None, synchronous: str = "NORMAL",
-            create: bool = False) -> Database:
+            create: bool = False, file_mode: int = 0o600) -> Database:
     """Open the site database for this process and bind the models to it: a SQLite file
     (one site), or a postgresql:// URL and the `site` whose schema to use (`create` then
-    makes the schema and its tables unless they exist)."""
+    makes the schema and its tables unless they exist). A new SQLite file gets
+    `file_mode`, and SQLite gives its -wal and -shm files the mode of the database."""
     if _forbidden_reason is not None:
         raise ForkSafetyError(f"no database connection allowed here: {_forbidden_reason}")
     if is_database_url(target):
@@ -145,8 +192,11 @@ def connect(target: Path | str, *, site: str | None = None, synchronous: str = "
             raise
         return database
     db_path = Path(target)
-    if not create and not db_path.exists():
-        raise BalsamError(f"{db_path}: site database missing; run `balsam site init`")
+    if not create and not present(db_path):
+        raise DatabaseFailure(f"{db_path}: site database missing (deleted or moved?); "
+                              "restore it, or run `balsam site init`")
+    if create:
+        create_file(db_path, file_mode)
     db = SiteDatabase(
         str(db_path),
         lock_type="IMMEDIATE",  # every atomic() is BEGIN IMMEDIATE: no deferred upgrade

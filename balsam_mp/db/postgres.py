@@ -120,6 +120,9 @@ class SitePostgres(peewee.PostgresqlDatabase):
                     break
         return False
 
+    def raise_failure(self, exc: Exception) -> None:
+        """A server's errors stay peewee's: the workers reconnect on them."""
+
     def reconnect_if_broken(self) -> None:
         """After a lost connection (server restart, network), open a new one."""
         if not self.is_closed() and not self.is_connection_usable():

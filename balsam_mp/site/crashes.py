@@ -19,8 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from balsam_mp import db
-from balsam_mp.db.claims import record_site_event
+from balsam_mp import db, permissions
 from balsam_mp.settings import Settings
 from balsam_mp.site import pidfile
 
@@ -41,10 +40,28 @@ def note_path(settings: Settings, worker: str) -> Path:
 def write_note(settings: Settings, worker: str, exc: BaseException) -> None:
     """In the dying worker: the exception's last line, for the supervisor to report."""
     last_line = traceback.format_exception_only(type(exc), exc)[-1].strip()
-    path = note_path(settings, worker)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps({"pid": os.getpid(), "error": last_line[:NOTE_LIMIT]}))
-    os.replace(partial, path)
+    permissions.write_file(note_path(settings, worker), json.dumps(
+        {"pid": os.getpid(), "error": last_line[:NOTE_LIMIT]}), permissions.RUNTIME.file)
+
+
+def halt_path(site_path: Path) -> Path:
+    return site_path / ".run" / "halted"
+
+
+def write_halt(settings: Settings, reason: str) -> None:
+    """Why the site halted, for `site status` until the next `site start`."""
+    permissions.write_file(halt_path(settings.site_path), json.dumps(
+        {"time": time.time(), "reason": reason}), permissions.RUNTIME.file)
+
+
+def read_halt(site_path: Path) -> str | None:
+    """'at HH:MM:SS: why', if the site halted on its own since it was last started."""
+    try:
+        note = json.loads(halt_path(site_path).read_text())
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(note["time"]))
+        return f"the site halted at {when}: {note['reason']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def read_note(settings: Settings, worker: str, pid: int) -> str | None:
@@ -98,7 +115,8 @@ def record_death(settings: Settings, message: str) -> None:
     try:
         db.allow_connections()  # a fresh process: it may open its own connection
         database = db.connect(settings.database, site=settings.site_name)
-        record_site_event("WORKER_DIED", message)
+        with database.atomic():  # every death is its own row, the same message or not
+            db.LogEvent.create(job=None, to_state="WORKER_DIED", message=message)
         database.close()
         code = 0
     finally:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
-from balsam_mp import db, settings
+from balsam_mp import db, permissions, settings
 from balsam_mp.errors import BalsamError
 
 # package data in an installed wheel; in a checkout, a link to the top-level site_template/
@@ -22,7 +23,11 @@ def _listing(path: Path) -> list[Path]:
 
 def _build(staging: Path, site_name: str, database_url: str | None) -> None:
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(TEMPLATE, staging, ignore=shutil.ignore_patterns("__pycache__"))
+    modes = permissions.MODES["private"]  # a new site is private until its owner says so
+    permissions.make_folder(staging, modes.folder)  # first: no one else ever sees inside
+    shutil.copytree(TEMPLATE, staging, ignore=shutil.ignore_patterns("__pycache__"),
+                    dirs_exist_ok=True)
+    os.chmod(staging, modes.folder)  # copytree gave it the template's mode
     text = (staging / settings.SETTINGS_FILE).read_text().replace("{site_name}", site_name)
     if database_url:  # after the template's commented example
         example = text.index("\n# database_url: postgresql://")
@@ -31,6 +36,11 @@ def _build(staging: Path, site_name: str, database_url: str | None) -> None:
     (staging / settings.SETTINGS_FILE).write_text(text)
     for sub in ("data", "logs"):
         (staging / sub).mkdir()
+    for folder, subfolders, files in os.walk(staging):
+        for name in subfolders:
+            os.chmod(os.path.join(folder, name), modes.folder)
+        for name in files:
+            os.chmod(os.path.join(folder, name), modes.file)
 
 
 def init_site(path: Path, name: str | None = None,
@@ -46,10 +56,11 @@ def init_site(path: Path, name: str | None = None,
         raise BalsamError(f"{path} exists and is not a directory")
     if path.exists() and _listing(path):
         raise BalsamError(f"{path} exists and is not empty")
-    site_name = name or path.name
-    if not site_name or not site_name.isprintable() or any(c in site_name for c in '"\\'):
-        raise BalsamError(f"site name {site_name!r} must be printable, without quotes or "
-                          "backslashes")
+    site_name = path.name if name is None else name
+    problem = settings.site_name_problem(site_name)
+    if problem:
+        hint = "" if name is not None else " (it defaults to the folder's name; pass --name)"
+        raise BalsamError(f"{problem}{hint}")
     staging = path.with_name(f".{path.name}.init")
     try:
         _build(staging, site_name, database_url)
@@ -67,7 +78,8 @@ def init_site(path: Path, name: str | None = None,
         raise
     loaded = settings.load(path)
     if database_url is None:
-        db.connect(loaded.database, site=loaded.site_name, create=True)
+        db.connect(loaded.database, site=loaded.site_name, create=True,
+                   file_mode=loaded.modes.file)
     db.sites.publish(str(loaded.site_path), loaded.transfers.transfer_locations)
     db.Job._meta.database.close()
     return loaded

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import psutil
 
+from balsam_mp import permissions
+
 PIDFILE = "site.pid"
 HOST_ENV = "BALSAM_HOSTNAME"  # the name this login node goes by (default: its hostname)
 
@@ -68,13 +70,11 @@ def path_of(site_path: Path, per_host: bool | None = None) -> Path:
 
 def write(site_path: Path, workers: dict[str, int] | None = None,
           down: dict[str, dict] | None = None, per_host: bool = False,
-          standby: str | None = None) -> PidInfo:
+          standby: str | None = None, mode: int = 0o600) -> PidInfo:
     me = psutil.Process()
     info = PidInfo(hostname(), me.pid, me.create_time(), workers, down, standby)
     target = path_of(site_path, per_host)
-    partial = target.with_name(f".{target.name}.{me.pid}")
-    partial.write_text(json.dumps(asdict(info)))
-    os.replace(partial, target)
+    permissions.write_file(target, json.dumps(asdict(info)), mode)
     return info
 
 

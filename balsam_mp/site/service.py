@@ -10,11 +10,12 @@ from pathlib import Path
 
 import psutil
 
-from balsam_mp import api, db, settings
+from balsam_mp import api, db, permissions, settings
 from balsam_mp.db.filesystem import check_database_location
-from balsam_mp.errors import BalsamError
+from balsam_mp.errors import BalsamError, DatabaseFailure
 from balsam_mp.settings import Settings
 from balsam_mp.site import pidfile
+from balsam_mp.site.crashes import halt_path, read_halt
 from balsam_mp.site.logs import configure_logging
 from balsam_mp.site.supervisor import WORKERS, Supervisor
 from balsam_mp.site.worker import ready_file
@@ -59,10 +60,19 @@ def validate(site: Settings) -> None:
     if site.database_url:  # reachable, and a balsam database: or the workers halt at boot
         db.connect(site.database_url, site=site.site_name).close()
         return
+    if not site.database_path.is_file() and site.database_path == site.site_path / "site.db":
+        raise DatabaseFailure(f"{site.database_path}: site database missing (deleted or "
+                              "moved?); restore it, or run `balsam site init`")
     if not site.database_path.is_file():
         raise BalsamError(f"{file}: database_path: {site.database_path} does not exist; to "
                           "move site.db, stop the site, move the file, then set database_path")
     check_database_location(site.database_path, file)
+    database = db.connect(site.database_path)  # unreadable, corrupt: one line now, not at
+    try:  # the workers' boot; read-only: BEGIN IMMEDIATE needs the right to write
+        with database.atomic("IMMEDIATE"):
+            pass
+    finally:
+        database.close()
 
 
 def start(site: Settings, foreground: bool = False, if_not_running: bool = False) -> str:
@@ -74,6 +84,8 @@ def start(site: Settings, foreground: bool = False, if_not_running: bool = False
             return ""
         raise
     validate(site)
+    permissions.apply(site.site_path, site.permissions, site.database_file)
+    halt_path(site.site_path).unlink(missing_ok=True)  # the reason was seen to
     if foreground:
         configure_logging(site, "supervisor")
         code = Supervisor(site).run()
@@ -113,8 +125,8 @@ def start(site: Settings, foreground: bool = False, if_not_running: bool = False
 
 
 def _detach_stdio(site: Settings) -> None:
-    out = os.open(site.logs_path / "supervisor.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                  0o644)
+    out = permissions.open_file(site.logs_path / "supervisor.out", os.O_WRONLY | os.O_APPEND,
+                                site.modes.file)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(out, 1)
@@ -142,8 +154,9 @@ def _wait_until_ready(site: Settings, daemon: int) -> pidfile.PidInfo:
                                      f"(pid {info.pid})")
             break  # it failed at boot
         time.sleep(0.05)
-    raise BalsamError(f"site {site.site_name} failed to start; see "
-                      f"{site.logs_path / 'supervisor.log'} and the worker logs there")
+    why = read_halt(site.site_path)
+    raise BalsamError(f"site {site.site_name} failed to start" + (f": {why}" if why else "")
+                      + f"; see {site.logs_path / 'supervisor.log'} and the worker logs there")
 
 
 def _ready_pid(site: Settings, name: str) -> int | None:
@@ -199,6 +212,7 @@ def sync(site_path) -> str:
     """Validate settings.yml, re-register apps, then restart the workers of a running site."""
     site = settings.load(site_path)  # raises on a bad file: the running site is untouched
     validate(site)
+    permissions.apply(site.site_path, site.permissions, site.database_file)
     api.use_site(site.site_path)
     api.App.sync()
     info = pidfile.read(site.site_path)

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import peewee
 
-from balsam_mp import db, settings
+from balsam_mp import db, permissions, settings
 from balsam_mp.db.bulk import dialect, run
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
 from balsam_mp.site import leader, pidfile
+from balsam_mp.site.crashes import read_halt
 from balsam_mp.site.supervisor import WORKERS
 from balsam_mp.states import Item, Task
 
@@ -52,12 +53,18 @@ def status(site_path: Path) -> dict:
     except BalsamError:
         site = None
         db_path, site_name, note = settings.database_of(site_path)
+    halted = None if running else read_halt(site_path)
+    database_error = None
     try:
         database = db.connect(db_path, site=site_name)
     except BalsamError as exc:
-        if note is None:
+        if note is None and halted is None:
             raise
-        note, database = f"{note}; {exc}", None  # still say whether the site runs
+        database = None  # still say whether the site runs, and why it halted
+        if note is None:
+            database_error = str(exc)
+        else:
+            note = f"{note}; {exc}"
     if database is None:
         report, sizes = dict(NOTHING_READ, actions=[]), _sizes(db_path, site_path / "logs")
     else:
@@ -72,6 +79,11 @@ def status(site_path: Path) -> dict:
                 for name, w in workers.items() if w["state"] == "crash-looping"]
     if note:
         actions.insert(0, f"fix settings.yml: {note}")
+    if database_error:
+        actions.insert(0, database_error)
+    if halted:
+        actions.insert(0, halted)
+    actions += _mode_warnings(site_path, site, db_path)
     if info is not None and info.damaged:
         actions.insert(0, f"{pidfile.path_of(site_path)} is damaged; `balsam site stop` or "
                           "`balsam site start` removes it")
@@ -80,10 +92,23 @@ def status(site_path: Path) -> dict:
         "elsewhere": info.pid if info is not None and not info.here else None,
         "pid": info.pid if running else None, "host": info.host if info else None,
         "standby": standby, "workers": workers, **report,
-        "settings_error": note,
+        "settings_error": note, "database_error": database_error,
         "sizes": sizes,
         "action_required": elide("; ".join(actions), 4 * LINE) or None,
     }
+
+
+def _mode_warnings(site_path: Path, site: Settings | None, db_path: Path | str) -> list[str]:
+    """A site whose files let in more users than its site_permissions says."""
+    chosen = site.permissions if site else "private"
+    wide = permissions.too_wide(site_path, chosen, None if db.is_database_url(db_path)
+                                else Path(db_path))
+    if not wide:
+        return []
+    more = f" and {len(wide) - 3} more" if len(wide) > 3 else ""
+    return [f"more users may read the site than site_permissions: {chosen} allows: "
+            f"{', '.join(wide[:3])}{more}; `balsam site sync` sets its modes (see README, "
+            "\"Who may read a site\")"]
 
 
 def database_status(site: Settings) -> dict:

@@ -17,15 +17,15 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from balsam_mp import db, settings
+from balsam_mp import db, permissions, settings
 from balsam_mp.settings import Settings
 from balsam_mp.site import pidfile
-from balsam_mp.site.crashes import RestartPolicy, read_note, record_death
+from balsam_mp.site.crashes import RestartPolicy, read_halt, read_note, record_death
 from balsam_mp.site.leader import Leadership
 from balsam_mp.site.logs import configure_logging
 from balsam_mp.site.poller import Poller
 from balsam_mp.site.submitter import Submitter
-from balsam_mp.site.worker import BOOT_FAILURE, Worker, ready_file
+from balsam_mp.site.worker import BOOT_FAILURE, DATABASE_GONE, Worker, ready_file
 
 WORKERS: dict[str, type[Worker]] = {"submitter": Submitter, "poller": Poller}
 STOP_TIMEOUT = 20.0  # seconds workers get to finish their step before SIGKILL
@@ -87,17 +87,19 @@ class Supervisor:
             self.leader.start(in_child=self.lock_file.close)
             self.write_pidfile()
         else:
-            pidfile.write(self.settings.site_path)
+            pidfile.write(self.settings.site_path, mode=self.settings.modes.file)
             for child in self.children.values():
                 self.spawn(child)
         self.log.info("site %s started (pid %d)", self.settings.site_name, os.getpid())
 
     def hold_site_lock(self) -> None:
         """One supervisor per site, even if two `site start` race past the pidfile check."""
-        folder = self.settings.site_path / ".run"
-        folder.mkdir(exist_ok=True)
+        folder = permissions.make_folder(self.settings.site_path / ".run",
+                                         permissions.RUNTIME.folder)
         name = f"supervisor{pidfile.host_tag(self.per_host)}.lock"
-        self.lock_file = open(folder / name, "w")  # held until we exit
+        # only we may open it: whoever can open a lock file can flock it
+        self.lock_file = os.fdopen(permissions.open_file(
+            folder / name, os.O_WRONLY, permissions.RUNTIME.file), "w")  # held until we exit
         try:
             fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -171,7 +173,8 @@ class Supervisor:
         if self.leader is not None and not self.leader.held:
             standby = "another host holds the site lock"
             down = {}
-        pidfile.write(self.settings.site_path, running, down, self.per_host, standby)
+        pidfile.write(self.settings.site_path, running, down, self.per_host, standby,
+                      self.settings.modes.file)
 
     def reap(self) -> None:
         while True:
@@ -196,10 +199,14 @@ class Supervisor:
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == BOOT_FAILURE:
             raise HaltError(f"{child.name} failed at boot ({how}); see its log in "
                             f"{self.settings.logs_path}")
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == DATABASE_GONE:
+            raise HaltError(read_halt(self.settings.site_path) or
+                            f"{child.name} found the site database gone")
         if self.stopping:
             return
-        delay = child.policy.after_death(time.monotonic() - child.started)
-        child.restart_at = time.monotonic() + delay
+        now = time.monotonic()  # one reading: the death's time, its life and the restart
+        delay = child.policy.after_death(now - child.started, now)
+        child.restart_at = now + delay
         self.write_pidfile()
         record_death(self.settings, child.last_death)
         if child.policy.crash_looping:

@@ -1,4 +1,9 @@
-"""Copying files the way a transfer service does: atomically, with sync levels, verified."""
+"""Copying files the way a transfer service does: atomically, with sync levels, verified.
+
+Modes: a local copy keeps its source's permission bits masked by the umask, as `cp`
+does (a 0600 input stays private, a script keeps its exec bit); Globus keeps none, and
+its files get the destination's default (0666 masked by the umask), as the emulator's.
+"""
 
 from __future__ import annotations
 
@@ -48,39 +53,70 @@ def partial_path(dst: Path, tag: str) -> Path:
 PARTIAL_PREFIX, PARTIAL_DIGITS = ".partial-", 16
 
 
-def make_dirs(folder: Path) -> None:
+def umask() -> int:
+    """This process's umask, read without changing it where /proc tells it (read each
+    time: a few microseconds next to a copy, and a process may change it)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1], 8) for line in status
+                        if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)  # no /proc: set and restore (not thread-safe, but rare)
+        os.umask(mask)
+        return mask
+
+
+def like_cp(src_mode: int) -> int:
+    """The mode `cp` gives a new copy: the source's permission bits, masked by the umask."""
+    return src_mode & 0o777 & ~umask()
+
+
+def make_dirs(folder: Path, like: Path | None = None) -> None:
     """mkdir -p without recursion (Path.mkdir recurses once per missing level, and a tree
-    may be 2,000 folders deep). A file in the way is left for the next open to report."""
-    pending = [os.fspath(folder)]
+    may be 2,000 folders deep). A file in the way is left for the next open to report.
+    With `like`, the source folder `folder` copies, each new folder gets the mode of its
+    source folder as `cp -r` gives it, owner rwx kept (the site writes into them)."""
+    pending: list[tuple[str, Path | None]] = [(os.fspath(folder), like)]
     while pending:
+        path, model = pending[-1]
         try:
-            os.mkdir(pending[-1])
+            os.mkdir(path)
         except FileNotFoundError:
-            parent = os.path.dirname(pending[-1])
-            if parent == pending[-1]:
+            parent = os.path.dirname(path)
+            if parent == path:
                 raise
-            pending.append(parent)
+            pending.append((parent, None if model is None else model.parent))
             continue
         except FileExistsError:
-            pass
+            model = None
+        if model is not None:
+            with contextlib.suppress(OSError):
+                os.chmod(path, like_cp(os.stat(model).st_mode) | 0o700)
         pending.pop()
 
 
 def copy_atomic(src: Path, dst: Path, tag: str, verify: bool = False,
-                guard: Callable[[], AbstractContextManager] = contextlib.nullcontext) -> int:
+                guard: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+                keep_mode: bool = False) -> int:
     """Copy src to dst via a hidden partial file renamed into place; returns bytes copied.
+    With `keep_mode` the copy (and the folders made for it) keep the source's mode as
+    `cp` does, else it gets the default mode of a new file (0666 & ~umask).
 
     The rename runs inside `guard()`, which may raise to refuse it (a cancel). A partial
     file of the same tag left by a killed copy is replaced, not kept."""
-    make_dirs(dst.parent)
+    make_dirs(dst.parent, src.parent if keep_mode else None)
     partial = partial_path(dst, tag)
     partial.unlink(missing_ok=True)
     try:
-        with open(src, "rb") as reader, os.fdopen(os.open(partial, _PARTIAL_FLAGS, 0o644),
+        # 0600 while it is written: the final mode may lack the owner's write bit
+        with open(src, "rb") as reader, os.fdopen(os.open(partial, _PARTIAL_FLAGS, 0o600),
                                                   "wb") as writer:
+            mode = like_cp(os.fstat(reader.fileno()).st_mode) if keep_mode else \
+                0o666 & ~umask()
             while chunk := reader.read(1 << 20):
                 writer.write(chunk)
             writer.flush()
+            os.fchmod(writer.fileno(), mode)
             os.fsync(writer.fileno())
         if verify and md5(src) != md5(partial):
             raise OSError(f"checksum mismatch copying {src}")

@@ -78,7 +78,9 @@ def commit_lock(task_dir: Path, patience: float | None = None) -> Iterator[None]
     """The task's lock around a rename into place and around a cancel: once cancel()
     returns, its runner renames nothing more (a later job may own the workdir by then).
     TimeoutError if it stays held over `patience` seconds (a holder frozen mid-rename)."""
-    with open(task_dir / COMMIT_LOCK, "a") as lock:
+    # 0600: a lock file another user could open is a lock they could take
+    with os.fdopen(os.open(task_dir / COMMIT_LOCK, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                           0o600), "a") as lock:
         deadline = None if patience is None else time.monotonic() + patience
         while True:  # released when closed, or when its holder dies
             try:
@@ -132,6 +134,7 @@ class LocalBackend(TransferBackend):
         self.state_dir = state_dir
         self.site_root = site_root  # the site's own paths must resolve inside it
         state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.chmod(0o700)  # the site's own: its tasks name every job's files
         self.pruned_at: float | None = None  # time.monotonic() of the last prune
 
     def prune(self) -> int:

@@ -120,7 +120,7 @@ class Runner:
             (self.task_dir / PARTIAL).write_bytes(os.fsencode(partial_path(pair.dest, self.tag)))
             self.state["bytes_transferred"] += copy_atomic(
                 pair.src, pair.dest, self.tag, verify=self.options["verify_checksum"],
-                guard=self.unless_cancelled)
+                guard=self.unless_cancelled, keep_mode=True)
         except (OSError, ValueError) as exc:
             on_source = getattr(exc, "filename", None) == str(pair.src)
             raise file_error(exc, pair.src_shown if on_source else pair.dest_shown,

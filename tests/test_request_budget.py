@@ -178,3 +178,27 @@ def test_a_database_locked_too_long_is_an_error_the_workers_retry(site, monkeypa
         other.close()
     assert budget.take(1) == (1, 0.0)  # and it works again once the lock is gone
     budget.close()
+
+
+@pytest.mark.engines
+@pytest.mark.parametrize("tokens, updated", [("-1e6", "updated"), ("1e9", "updated"),
+                                             ("'abc'", "updated"), ("'NaN'", "updated"),
+                                             ("5", "'later'"), ("5", "1e12")])
+def test_a_bad_budget_row_is_reset_with_one_log_line(site, caplog, tokens, updated):
+    """A row written by hand (or a bug): a huge debt would stall the site, a text crash
+    the submitter, a clock far ahead freeze the refill. It is reset to a full bucket."""
+    engine = "postgres" if site.database_url else "sqlite"
+    if engine == "postgres" and "'" in tokens + updated and tokens != "'NaN'":
+        pytest.skip("PostgreSQL's DOUBLE PRECISION column holds no text")
+    if engine == "sqlite" and tokens == "'NaN'":
+        pytest.skip("SQLite stores no NaN (it becomes NULL)")
+    budget = RequestBudget(site.database, "globus/test", 20, site=site.site_name)
+    assert budget.take(1) == (1, 0.0)  # the row exists
+    api.connect()
+    db.Job._meta.database.execute_sql(
+        f"UPDATE request_budget SET tokens = {tokens}, updated = {updated}")
+    with caplog.at_level("WARNING", logger="balsam_mp.db.budget"):
+        granted, wait = budget.take(2)
+    assert granted >= 1 and wait == 0.0
+    assert [r for r in caplog.records if "out of range" in r.getMessage()]
+    budget.close()

@@ -17,6 +17,7 @@ caller takes from it (the first caller inserts it full).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sqlite3
@@ -27,6 +28,8 @@ from pathlib import Path
 from balsam_mp.db.failures import explain
 from balsam_mp.db.postgres import SitePostgres
 
+log = logging.getLogger(__name__)
+DAY = 86400.0  # an `updated` further ahead than this is not a clock set back: reset
 SUSTAINED = 0.75  # of the limit, refilled per second
 BURST = 0.2  # of the limit, available at once after a quiet spell
 
@@ -64,6 +67,22 @@ class RequestBudget:
         tokens = min(self.capacity, tokens + max(0.0, now - updated) * self.rate)
         return tokens, min(wanted, math.floor(tokens + 1e-9))  # float rounding
 
+    def _checked(self, row: tuple | None, now: float) -> tuple[float, float]:
+        """The stored (tokens, updated), or a full bucket as of now when there is none or
+        it is out of range (written by hand, or by a bug): a negative or oversized count
+        would stall or flood the site, a text would crash it. Said once in the log."""
+        if row is None:
+            return self.capacity, now
+        tokens, updated = row
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and
+                      math.isfinite(v) for v in (tokens, updated))
+        if numbers and -1e-6 <= tokens <= self.capacity + 1e-6 and updated <= now + DAY:
+            return tokens, updated
+        log.warning("request budget %s: stored tokens=%r updated=%r are out of range "
+                    "(tokens 0 to %g); reset to a full bucket", self.name, tokens, updated,
+                    self.capacity)
+        return self.capacity, now
+
     def _answer(self, tokens: float, granted: int) -> tuple[int, float]:
         return (granted, 0.0) if granted >= 1 else (0, (1.0 - tokens) / self.rate)
 
@@ -78,7 +97,7 @@ class RequestBudget:
                 row = conn.execute("SELECT tokens, updated FROM request_budget WHERE name = ?",
                                    (self.name,)).fetchone()
                 now = time.time()
-                tokens, updated = row if row else (self.capacity, now)
+                tokens, updated = self._checked(row, now)
                 tokens, granted = self._refill(tokens, updated, now, wanted)
                 if granted < 1 and updated <= now:
                     conn.execute("ROLLBACK")  # nothing to write: the refill is recomputed
@@ -107,10 +126,11 @@ class RequestBudget:
             self._pg.execute_sql(
                 "INSERT INTO request_budget (name, tokens, updated) VALUES (%s, %s, %s) "
                 "ON CONFLICT (name) DO NOTHING", (self.name, self.capacity, time.time()))
-            tokens, updated = self._pg.execute_sql(
+            row = self._pg.execute_sql(
                 "SELECT tokens, updated FROM request_budget WHERE name = %s FOR UPDATE",
                 (self.name,)).fetchone()
             now = time.time()
+            tokens, updated = self._checked(row, now)
             tokens, granted = self._refill(tokens, updated, now, wanted)
             if granted >= 1 or updated > now:
                 self._pg.execute_sql(

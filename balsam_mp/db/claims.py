@@ -54,6 +54,7 @@ class Claim:
     submission_id: str
     deadline: dt.datetime
     items: list[tuple[int, str, str, bool]]  # (item id, remote path, local path, recursive)
+    protocol: str = ""  # the backend it was claimed for: a resend uses that one only
 
 
 def _db() -> peewee.Database:
@@ -189,7 +190,8 @@ def claim_batches(groups: list[tuple[Group, str, str]], capacity: int, budget: i
                     "now": iso(now), "ids": json.dumps([i[0] for i in items])}).rowcount
                 if claimed != len(items):
                     raise StateConflict(f"claimed {claimed} of {len(items)} items under a lock")
-                claims.append(Claim(task_id, group.direction, group.alias, sid, deadline, items))
+                claims.append(Claim(task_id, group.direction, group.alias, sid, deadline, items,
+                                    protocol))
                 capacity -= 1
                 budget -= len(items)
     return claims
@@ -227,7 +229,7 @@ def claim_of(task_id: int) -> Claim:
                         TransferItem.state == Item.SUBMITTING)
                  .order_by(TransferItem.id).tuples())
     return Claim(task.id, task.direction, task.location_alias, task.submission_id,
-                 task.deadline, items)
+                 task.deadline, items, task.protocol)
 
 
 _TASK_SUBMITTED = """

@@ -61,22 +61,30 @@ def _backend(settings: Settings, protocol: str) -> TransferBackend:
 
 def backend_of_task(locations: dict[str, Location], alias: str,
                     protocol: str) -> TransferBackend | None:
-    """The backend that follows a submitted task: its alias's, or, when the alias has left
-    transfer_locations since, the one of its protocol (its files are already moving)."""
-    if alias in locations:
+    """The backend that follows a submitted task: the one of the protocol it was sent
+    with (recorded on its row), whatever its alias says now: its alias's, or, when the
+    alias has left transfer_locations or changed protocol since, another alias's of the
+    same protocol. None if no alias uses that protocol any more (see follow_task)."""
+    if alias in locations and locations[alias].protocol == protocol:
         return locations[alias].backend
     return next((loc.backend for loc in locations.values() if loc.protocol == protocol), None)
 
 
 def follow_task(settings: Settings, locations: dict[str, Location], alias: str,
-                protocol: str) -> TransferBackend:
-    """The backend to follow (poll, cancel) a task sent by `protocol`, built for it if no
-    alias uses that protocol any more. BalsamError if it cannot be had (a Globus task with
-    no globus_endpoint_id set)."""
+                protocol: str, built: dict[str, TransferBackend] | None = None,
+                ) -> TransferBackend:
+    """backend_of_task, or one built for the task's protocol if no alias uses it any
+    more (kept in `built` for the next call): a task is followed to its end. BalsamError
+    if it cannot be had (a Globus task with no globus_endpoint_id set)."""
     found = backend_of_task(locations, alias, protocol)
     if found is not None:
         return found
+    if built is not None and protocol in built:
+        return built[protocol]
     if protocol == "globus" and not settings.transfers.globus_endpoint_id:
         raise BalsamError(f"a Globus task of alias {alias!r} cannot be reached: "
                           "transfers.globus_endpoint_id is not set in settings.yml")
-    return _backend(settings, protocol)
+    backend = _backend(settings, protocol)
+    if built is not None:
+        built[protocol] = backend
+    return backend

@@ -9,8 +9,9 @@ import time
 from balsam_mp.db import claims, outcomes
 from balsam_mp.db.models import TransferTask, utcnow
 from balsam_mp.db.outcomes import Finished, Progress
+from balsam_mp.errors import BalsamError
 from balsam_mp.site import pauses, results
-from balsam_mp.site.backends import Location, backend_of_task, build_locations
+from balsam_mp.site.backends import Location, build_locations, follow_task
 from balsam_mp.site.worker import Worker
 from balsam_mp.states import Task
 from balsam_mp.transfer.base import (
@@ -41,6 +42,7 @@ class Poller(Worker):
         self.interval = self.fastest
         self.last_poll = 0.0
         self.cancels_sent: dict[int, float] = {}  # task id -> when we last asked
+        self.followers: dict[str, TransferBackend] = {}  # protocols no alias uses any more
 
     def step(self) -> bool:
         self.last_poll = time.monotonic()
@@ -53,9 +55,13 @@ class Poller(Worker):
         ).where(TransferTask.state.in_(Task.POLLED)))
         by_backend: dict[int, tuple[TransferBackend, list[TransferTask]]] = {}
         for task in tasks:
-            backend = backend_of_task(self.locations, task.location_alias, task.protocol)
-            if backend is not None:
-                by_backend.setdefault(id(backend), (backend, []))[1].append(task)
+            try:
+                backend = follow_task(self.settings, self.locations, task.location_alias,
+                                      task.protocol, self.followers)
+            except BalsamError as exc:  # e.g. globus_endpoint_id removed: it waits
+                self.log.warning("task %s cannot be followed: %s", task.task_id, exc)
+                continue
+            by_backend.setdefault(id(backend), (backend, []))[1].append(task)
         changed = False
         for backend, group in by_backend.values():
             try:

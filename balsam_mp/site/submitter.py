@@ -171,10 +171,12 @@ class Submitter(Worker):
         return bool(claim.items)
 
     def trusted(self, claim: Claim) -> bool:
-        """A claim whose alias left transfer_locations since is not sent, nor failed: it
-        may have been sent before a crash, so it keeps its submission id until the alias
-        is back (`site status` lists it; `transfer cancel` gives it up)."""
-        if claim.alias in self.locations:
+        """A claim whose alias left transfer_locations (or changed protocol) since is not
+        sent, nor failed: it may have been sent before a crash, so it keeps its
+        submission id until the alias is back as it was (`site status` lists it;
+        `transfer cancel` resolves it with the backend it was claimed for)."""
+        location = self.locations.get(claim.alias)
+        if location is not None and location.protocol == claim.protocol:
             return True
         if claim.task_id not in self.held:
             self.held.add(claim.task_id)

@@ -4,8 +4,10 @@ with, whatever settings.yml says later."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
+from globus_sdk.token_storage import SQLiteTokenStorage, TokenStorageData
 
 from balsam_mp.api import Job
 from tests.conftest import REMOTE_EP, wait_for
@@ -38,3 +40,56 @@ def test_a_task_keeps_the_backend_it_was_sent_with(sitekit, tmp_path, change):
         writer.write("slow input")
     kit.wait_jobs([job.id], "STAGED_IN", timeout=30)
     assert (kit.site / "data/slow/input.dat").read_text() == "slow input"
+
+
+OTHER_EP = "5e1f0000-0000-4000-8000-000000000003"
+
+
+def user_login_without_consent(kit, tmp_path) -> dict:
+    """The site's environment with a globus CLI login (no service account) that holds
+    no data_access consent."""
+    tokens = kit.emulator.tokens()
+    store = tmp_path / "home" / ".globus" / "cli" / "storage.db"
+    store.parent.mkdir(parents=True)
+    storage = SQLiteTokenStorage(store, namespace="user/production")
+    storage.store_token_data_by_resource_server({"transfer.api.globus.org": TokenStorageData(
+        resource_server="transfer.api.globus.org", identity_id=None, scope=tokens["scope"],
+        access_token=tokens["access_token"], refresh_token=tokens["refresh_token"],
+        expires_at_seconds=int(time.time()) + 3600, token_type="Bearer")})
+    storage.close()
+    env = {k: v for k, v in kit.env.items() if not k.startswith("GLOBUS_CLIENT")}
+    return {**env, "USER_IDENTITY": tokens["emulator_identity"]}
+
+
+def test_a_missing_consent_holds_only_the_endpoint_it_names(sitekit, tmp_path):
+    """Case 1: Globus wants a consent for endpoint `other`. Its jobs wait (their claims
+    kept); jobs on another Globus endpoint and on local:// stage in meanwhile; once the
+    consent is there, the waiting jobs follow by themselves."""
+    roots = {name: tmp_path / name for name in ("other", "laptop")}
+    for root in roots.values():
+        (root / "in").mkdir(parents=True)
+    kit = sitekit(transfers=f"  transfer_locations:\n    remote: globus://{REMOTE_EP}\n"
+                            f"    other: globus://{OTHER_EP}\n"
+                            f"    laptop: local://{roots['laptop']}\n",
+                  emulator_args=("--endpoint", f"{OTHER_EP}={roots['other']}"))
+    kit.emulator.require_consent(OTHER_EP)
+    env = user_login_without_consent(kit, tmp_path)
+    (kit.remote / "in").mkdir()
+    specs: dict[str, list[dict]] = {}
+    for alias, root in (("other", roots["other"]), ("remote", kit.remote),
+                        ("laptop", roots["laptop"])):
+        for n in range(3):
+            (root / "in" / f"{n}.dat").write_text(f"{alias} {n}")
+            specs.setdefault(alias, []).append(job_spec(f"{alias}/{n}", f"{alias}:/in/{n}.dat"))
+    blocked = [job.id for job in Job.objects.bulk_create(specs["other"])]
+    kit.start(env=env)
+    wait_for(lambda: OTHER_EP in kit.balsam("site", "status").stdout,
+             what="status to name the consent it needs")
+    # new work on the other locations, while the first claims wait for their consent
+    healthy = [job.id for job in Job.objects.bulk_create(specs["remote"] + specs["laptop"])]
+    kit.wait_jobs(healthy, "STAGED_IN", timeout=30)
+    assert {Job.objects.get(id=j).state for j in blocked} == {"READY"}
+    kit.emulator.grant_consent(OTHER_EP, env["USER_IDENTITY"])  # the user consents
+    kit.wait_jobs(blocked, "STAGED_IN", timeout=30)
+    assert (kit.site / "data/other/2/input.dat").read_text() == "other 2"
+    kit.assert_exactly_once()

@@ -61,10 +61,14 @@ def _db() -> peewee.Database:
     return TransferTask._meta.database
 
 
-def in_flight_count() -> int:
-    return run("SELECT count(*) FROM transfer_task WHERE state IN (:submitting, :active, "
-               ":inactive)", {"submitting": Task.SUBMITTING, "active": Task.ACTIVE,
-                              "inactive": Task.INACTIVE}).fetchone()[0]
+def slot_use() -> list[tuple[str, str, str, int]]:
+    """(protocol, alias, state, count) of the tasks in flight (site/domains.py counts
+    the slots they take)."""
+    return run("SELECT protocol, location_alias, state, count(*) FROM transfer_task "
+               "WHERE state IN (:submitting, :active, :inactive) "
+               "GROUP BY protocol, location_alias, state",
+               {"submitting": Task.SUBMITTING, "active": Task.ACTIVE,
+                "inactive": Task.INACTIVE}).fetchall()
 
 
 # Pending items of one (direction, alias) that are due now, oldest job first: the

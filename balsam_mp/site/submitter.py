@@ -18,6 +18,7 @@ from balsam_mp.db.claims import Claim, Group
 from balsam_mp.db.models import utcnow
 from balsam_mp.site import batching, sending, workdirs
 from balsam_mp.site.backends import Location, build_locations
+from balsam_mp.site.domains import Domains
 from balsam_mp.site.submission_ids import SubmissionIds
 from balsam_mp.site.worker import Worker
 from balsam_mp.states import DIRECTIONS
@@ -45,10 +46,13 @@ class Submitter(Worker):
         self.held: set[int] = set()  # claims waiting for their alias to come back
         # transfer_batch_size auto: tasks worth having in flight, and their pacing
         config = self.settings.transfers
-        self.slots = batching.slots(config.max_concurrent_transfers,
-                                    {loc.protocol for loc in self.locations.values()})
-        self.limit = self.slots if config.transfer_batch_size == batching.AUTO else \
-            config.max_concurrent_transfers  # tasks in flight at most
+        self.auto = config.transfer_batch_size == batching.AUTO
+        protocols = {loc.protocol for loc in self.locations.values()}
+        # tasks in flight at most, per protocol: under auto, what each service runs at once
+        self.limits = {p: batching.slots(config.max_concurrent_transfers, {p}) if self.auto
+                       else config.max_concurrent_transfers for p in protocols}
+        self.slots = max(self.limits.values(), default=1)  # the pace's divisor
+        self.domains = Domains(self.locations, self.limits)
         self.last_claim = self.next_claim = self.cost_checked = 0.0
         self.task_cost = 0.0  # median seconds from claim to finish, recently
         self.pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="send")
@@ -57,27 +61,42 @@ class Submitter(Worker):
 
     def step(self) -> bool:
         # claims taken over may have been sent before a crash: resent as they are
-        self.submit(claims.unsubmitted(self.owner, self.settings.transfers.claim_lease),
-                    fresh=False)
+        held = claims.unsubmitted(self.owner, self.settings.transfers.claim_lease)
+        self.submit([c for c in held if not self.domains.waiting(c.alias)], fresh=False)
         new = self.claim_new()
         self.submit(new)
         return bool(new)
 
     def claim_new(self) -> list[Claim]:
-        """Claim batches round-robin over (direction, alias), oldest job first in each."""
-        config = self.settings.transfers
-        auto = config.transfer_batch_size == batching.AUTO
-        in_flight = claims.in_flight_count()
-        capacity = self.limit - in_flight
-        if capacity <= 0 or (auto and in_flight and self.paced()):
-            return []
+        """Claim batches round-robin over (direction, alias), oldest job first in each,
+        for each protocol within its free slots; aliases that wait are left out."""
+        use = claims.slot_use()
+        free, stalled = self.domains.free_slots(use), self.domains.stalled(use)
         now = utcnow()
         groups = claims.ready_groups([Group(direction, alias) for alias in self.locations
-                                      for direction in DIRECTIONS], now)
-        if not groups:
+                                      if alias not in stalled for direction in DIRECTIONS],
+                                     now)
+        new: list[Claim] = []
+        for protocol, limit in sorted(self.limits.items()):
+            mine = [g for g in groups if self.locations[g.alias].protocol == protocol]
+            try:
+                new += self.claim_protocol(mine, limit - free[protocol], free[protocol], now)
+            except (ConsentRequired, LoginRequired, RetryableError) as exc:
+                # no submission id to be had: every alias of this backend waits
+                self.wait({g.alias for g in mine}, exc)
+        for claim in new:
+            self.last_served[Group(claim.direction, claim.alias)] = time.monotonic()
+        if new:
+            self.last_claim = time.monotonic()
+        return new
+
+    def claim_protocol(self, groups: list[Group], in_flight: int, capacity: int,
+                       now: dt.datetime) -> list[Claim]:
+        config = self.settings.transfers
+        if not groups or capacity <= 0 or (self.auto and in_flight and self.paced()):
             return []
         batches, batch_size = capacity, config.transfer_batch_size
-        if auto:
+        if self.auto:
             batch_size = batching.auto_batch_size(
                 claims.due_count(groups, now, config.num_items_query_limit), capacity)
             if in_flight:  # one new task per pace while others run: start-ups stay staggered
@@ -85,17 +104,22 @@ class Submitter(Worker):
         groups.sort(key=lambda g: self.last_served.get(g, 0.0))  # least recently served first
         for backend_key in {id(self.locations[g.alias].backend) for g in groups}:
             self.submission_ids[backend_key].stock(batches)
-        new = claims.claim_batches(
+        return claims.claim_batches(
             [(g, self.locations[g.alias].address, self.locations[g.alias].protocol)
              for g in groups],
             batches, config.num_items_query_limit, batch_size,
             self.take_submission_id, self.owner, config.claim_lease,
             utcnow() + dt.timedelta(seconds=config.task_deadline))
-        for claim in new:
-            self.last_served[Group(claim.direction, claim.alias)] = time.monotonic()
-        if new:
-            self.last_claim = time.monotonic()
-        return new
+
+    def wait(self, aliases: set[str], exc: Exception) -> None:
+        """Aliases whose sends failed wait on their own; the others go on."""
+        action = isinstance(exc, (ConsentRequired, LoginRequired))
+        if action and claims.record_site_event("ACTION_REQUIRED", str(exc)):
+            self.log.error("action required: %s", exc)
+        if not any(self.domains.waiting(alias) for alias in aliases):
+            self.log.warning("%s wait%s: %s", ", ".join(sorted(aliases)),
+                             "s" if len(aliases) == 1 else "", exc)
+        self.domains.hold(aliases, str(exc), action)
 
     def paced(self) -> bool:
         """Under auto, with tasks in flight: True while the last new task is younger than
@@ -127,21 +151,21 @@ class Submitter(Worker):
         batch = [claim for claim in batch if self.trusted(claim) and
                  self.folders_made(claim, drop=fresh)]
         submitted: list[tuple[Claim, str]] = []
-        retry_later: Exception | None = None
         # the sends wait on the network, so they overlap; results are handled here, in order
         futures = [(claim, self.pool.submit(self.send, claim)) for claim in batch]
         # the ids for the next batches arrive while these are in flight
         for location in {self.locations[claim.alias] for claim in batch}:
-            self.submission_ids[id(location.backend)].fetch_ahead(self.limit)
+            self.submission_ids[id(location.backend)].fetch_ahead(self.slots)
         for claim, future in futures:
             try:
                 submitted.append((claim, future.result()))
-            except (ConsentRequired, LoginRequired) as exc:
-                if claims.record_site_event("ACTION_REQUIRED", str(exc)):
-                    self.log.error("action required: %s", exc)
-                retry_later = exc
-            except RetryableError as exc:
-                retry_later = exc
+                self.domains.clear(claim.alias)
+            except ConsentRequired as exc:  # the claims stay ours, sent when the wait ends
+                self.wait(self.domains.of_endpoints(
+                    exc.endpoints, self.settings.transfers.globus_endpoint_id) or
+                    {claim.alias}, exc)
+            except (LoginRequired, RetryableError) as exc:
+                self.wait({claim.alias}, exc)
             except PermanentError as exc:
                 finished = claims.abandon(claim, exc.code, str(exc), self.settings.transfers)
                 self.log.error("task %s refused: %s%s", claim.task_id, exc, (
@@ -152,8 +176,6 @@ class Submitter(Worker):
             claims.mark_submitted(submitted, self.owner)
             self.log.info("submitted %d task(s), %d item(s)", len(submitted),
                           sum(len(c.items) for c, _ in submitted))
-        if retry_later is not None:
-            raise retry_later  # the loop backs off; the claims stay ours to resend
 
     def folders_made(self, claim: Claim, drop: bool) -> bool:
         """Stage-ins: the folders they land in exist (a client's jobs have none yet);

@@ -226,6 +226,13 @@ def test_site_names_follow_one_rule(tmp_path, name):
     api.close()
 
 
+def test_site_init_makes_missing_parent_folders_and_keeps_the_site_private(tmp_path):
+    with umask(0o022):
+        site = init_site(tmp_path / "sites" / "polaris").site_path
+    assert (site / "settings.yml").is_file() and mode(site) == 0o700
+    assert list((tmp_path / "sites").iterdir()) == [site]  # no staging folder left
+
+
 def test_worker_sleep_reads_the_clock_once_per_decision(monkeypatch):
     """The race the issue saw: the deadline check passed, the second clock read was past
     the deadline, and time.sleep got a negative length. A clock that moves 1 ms per

@@ -24,6 +24,7 @@ def _listing(path: Path) -> list[Path]:
 def _build(staging: Path, site_name: str, database_url: str | None) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     modes = permissions.MODES["private"]  # a new site is private until its owner says so
+    staging.parent.mkdir(parents=True, exist_ok=True)  # `site init ~/sites/a` makes ~/sites
     permissions.make_folder(staging, modes.folder)  # first: no one else ever sees inside
     shutil.copytree(TEMPLATE, staging, ignore=shutil.ignore_patterns("__pycache__"),
                     dirs_exist_ok=True)

@@ -107,8 +107,8 @@ def _mode_warnings(site_path: Path, site: Settings | None, db_path: Path | str) 
         return []
     more = f" and {len(wide) - 3} more" if len(wide) > 3 else ""
     return [f"more users may read the site than site_permissions: {chosen} allows: "
-            f"{', '.join(wide[:3])}{more}; `balsam site sync` sets its modes (see README, "
-            "\"Who may read a site\")"]
+            f"{', '.join(wide[:3])}{more}; `balsam site sync` sets its modes (see "
+            "docs/running-a-site.md, \"Who may read a site\")"]
 
 
 def database_status(site: Settings) -> dict:

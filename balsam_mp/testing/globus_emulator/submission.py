@@ -1,7 +1,7 @@
 """A transfer document (POST /transfer) checked and turned into a Task, as Globus does.
 
 Options are checked for their type and recorded as sent, so the task document shows
-them; which of them the engine acts on is said in the README's emulator section.
+them; which of them the engine acts on is said in docs/emulator.md.
 """
 
 from __future__ import annotations

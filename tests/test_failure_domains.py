@@ -9,6 +9,7 @@ import time
 import pytest
 from globus_sdk.token_storage import SQLiteTokenStorage, TokenStorageData
 
+from balsam_mp import db
 from balsam_mp.api import Job
 from tests.conftest import REMOTE_EP, wait_for
 from tests.test_interventions_e2e import job_spec, task_of
@@ -93,3 +94,54 @@ def test_a_missing_consent_holds_only_the_endpoint_it_names(sitekit, tmp_path):
     kit.wait_jobs(blocked, "STAGED_IN", timeout=30)
     assert (kit.site / "data/other/2/input.dat").read_text() == "other 2"
     kit.assert_exactly_once()
+
+
+def test_long_local_copies_take_no_globus_slot(sitekit, tmp_path):
+    """Case 2: three local copies stuck on FIFOs run beside a Globus stage-in: local
+    copies count against their own max_concurrent_transfers, not Globus' 3."""
+    laptop = tmp_path / "laptop"
+    (laptop / "in").mkdir(parents=True)
+    kit = sitekit(transfers=f"  transfer_locations:\n    remote: globus://{REMOTE_EP}\n"
+                            f"    laptop: local://{laptop}\n  transfer_batch_size: auto\n")
+    for n in range(3):
+        os.mkfifo(laptop / "in" / f"{n}.dat")
+    kit.start()
+    stuck = [job.id for job in Job.objects.bulk_create(
+        [job_spec(f"stuck/{n}", f"laptop:/in/{n}.dat") for n in range(3)])]
+    wait_for(lambda: db.TransferTask.select().where(
+        db.TransferTask.protocol == "local", db.TransferTask.state == "active").count() == 3,
+        what="three local copies to run")
+    [globus] = kit.make_jobs(1, prefix="g", stage_out=False)
+    kit.wait_jobs([globus], "STAGED_IN", timeout=30)
+    assert {Job.objects.get(id=j).state for j in stuck} == {"READY"}
+    for n in range(3):  # let the copies end, so the site stops cleanly
+        with open(laptop / "in" / f"{n}.dat", "w") as writer:
+            writer.write("x")
+
+
+def test_claims_held_for_a_removed_alias_take_no_slot(sitekit, tmp_path):
+    """Case 2: three claims of alias `gone` whose submit answers were lost are held (they
+    may exist at Globus) when `gone` leaves settings.yml; they take no slot: a job on
+    another alias stages in."""
+    kit = sitekit(transfers=f"  transfer_locations:\n    remote: globus://{REMOTE_EP}\n"
+                            f"    gone: globus://{REMOTE_EP}\n  transfer_batch_size: 1\n"
+                            "  max_concurrent_transfers: 3\n")
+    kit.emulator.fault("submit_transfer", after=True, count=1_000_000)
+    (kit.remote / "in").mkdir()
+    for n in range(3):
+        (kit.remote / "in" / f"gone{n}.dat").write_text("old")
+    held = [job.id for job in Job.objects.bulk_create(
+        [job_spec(f"gone/{n}", f"gone:/in/gone{n}.dat") for n in range(3)])]
+    kit.start()
+    wait_for(lambda: db.TransferTask.select().where(
+        db.TransferTask.state == "submitting").count() == 3, what="three claims")
+    settings = kit.site / "settings.yml"
+    settings.write_text(settings.read_text().replace(f"    gone: globus://{REMOTE_EP}\n", ""))
+    before = kit.pids()["submitter"]
+    kit.balsam("site", "sync")
+    wait_for(lambda: kit.pids().get("submitter") not in (None, before),
+             what="the new submitter")  # the old one may not send them meanwhile
+    kit.emulator.clear_faults()
+    [fresh] = kit.make_jobs(1, prefix="fresh", stage_out=False)
+    kit.wait_jobs([fresh], "STAGED_IN", timeout=30)
+    assert {Job.objects.get(id=j).state for j in held} == {"READY"}

@@ -123,7 +123,8 @@ def database_error(exc: Exception) -> BalsamError:
     database = current_settings().database
     if isinstance(exc, sqlite3.Error) and not db.is_database_url(database):
         return explain(Path(database), exc)
-    return BalsamError(f"site database: {exc}")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return BalsamError(f"site database: {first}")  # PostgreSQL adds the query's lines
 
 
 def close() -> None:

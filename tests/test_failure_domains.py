@@ -145,3 +145,22 @@ def test_claims_held_for_a_removed_alias_take_no_slot(sitekit, tmp_path):
     [fresh] = kit.make_jobs(1, prefix="fresh", stage_out=False)
     kit.wait_jobs([fresh], "STAGED_IN", timeout=30)
     assert {Job.objects.get(id=j).state for j in held} == {"READY"}
+
+
+def test_a_sync_the_workers_could_not_boot_with_is_refused(local_site):
+    """Case 4: a sync adds a Globus alias to a site whose daemon has no Globus
+    credentials. The workers' boot is tried first: the sync exits non-zero with the
+    reason, the running workers stay, and the site goes on."""
+    local = local_site()
+    local.balsam("site", "start")
+    settings = local.site / "settings.yml"
+    settings.write_text(settings.read_text().replace(
+        "  transfer_locations:\n", f"  transfer_locations:\n    remote: globus://{REMOTE_EP}\n"
+    ).replace("transfers:\n", f"transfers:\n  globus_endpoint_id: {OTHER_EP}\n", 1))
+    refused = local.balsam("site", "sync", check=False)
+    assert refused.returncode != 0
+    assert "sync refused, the running workers are kept" in refused.stderr, refused.stderr
+    assert "credentials" in refused.stderr.lower() or "login" in refused.stderr.lower()
+    assert "running (" in local.balsam("site", "status").stdout
+    [job] = local.make_jobs(1)
+    local.wait_jobs([job], "STAGED_IN")

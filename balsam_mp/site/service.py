@@ -14,7 +14,7 @@ from balsam_mp import api, db, permissions, settings
 from balsam_mp.db.filesystem import check_database_location
 from balsam_mp.errors import BalsamError, DatabaseFailure
 from balsam_mp.settings import Settings
-from balsam_mp.site import pidfile
+from balsam_mp.site import pidfile, syncs
 from balsam_mp.site.crashes import halt_path, read_halt
 from balsam_mp.site.logs import configure_logging
 from balsam_mp.site.supervisor import WORKERS, Supervisor
@@ -218,5 +218,7 @@ def sync(site_path) -> str:
     info = pidfile.read(site.site_path)
     if info is None or not info.alive():
         return "settings are valid and apps synced; the site is not running"
+    syncs.result_path(site.site_path).unlink(missing_ok=True)
     os.kill(info.pid, signal.SIGHUP)
-    return f"settings are valid and apps synced; restarting the workers of pid {info.pid}"
+    answer = syncs.wait_result(site.site_path, info.pid)  # raises if it refused
+    return f"settings are valid and apps synced; {answer}"

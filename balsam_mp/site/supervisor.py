@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from balsam_mp import db, permissions, settings
 from balsam_mp.settings import Settings
-from balsam_mp.site import pidfile
+from balsam_mp.site import pidfile, syncs
 from balsam_mp.site.crashes import RestartPolicy, read_halt, read_note, record_death
 from balsam_mp.site.leader import Leadership
 from balsam_mp.site.logs import configure_logging
@@ -223,13 +223,21 @@ class Supervisor:
             self.write_pidfile()
 
     def restart_all(self) -> None:
-        """Validate settings, then replace both workers (nothing in flight is lost)."""
+        """Load the settings and boot the workers with them in a child first (syncs.py);
+        only if that works, replace both workers (nothing in flight is lost)."""
+        site_path = self.settings.site_path
         try:
-            self.settings = settings.load(self.settings.site_path)
+            new = settings.load(site_path)
+            refusal = syncs.boot_check(new, in_child=self.lock_file.close)
         except Exception as exc:  # a bad file leaves the running workers alone
-            self.log.error("sync refused, keeping the running workers: %s", exc)
+            refusal = str(exc)
+        if refusal:
+            self.log.error("sync refused, keeping the running workers: %s", refusal)
+            syncs.write_result(site_path, False, refusal)
             return
+        self.settings = new
         self.log.info("settings reloaded; restarting workers")
+        syncs.write_result(site_path, True, f"restarting the workers of pid {os.getpid()}")
         self.stop_children()
         for child in self.children.values():  # a sync is a fresh start, crash loops too
             child.policy.reset()

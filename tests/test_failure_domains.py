@@ -164,3 +164,37 @@ def test_a_sync_the_workers_could_not_boot_with_is_refused(local_site):
     assert "running (" in local.balsam("site", "status").stdout
     [job] = local.make_jobs(1)
     local.wait_jobs([job], "STAGED_IN")
+
+
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)
+def test_a_row_a_stranger_holds_delays_only_its_own_job(sitekit, database_url):
+    """Case 5: a psql session holds one READY job FOR UPDATE, idle in its transaction.
+    Every other job stages in; `site status` names the session; once it lets go, the
+    held job follows by itself."""
+    import psycopg
+
+    from balsam_mp.db import locks
+    from balsam_mp.db.postgres import schema_of
+
+    kit = sitekit()
+    jobs = kit.make_jobs(30, stage_out=False)
+    stranger = psycopg.connect(database_url, application_name="psql-by-hand",
+                               options=f"-c search_path={schema_of(api_site_name())}")
+    try:
+        stranger.execute("SELECT id FROM job WHERE id = %s FOR UPDATE", (jobs[0],))
+        kit.start()
+        kit.wait_jobs(jobs[1:], "STAGED_IN", timeout=60)
+        assert Job.objects.get(id=jobs[0]).state == "READY"
+        [line] = locks.long_lock_holders(seconds=0)  # status waits a minute; this, none
+        assert f"session {stranger.info.backend_pid} (psql-by-hand, idle in transaction)" \
+            in line, line
+        stranger.rollback()
+        kit.wait_jobs(jobs[:1], "STAGED_IN", timeout=30)
+    finally:
+        stranger.close()
+
+
+def api_site_name() -> str:
+    from balsam_mp import api
+
+    return api.current_settings().site_name

@@ -92,11 +92,13 @@ _LOG_MOVES = """
 
 def move_jobs(job_ids: list[int], from_state: str, to_state: str, message: str = "",
               *, all_done: str | None = None, extra: str = "",
-              actor: str = transitions.SITE) -> list[int]:
+              actor: str = transitions.SITE, skipped: list[int] | None = None) -> list[int]:
     """Compare-and-set: those of `job_ids` that are in `from_state` move; returns them.
 
     all_done: a direction; only jobs whose items in that direction are all done move.
-    extra: one more SQL condition on the job row."""
+    extra: one more SQL condition on the job row. skipped: a list to which the jobs
+    another session holds locked are added, instead of waiting for them (the site's own
+    moves: a pass moves what it can, and tries the rest again later)."""
     if not job_ids:
         return []
     if not transitions.allowed(from_state, to_state, actor):
@@ -106,7 +108,15 @@ def move_jobs(job_ids: list[int], from_state: str, to_state: str, message: str =
               "done": Item.DONE}
     condition = (_ALL_ITEMS_DONE if all_done else "") + extra
     ids = dialect().ID_LIST.format(param=":ids")
-    if all_done:
+    if all_done and skipped is not None and dialect().LOCK_FREE_JOBS:
+        locked = {job_id for (job_id,) in run(dialect().LOCK_FREE_JOBS.format(ids=ids), {
+            "ids": json.dumps(sorted(job_ids))}).fetchall()}
+        skipped.extend(j for j in job_ids if j not in locked)
+        job_ids = [j for j in job_ids if j in locked]
+        if not job_ids:
+            return []
+        params["ids"] = json.dumps(job_ids)
+    elif all_done:
         lock_jobs(job_ids)
     moved = [job_id for (job_id,) in
              run(_MOVE.format(condition=condition, ids=ids), params).fetchall()]
@@ -159,16 +169,38 @@ def hold_stage_out(job_ids: list[int]) -> None:
         TransferItem.resend == True).execute()  # noqa: E712 (SQL, not Python)
 
 
-def advance_jobs(job_ids: list[int], direction: str) -> None:
+def advance_jobs(job_ids: list[int], direction: str,
+                 skipped: list[int] | None = None) -> None:
     """Of `job_ids`, move those whose `direction` transfers are all done:
-    READY -> STAGED_IN (in), or POSTPROCESSED -> STAGED_OUT -> JOB_FINISHED (out)."""
+    READY -> STAGED_IN (in), or POSTPROCESSED -> STAGED_OUT -> JOB_FINISHED (out).
+    skipped: see move_jobs (the site's passes; a user's move waits its turn)."""
     if direction == "in":
         move_jobs(job_ids, states.READY, states.STAGED_IN, "all stage-in files arrived",
-                  all_done="in")
+                  all_done="in", skipped=skipped)
     else:
         staged_out = move_jobs(job_ids, states.POSTPROCESSED, states.STAGED_OUT,
-                               "all stage-out files left", all_done="out")
+                               "all stage-out files left", all_done="out", skipped=skipped)
         move_jobs(staged_out, states.STAGED_OUT, states.JOB_FINISHED)
+
+
+_DUE_TO_ADVANCE = """
+    SELECT id FROM job WHERE state = :state AND NOT EXISTS (
+        SELECT 1 FROM transfer_item AS item WHERE item.job_id = job.id
+        AND item.direction = :direction AND item.state != :done)"""
+
+
+def advance_stragglers(direction: str, job_ids: list[int] | None = None) -> list[int]:
+    """Advance jobs a pass left behind (locked by another session then): `job_ids`, or,
+    with None, every job whose items of `direction` are all done and that still waits
+    (the poller's first pass). Runs its own transaction; returns those skipped again."""
+    skipped: list[int] = []
+    with Job._meta.database.atomic():
+        if job_ids is None:
+            state = states.READY if direction == "in" else states.POSTPROCESSED
+            job_ids = [job_id for (job_id,) in run(_DUE_TO_ADVANCE, {
+                "state": state, "direction": direction, "done": Item.DONE}).fetchall()]
+        advance_jobs(job_ids, direction, skipped)
+    return skipped
 
 
 def lock_jobs(job_ids: list[int]) -> None:

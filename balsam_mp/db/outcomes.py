@@ -82,6 +82,8 @@ class Finished:
     failed: int = 0
     halves: tuple[int, ...] = ()  # sizes of the halves a failed batch was split into
     split_round: int = 0  # the round those halves belong to (1 = the first split)
+    skipped: tuple[int, ...] = ()  # jobs to advance later: another session held them
+    direction: str = "in"
 
 
 def _db():
@@ -157,13 +159,15 @@ CANCELLED = "cancelled"
 
 
 def finish_task(task_id: int, progress: Progress, failures: list[Failure],
-                policy: TransferSettings, actor: str = itemmoves.POLLER) -> Finished:
+                policy: TransferSettings, actor: str = itemmoves.POLLER,
+                skip_locked: bool = False) -> Finished:
     """A finished task: its items become done or failed, their jobs advance or fail.
 
     A batch that failed as a whole, not for a task-wide reason, is split in halves
     instead: each half goes back to pending as its own batch (see `split_batch`). A task
     a user asked to cancel that failed, however (its runner killed, the service's
-    cancel), fails its items for good as "cancelled"; one that succeeded keeps its files."""
+    cancel), fails its items for good as "cancelled"; one that succeeded keeps its files.
+    skip_locked: jobs another session holds are not waited for: Finished.skipped."""
     now = utcnow()
     final = Task.SUCCEEDED if progress.status == "SUCCEEDED" else Task.FAILED
     task_from, task_params = states_in("task_from", itemmoves.sources("task", actor, final))
@@ -196,9 +200,12 @@ def finish_task(task_id: int, progress: Progress, failures: list[Failure],
             failures = [Failure(item_id, code, reason) for item_id, _ in rows]
         fail_items(failures, policy, now, solo, actor)  # detaches them: the update below skips them
         done = run(_ITEMS_DONE.format(done_from=done_from), params).fetchall()
+        skipped: list[int] | None = [] if skip_locked else None
         if done:
-            advance_jobs(list(dict.fromkeys(job_id for job_id, _ in done)), done[0][1])
-    return Finished(len(done), len(failures))
+            advance_jobs(list(dict.fromkeys(job_id for job_id, _ in done)), done[0][1],
+                         skipped)
+    return Finished(len(done), len(failures), skipped=tuple(skipped or ()),
+                    direction=done[0][1] if done else "in")
 
 
 def resend_stale(task_id: int, now: dt.datetime, actor: str) -> None:

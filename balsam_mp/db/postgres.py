@@ -69,6 +69,13 @@ class SitePostgres(peewee.PostgresqlDatabase):
         self.channel = f"balsam_{self.schema}"
         self.owner_pid = os.getpid()
         self._listening = False
+        self._worker = False
+
+    def as_worker(self) -> None:
+        """This connection is a worker's: its statements wait on a lock at most
+        WORKER_LOCK_TIMEOUT (again after a reconnect), so no session holds the site."""
+        self._worker = True
+        self.execute_sql(sql_postgres.WORKER_LOCK_TIMEOUT)
 
     def cursor(self, *args, **kwargs):
         if os.getpid() != self.owner_pid:
@@ -88,6 +95,8 @@ class SitePostgres(peewee.PostgresqlDatabase):
     def _initialize_connection(self, conn) -> None:
         if self._listening:  # a reconnect listens again
             conn.execute(f"LISTEN {self.channel}")
+        if self._worker:
+            conn.execute(sql_postgres.WORKER_LOCK_TIMEOUT)
 
     def create_site_schema(self) -> None:
         """The site's schema, where create_tables() then puts its tables."""

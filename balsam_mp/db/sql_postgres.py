@@ -24,6 +24,24 @@ SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 # other's commit: the job rows are locked first (in id order, no deadlock), so the
 # second waits for the first and its next statement sees the first's items done.
 LOCK_JOBS = "SELECT id FROM job WHERE id IN ({ids}) ORDER BY id FOR UPDATE"
+# The site's own moves never wait on a job someone else holds (a user's psql session
+# left idle in a transaction): they take the jobs they can and leave the rest for their
+# next pass.
+LOCK_FREE_JOBS = LOCK_JOBS + " SKIP LOCKED"
+# How long a worker's statement waits for a lock before it gives up (and is retried):
+# no session, ours or a stranger's, can hold the site for ever.
+WORKER_LOCK_TIMEOUT = "SET lock_timeout = '5s'"
+# Sessions holding locks on the site's tables in a transaction older than :seconds
+# (a row locked FOR UPDATE shows as a RowShareLock on its table).
+LONG_LOCKS = """
+    SELECT DISTINCT a.pid, a.application_name, a.xact_start, a.state
+    FROM pg_stat_activity AS a JOIN pg_locks AS l ON l.pid = a.pid
+    JOIN pg_class AS c ON c.oid = l.relation
+    JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE a.pid <> pg_backend_pid() AND n.nspname = current_schema()
+      AND c.relname IN ('job', 'transfer_item', 'transfer_task')
+      AND a.xact_start < now() - make_interval(secs => :seconds)
+    ORDER BY a.xact_start"""
 # Deleting jobs checks that none of their items is in flight: their items are locked
 # first, so a claim taking them either commits before the check or passes over them.
 # Job creations of one site check and undo folders on disk, so they take turns: a

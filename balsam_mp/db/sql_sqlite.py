@@ -18,6 +18,9 @@ INSTR = "instr"
 SKIP_LOCKED = ""
 # rows to lock before checking a job's items (SQLite: the write lock already covers it)
 LOCK_JOBS: str | None = None
+LOCK_FREE_JOBS: str | None = None
+WORKER_LOCK_TIMEOUT: str | None = None  # busy_timeout serves (db/connection.py)
+LONG_LOCKS: str | None = None  # one writer at a time: no lock is held past a statement
 LOCK_ITEMS_OF_JOBS: str | None = None
 CREATION_LOCK: str | None = None
 # the claim's order: oldest job first

@@ -7,13 +7,14 @@ import dataclasses
 import time
 
 from balsam_mp.db import claims, outcomes
+from balsam_mp.db import jobs as job_db
 from balsam_mp.db.models import TransferTask, utcnow
 from balsam_mp.db.outcomes import Finished, Progress
 from balsam_mp.errors import BalsamError
 from balsam_mp.site import pauses, results
 from balsam_mp.site.backends import Location, build_locations, follow_task
 from balsam_mp.site.worker import Worker
-from balsam_mp.states import Task
+from balsam_mp.states import DIRECTIONS, Task
 from balsam_mp.transfer.base import (
     ConsentRequired,
     LoginRequired,
@@ -43,9 +44,15 @@ class Poller(Worker):
         self.last_poll = 0.0
         self.cancels_sent: dict[int, float] = {}  # task id -> when we last asked
         self.followers: dict[str, TransferBackend] = {}  # protocols no alias uses any more
+        # jobs whose move another session's lock held up, per direction: tried each pass
+        self.stragglers = {d: set(job_db.advance_stragglers(d)) for d in DIRECTIONS}
 
     def step(self) -> bool:
         self.last_poll = time.monotonic()
+        for direction, waiting in self.stragglers.items():
+            if waiting:
+                self.stragglers[direction] = set(job_db.advance_stragglers(direction,
+                                                                           sorted(waiting)))
         tasks = list(TransferTask.select(
             TransferTask.id, TransferTask.task_id, TransferTask.direction,
             TransferTask.location_alias, TransferTask.protocol, TransferTask.state,
@@ -110,7 +117,8 @@ class Poller(Worker):
                 "cancelled"))
         failures = results.file_failures(backend, task, status)
         self.report(task, progress, outcomes.finish_task(task.id, progress, failures,
-                                                         self.settings.transfers))
+                                                         self.settings.transfers,
+                                                         skip_locked=True))
         return True
 
     def cancel_again(self, backend: TransferBackend, task: TransferTask) -> None:
@@ -140,6 +148,11 @@ class Poller(Worker):
         return True
 
     def report(self, task: TransferTask, progress: Progress, finished: Finished) -> None:
+        if finished.skipped:
+            self.stragglers[finished.direction].update(finished.skipped)
+            self.log.warning("task %s: job(s) %s held by another database session; moved "
+                             "when it lets go", task.task_id,
+                             ", ".join(map(str, finished.skipped[:10])))
         if finished.halves:
             self.log.warning(
                 "task %s failed as a whole (%s): split round %d, its %d items retried as "

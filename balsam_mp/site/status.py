@@ -16,6 +16,7 @@ import peewee
 
 from balsam_mp import db, permissions, settings
 from balsam_mp.db.bulk import dialect, run
+from balsam_mp.db.locks import long_lock_holders
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
@@ -249,6 +250,7 @@ def _actions(in_flight: list[dict], untrusted: dict[str, int],
         actions.append(f"items wait on location aliases that transfer_locations no longer "
                        f"has: {_counted(untrusted)}; add them back to settings.yml and run "
                        "`balsam site sync`")
+    actions += long_lock_holders()
     if waiting_for_endpoint and site is not None:
         actions.append(f"items wait on globus aliases {_counted(waiting_for_endpoint)}: set "
                        f"transfers.globus_endpoint_id (the site's own Globus endpoint UUID) in "

@@ -91,6 +91,8 @@ class Worker:
         self.database = db.connect(self.settings.database, site=self.settings.site_name,
                                    synchronous=self.synchronous)
         self.database.listen()
+        if hasattr(self.database, "as_worker"):  # PostgreSQL: never wait long on a lock
+            self.database.as_worker()
         if self.settings.database_file is not None:
             info = os.stat(self.settings.database_file)
             self._db_file = (info.st_dev, info.st_ino)

@@ -39,6 +39,7 @@ ITEM_MOVES: dict[str, dict[str, frozenset[str]]] = {
         # the service refused the batch: retried, split in halves, or failed for good
         Item.PENDING: frozenset({Item.SUBMITTING}),
         Item.ERROR: frozenset({Item.SUBMITTING}),
+        Item.AWAITING_JOB: frozenset({Item.SUBMITTING}),  # an earlier run's result
     },
     POLLER: {
         Item.ACTIVE: frozenset({Item.INACTIVE}),
@@ -46,12 +47,16 @@ ITEM_MOVES: dict[str, dict[str, frozenset[str]]] = {
         Item.DONE: frozenset(_FLIGHT),
         Item.PENDING: frozenset(_FLIGHT),  # retried, split, or a newer run's result
         Item.ERROR: frozenset(_FLIGHT),
+        # an earlier run's result failed while its job runs again: its next
+        # POSTPROCESSED sends that run's result; the running job is not failed
+        Item.AWAITING_JOB: frozenset(_FLIGHT),
     },
     CANCEL: {
         Item.ACTIVE: frozenset({Item.SUBMITTING}),  # a resend found the task it made
         Item.DONE: frozenset(_FLIGHT),  # the service says the task had finished
         Item.PENDING: frozenset(_FLIGHT),  # a newer run's result, sent again
         Item.ERROR: frozenset(_FLIGHT),  # "cancelled": never sent again by itself
+        Item.AWAITING_JOB: frozenset(_FLIGHT),  # an earlier run's result (see POLLER)
     },
     RETRY: {
         Item.PENDING: frozenset({Item.ERROR}),

@@ -11,7 +11,8 @@ import pytest
 
 from balsam_mp import db, states
 from balsam_mp.api import EventLog, Job, TransferItem
-from balsam_mp.db import outcomes
+from balsam_mp.db import failing
+from balsam_mp.db.results import Failure
 from balsam_mp.errors import BalsamError, StateConflict, ValidationError
 from tests.sitemoves import claim, finish, make, stage
 
@@ -176,6 +177,6 @@ def test_a_late_failure_never_moves_a_finished_job(site):
     assert Job.objects.get(id=job.id).state == states.JOB_FINISHED
     item = TransferItem.objects.get(job_id=job.id)
     with db.Job._meta.database.atomic():
-        outcomes.fail_items([outcomes.Failure(item.id, "FILE_NOT_FOUND", "late")],
-                            site.transfers)
+        failing.fail_items([Failure(item.id, "FILE_NOT_FOUND", "late")],
+                           site.transfers)
     assert Job.objects.get(id=job.id).state == states.JOB_FINISHED

@@ -109,9 +109,9 @@ def test_two_tasks_finishing_together_move_their_shared_jobs(site, engine, monke
         between = threading.Barrier(2)
         advance = outcomes.advance_jobs
 
-        def advance_together(job_ids, direction):
+        def advance_together(job_ids, direction, skipped=None):
             between.wait(timeout=30)
-            advance(job_ids, direction)
+            advance(job_ids, direction, skipped)
 
         monkeypatch.setattr(outcomes, "advance_jobs", advance_together)
     (site.apps_path / "two_in.py").write_text(TWO_INPUTS)

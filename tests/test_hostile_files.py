@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from balsam_mp.api import App, Job, TransferItem
-from balsam_mp.db.outcomes import safe_text
+from balsam_mp.db.results import safe_text
 from balsam_mp.transfer.base import FileSpec, TaskOptions
 from balsam_mp.transfer.globus import GlobusBackend
 from balsam_mp.transfer.local import (

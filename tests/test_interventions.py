@@ -9,7 +9,7 @@ import pytest
 
 from balsam_mp import api, db, itemmoves
 from balsam_mp.api import Job, TransferItem
-from balsam_mp.db import cancels, controls, outcomes
+from balsam_mp.db import cancels, controls, outcomes, refusals
 from balsam_mp.states import Item, Task
 from tests.sitemoves import claim, fail_task, finish, make, stage
 
@@ -199,3 +199,49 @@ def test_a_delete_re_checks_its_filter_once_the_jobs_are_locked(site):
                lambda: deleted.append(Job.objects.filter(state="READY").delete()))
     assert deleted == [0]
     assert Job.objects.filter(id__in=jobs, state="STAGED_IN").count() == 10
+
+
+@pytest.mark.engines
+@pytest.mark.parametrize("ends", ["FILE_NOT_FOUND", "cancelled", "split"])
+def test_an_earlier_runs_result_that_fails_never_fails_the_new_run(site, ends):
+    """Run 1's stage-out is in flight when the job is FAILED and restarted (RUNNING, run
+    2 writing its output). That transfer then fails (a file error, the user's cancel, a
+    batch split): the item waits for run 2's POSTPROCESSED, the running job is left
+    alone, and nothing of the half-written run 2 leaves before it."""
+    jobs = [job.id for job in make(2 if ends == "split" else 1)]
+    stage("in")
+    for job in jobs:
+        walk(job, "POSTPROCESSED")
+    task = claim("out")
+    for job in jobs:
+        walk(job, "FAILED", "RESTART_READY", "RUNNING")
+    if ends == "FILE_NOT_FOUND":
+        finish(task.task_id, (item(jobs[0], "out").id,), "FILE_NOT_FOUND")
+    elif ends == "cancelled":
+        cancels.request_cancel(task.task_id)
+        fail_task(task.task_id, "CANCELED")
+    else:
+        fail_task(task.task_id, "BAD_REQUEST")  # a batch of 2 failed as a whole: a split
+    for job in jobs:
+        assert Job.objects.get(id=job).state == "RUNNING"
+        assert item(job, "out").state == Item.AWAITING_JOB
+    assert claim("out") is None
+    walk(jobs[0], "RUN_DONE", "POSTPROCESSED")
+    finish(claim("out").task_id)
+    assert Job.objects.get(id=jobs[0]).state == "JOB_FINISHED"
+
+
+@pytest.mark.engines
+def test_a_cancelled_batch_the_service_refuses_on_resend_is_not_split(site):
+    """The submitter's resend of a batch the user cancelled is refused as bad: its items
+    end cancelled, in no half sent again."""
+    make(2)
+    [found] = db.claims.claim_batches(
+        [(db.claims.Group("in", "laptop"), "local://", "local")], 1, 10, 10,
+        lambda group: "sid-cancelled", db.claims.owner_id(), 60, db.utcnow())
+    cancels.request_cancel(found.task_id)
+    finished = refusals.abandon(found, "BAD_REQUEST", "bad path",
+                                api.current_settings().transfers)
+    assert not finished.halves and finished.failed == 2
+    assert {i.state for i in TransferItem.objects.all() if i.direction == "in"} == {Item.ERROR}
+    assert claim("in") is None

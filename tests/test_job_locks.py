@@ -14,9 +14,9 @@ import pytest
 from balsam_mp import api, db, states
 from balsam_mp.db import controls
 from balsam_mp.db.bulk import lock_job_creation
+from balsam_mp.db.failing import fail_job
 from balsam_mp.db.jobs import write_fields
 from balsam_mp.db.models import utcnow
-from balsam_mp.db.outcomes import fail_job
 from balsam_mp.states import Item
 from tests.conftest import wait_for
 from tests.test_claims import TWO_INPUTS

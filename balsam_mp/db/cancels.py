@@ -15,7 +15,8 @@ from balsam_mp import itemmoves
 from balsam_mp.db import claims
 from balsam_mp.db.claims import Claim
 from balsam_mp.db.models import TransferTask, utcnow
-from balsam_mp.db.outcomes import Finished, Progress, finish_task
+from balsam_mp.db.outcomes import finish_task
+from balsam_mp.db.results import Finished, Progress
 from balsam_mp.errors import NotFound
 from balsam_mp.settings import TransferSettings
 from balsam_mp.states import Task

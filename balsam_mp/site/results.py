@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from balsam_mp.db.models import TransferItem, TransferTask
-from balsam_mp.db.outcomes import Failure, Progress
+from balsam_mp.db.results import Failure, Progress
 from balsam_mp.states import Item
 from balsam_mp.transfer.base import TaskStatus, TransferBackend
 

@@ -13,7 +13,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from balsam_mp.db import claims, sites
+from balsam_mp.db import claims, refusals, sites
 from balsam_mp.db.claims import Claim, Group
 from balsam_mp.db.models import utcnow
 from balsam_mp.site import batching, sending, workdirs
@@ -167,7 +167,7 @@ class Submitter(Worker):
             except (LoginRequired, RetryableError) as exc:
                 self.wait({claim.alias}, exc)
             except PermanentError as exc:
-                finished = claims.abandon(claim, exc.code, str(exc), self.settings.transfers)
+                finished = refusals.abandon(claim, exc.code, str(exc), self.settings.transfers)
                 self.log.error("task %s refused: %s%s", claim.task_id, exc, (
                     f"; split round {finished.split_round}, its {sum(finished.halves)} items "
                     f"retried as halves of {' and '.join(map(str, finished.halves))}"
@@ -189,7 +189,7 @@ class Submitter(Worker):
             self.log.error("item %d: %s", failure.item_id, failure.reason)
         if not failures or not drop:
             return True
-        claims.drop_items(claim, failures, self.settings.transfers)
+        refusals.drop_items(claim, failures, self.settings.transfers)
         return bool(claim.items)
 
     def trusted(self, claim: Claim) -> bool:

@@ -13,7 +13,7 @@ import errno
 import os
 from pathlib import Path
 
-from balsam_mp.db.outcomes import Failure
+from balsam_mp.db.results import Failure
 
 
 def make_folders(data: Path, items: list[tuple[int, str]]) -> list[Failure]:

@@ -116,10 +116,9 @@ class Interventions(RuleBasedStateMachine):
         if not tasks:
             return
         task = data.draw(st.sampled_from(tasks))
-        try:
-            site_controls.cancel(self.rig.settings, [str(task)])
-        except BalsamError:  # the service's answer was lost: the cancel stays recorded
-            assert db.TransferTask.get_by_id(task).cancel_requested is not None
+        _, unconfirmed = site_controls.cancel(self.rig.settings, [str(task)])
+        assert db.TransferTask.get_by_id(task).cancel_requested is not None  # recorded,
+        assert unconfirmed in (0, 1)  # and sent again by the poller if unconfirmed
 
     @rule(data=st.data())
     def delete(self, data: st.DataObject) -> None:

@@ -154,3 +154,15 @@ def test_a_rerun_sends_its_own_same_size_result(local_site):
         Job.objects.set_state(job, before, after)
     local.wait_jobs([job], "JOB_FINISHED")
     assert remote.read_text() == "run 2"
+
+
+@pytest.mark.parametrize("task_id", ["99999999999999999999999", "9223372036854775808", "²",
+                                     "\uff11", ""])
+def test_a_cancel_of_an_id_that_names_no_task_is_one_line(local_site, task_id):
+    """Huge numbers, digits that are not ASCII (a full-width 1 is not task 1), empty."""
+    local = local_site()
+    result = local.balsam("transfer", "cancel", "--", task_id, check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    shown = task_id or "''"
+    assert result.stderr.strip().splitlines() == [
+        f"Error: no transfer task with id {shown}"], result.stderr

@@ -70,5 +70,9 @@ def cancel(task_ids: tuple[str, ...]) -> None:
     """Cancel transfer tasks (local or remote ids); their items end in error."""
     settings = open_site()
     api.connect()
-    for line in site_controls.cancel(settings, list(task_ids)):
+    lines, failed = site_controls.cancel(settings, list(task_ids))
+    for line in lines:
         click.echo(line)
+    if failed:
+        raise click.ClickException(f"{failed} of {len(lines)} cancel(s) not confirmed; the "
+                                   "site's poller sends them again (or run this again)")

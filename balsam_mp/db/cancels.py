@@ -31,12 +31,13 @@ def find_tasks(ids: list[str]) -> list[TransferTask]:
     found, unknown = [], []
     for text in ids:
         query = TransferTask.task_id == text
-        if text.isdigit():
+        if text.isascii() and text.isdigit() and len(text) < 19:  # fits a 64-bit row id
             query = query | (TransferTask.id == int(text))
         task = TransferTask.select().where(query).first()
         (found.append(task) if task else unknown.append(text))
     if unknown:
-        raise NotFound(f"no transfer task with id {', '.join(unknown)}")
+        shown = (u if u.isprintable() and u.strip() == u and u else repr(u) for u in unknown)
+        raise NotFound(f"no transfer task with id {', '.join(shown)}")
     return found
 
 

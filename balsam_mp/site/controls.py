@@ -16,6 +16,8 @@ import time
 from balsam_mp import itemmoves
 from balsam_mp.db import cancels, claims, outcomes
 from balsam_mp.db.models import TransferTask
+from balsam_mp.db.results import Finished
+from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
 from balsam_mp.site import results, sending
 from balsam_mp.site.backends import build_locations, follow_task
@@ -26,21 +28,27 @@ CANCEL_WAIT = 15.0  # seconds to wait for the service to end a cancelled task
 POLL_EVERY = 0.2
 
 
-def cancel(settings: Settings, ids: list[str]) -> list[str]:
-    """Cancel tasks by local or remote id; one line per task saying what became of it.
-    Errors reaching the service propagate (the cancel stays recorded: retry it)."""
+def cancel(settings: Settings, ids: list[str]) -> tuple[list[str], int]:
+    """Cancel tasks by local or remote id: one line per task saying what became of it,
+    and how many could not be cancelled now (the service out of reach: the cancel stays
+    recorded, and the site's poller sends it again)."""
     tasks = cancels.find_tasks(ids)
     locations = build_locations(settings)
-    report = []
+    report, failed = [], 0
     for found in tasks:
         task = cancels.request_cancel(found.id)
         if task is None:
             state = TransferTask.get_by_id(found.id).state
             report.append(f"task {found.id} is already {state}; nothing to cancel")
             continue
-        backend = follow_task(settings, locations, task.location_alias, task.protocol)
-        report.append(_cancel_one(settings, backend, task))
-    return report
+        try:
+            backend = follow_task(settings, locations, task.location_alias, task.protocol)
+            report.append(_cancel_one(settings, backend, task))
+        except BalsamError as exc:  # the others are still cancelled
+            failed += 1
+            report.append(f"task {task.id} ({task.task_id or 'being submitted'}): cancel "
+                          f"recorded but not confirmed: {exc}")
+    return report, failed
 
 
 def _cancel_one(settings: Settings, backend: TransferBackend, task: TransferTask) -> str:
@@ -51,10 +59,12 @@ def _cancel_one(settings: Settings, backend: TransferBackend, task: TransferTask
         if claim is not None:
             try:
                 remote_id = sending.send(settings, backend, task.remote_address, claim)
-            except PermanentError as exc:  # refused for good: nothing was made to cancel
+            except PermanentError as exc:  # refused now: a lost first answer may hide a task
                 finished = cancels.refused(task.id, exc.code, str(exc), policy)
-                return (f"task {task.id} (never accepted by the service: {exc}) cancelled; "
-                        f"{finished.failed} item(s) marked error")
+                return (f"task {task.id}: the service refused the batch when it was sent "
+                        f"again ({exc}); {finished.failed} item(s) marked error "
+                        "\"cancelled\". If its first send made a task (its answer was lost), "
+                        "that task could not be found: check `globus task list`")
             except Exception:
                 cancels.release(task.id, owner)
                 raise
@@ -73,6 +83,9 @@ def _cancel_one(settings: Settings, backend: TransferBackend, task: TransferTask
     finished = outcomes.finish_task(task.id, results.progress_of(status),
                                     results.file_failures(backend, task, status), policy,
                                     itemmoves.CANCEL)
+    if finished == Finished():  # the poller recorded its end first, by the same rules
+        return (f"task {task.id} ({task.task_id}) ended {status.status} at the service; "
+                "the site recorded it first (see `balsam transfer ls`)")
     if status.status == "SUCCEEDED":
         return (f"task {task.id} ({task.task_id}) had already finished: {finished.done} "
                 f"item(s) done, {finished.failed} failed")

@@ -166,3 +166,20 @@ def test_a_cancel_of_an_id_that_names_no_task_is_one_line(local_site, task_id):
     shown = task_id or "''"
     assert result.stderr.strip().splitlines() == [
         f"Error: no transfer task with id {shown}"], result.stderr
+
+
+def test_a_site_made_with_the_old_sync_level_is_told_to_change_it(local_site):
+    """Case 3 on an existing site: its settings.yml still says what the old template
+    wrote (`sync_level: size`); status says what it keeps and how to change it. A value
+    the user wrote is theirs: no word then."""
+    from balsam_mp.site import upgrades
+
+    local = local_site()
+    settings = local.site / "settings.yml"
+    settings.write_text(settings.read_text().replace("transfers:\n", f"transfers:\n  "
+                                                     f"{upgrades.OLD_SYNC_LEVEL}\n", 1))
+    status = local.balsam("site", "status").stdout
+    assert "old template's `sync_level: size`" in status and "checksum" in status, status
+    settings.write_text(settings.read_text().replace(upgrades.OLD_SYNC_LEVEL,
+                                                     "sync_level: size"))
+    assert "sync_level" not in local.balsam("site", "status").stdout

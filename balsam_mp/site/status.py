@@ -20,7 +20,7 @@ from balsam_mp.db.locks import long_lock_holders
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
-from balsam_mp.site import leader, pidfile
+from balsam_mp.site import leader, pidfile, upgrades
 from balsam_mp.site.crashes import read_halt
 from balsam_mp.site.supervisor import WORKERS
 from balsam_mp.states import Item, Task
@@ -85,6 +85,7 @@ def status(site_path: Path) -> dict:
     if halted:
         actions.insert(0, halted)
     actions += _mode_warnings(site_path, site, db_path)
+    actions += upgrades.notes(site_path / settings.SETTINGS_FILE)
     if info is not None and info.damaged:
         actions.insert(0, f"{pidfile.path_of(site_path)} is damaged; `balsam site stop` or "
                           "`balsam site start` removes it")

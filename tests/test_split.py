@@ -97,3 +97,41 @@ def test_a_version_1_database_is_migrated(site):
     assert migrated.execute_sql("SELECT value FROM meta WHERE key = 'schema_version'") \
         .fetchone()[0] == str(db.models.SCHEMA_VERSION)  # and on through later versions
     migrated.close()
+
+
+def _open(target, site_name, start, results) -> None:
+    start.wait(timeout=60)
+    try:
+        db.connect(target, site=site_name).close()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - the test reports it
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.engines
+def test_processes_opening_an_old_database_at_once_migrate_it_once(site):
+    """Six processes (a site start, CLI commands, a user's script) open a version-3
+    database at the same moment: one migrates it, the others wait and find it done."""
+    import multiprocessing
+
+    api.connect()
+    database = db.Job._meta.database
+    for statement in ('ALTER TABLE "transfer_task" DROP COLUMN "cancel_requested"',
+                      'ALTER TABLE "transfer_item" DROP COLUMN "resend"',
+                      "UPDATE meta SET value = '3' WHERE key = 'schema_version'"):
+        database.execute_sql(statement)
+    api.close()
+    context = multiprocessing.get_context("fork")
+    start, results = context.Barrier(6), context.Queue()
+    openers = [context.Process(target=_open, args=(site.database, site.site_name, start,
+                                                   results)) for _ in range(6)]
+    for opener in openers:
+        opener.start()
+    answers = [results.get(timeout=60) for _ in openers]
+    for opener in openers:
+        opener.join(timeout=30)
+    assert answers == ["ok"] * 6, answers
+    api.connect()
+    assert db.Job._meta.database.execute_sql(
+        "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == \
+        str(db.models.SCHEMA_VERSION)

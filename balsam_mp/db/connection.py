@@ -280,7 +280,12 @@ def _migrate(db: Database) -> None:
             f"({SCHEMA_VERSION}); upgrade balsam_mp"
         )
     while version < SCHEMA_VERSION:
-        version += 1
-        with db.atomic():
-            MIGRATIONS[version](db)
-            Meta.update(value=str(version)).where(Meta.key == "schema_version").execute()
+        with db.atomic():  # SQLite: BEGIN IMMEDIATE, one migrating process at a time
+            if isinstance(db, SitePostgres):  # the same: others wait for our commit
+                db.execute_sql('LOCK TABLE "meta" IN EXCLUSIVE MODE')
+            # read again under the lock: another process may have migrated meanwhile
+            version = int(Meta.get(Meta.key == "schema_version").value)
+            if version < SCHEMA_VERSION:
+                version += 1
+                MIGRATIONS[version](db)
+                Meta.update(value=str(version)).where(Meta.key == "schema_version").execute()

@@ -13,8 +13,12 @@ Under the emulator's realistic profile (real copies; Globus' limits enforced):
   (g) 2,000 one-file jobs created at once into a running site: time to all STAGED_IN,
       next to the profile's own lower bound
   (h) 10 new jobs per second for 60 s: median and p95 from creation to STAGED_IN
-each with auto and with batch size 100. Every figure is printed with the load average.
-Run: .venv/bin/python scripts/bench_site.py [--only abcdefgh] [--items N] [--postgres]
+each with auto and with batch size 100. At default settings again, with a user's login:
+  (k) 1,000 one-file jobs created at once on a healthy endpoint while a second endpoint,
+      whose consent is missing, holds 100 jobs: time to all 1,000 STAGED_IN, next to the
+      same run without the second endpoint (target: within 10%)
+Every figure is printed with the load average.
+Run: .venv/bin/python scripts/bench_site.py [--only abcdefghk] [--items N] [--postgres]
 (--postgres: the site on a PostgreSQL server started for the run, see
 balsam_mp/testing/postgres_server.py, instead of SQLite.)
 """
@@ -172,10 +176,70 @@ def bench_h(work: Path, batch_size: str, rate: float = 10, seconds: float = 60) 
     bench.close()
 
 
+OTHER_EP = "5e1f0000-0000-4000-8000-0000000000b3"
+
+
+def consent_run(work: Path, blocked: bool) -> float:
+    """Seconds from the 1,000 jobs' creation to their last STAGED_IN; `blocked`: with an
+    endpoint `other` that lacks its consent, and 100 jobs waiting on it."""
+    other = work / "other"
+    (other / "in").mkdir(parents=True)
+    args = ("--endpoint", f"{OTHER_EP}={other}") if blocked else ()
+    bench = Bench(work, fast=False, emulator_args=args)
+    if blocked:
+        settings = bench.site / "settings.yml"
+        settings.write_text(settings.read_text().replace(
+            "    remote: globus://", f"    other: globus://{OTHER_EP}\n    remote: globus://"))
+        bench.emulator.require_consent(OTHER_EP)
+        api.use_site(bench.site)  # the API reads the new alias
+    bench.env = user_login(bench, work)
+    bench.files(1000)
+    if blocked:
+        api.Job.objects.bulk_create([{"app": "MySim", "workdir": f"o/{n}", "transfers": {
+            "input_file": f"other:/in/{n}.dat"}} for n in range(100)])
+    bench.balsam("site", "start")
+    time.sleep(3)  # the site has met the missing consent (its claims wait on it)
+    bench.jobs(1000)
+    bench.wait_staged_in(1000)
+    created = min(at for (at,) in Job.select(Job.created_at).where(
+        Job.workdir.startswith("j/")).tuples())
+    staged = max(at for (at,) in LogEvent.select(LogEvent.timestamp).where(
+        LogEvent.to_state == "STAGED_IN").tuples())
+    waiting = api.Job.objects.filter(state="READY").count()
+    bench.close()
+    assert waiting == (100 if blocked else 0), waiting
+    return (staged - created).total_seconds()
+
+
+def user_login(bench: Bench, home: Path) -> dict:
+    """A globus CLI login (no service account), which holds no data_access consent."""
+    from globus_sdk.token_storage import SQLiteTokenStorage, TokenStorageData
+
+    tokens = bench.emulator.tokens()
+    store = home / ".globus" / "cli" / "storage.db"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    storage = SQLiteTokenStorage(store, namespace="user/production")
+    storage.store_token_data_by_resource_server({"transfer.api.globus.org": TokenStorageData(
+        resource_server="transfer.api.globus.org", identity_id=None, scope=tokens["scope"],
+        access_token=tokens["access_token"], refresh_token=tokens["refresh_token"],
+        expires_at_seconds=int(time.time()) + 3600, token_type="Bearer")})
+    storage.close()
+    return {k: v for k, v in bench.env.items() if not k.startswith("GLOBUS_CLIENT")}
+
+
+def bench_k(work: Path) -> None:
+    alone = consent_run(work / "alone", blocked=False)
+    beside = consent_run(work / "beside", blocked=True)
+    print(f"(k) default settings: 1,000 one-file jobs on a healthy endpoint, all STAGED_IN "
+          f"{beside:.2f} s after their creation beside an endpoint missing its consent "
+          f"(100 jobs waiting on it), {alone:.2f} s without it: {beside / alone:.2f} x "
+          f"(target <= 1.10; load average {load()})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="abcdefgh", help="which benchmarks, e.g. 'ac'")
+    parser.add_argument("--only", default="abcdefghk", help="which benchmarks, e.g. 'ac'")
     parser.add_argument("--items", type=int, default=100_000, help="items for (b) and (d)")
     parser.add_argument("--postgres", action="store_true", help="run the site on PostgreSQL")
     args = parser.parse_args()
@@ -193,7 +257,7 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    runs = {"a": bench_a, "c": bench_c}
+    runs = {"a": bench_a, "c": bench_c, "k": bench_k}
     shaped = {"f": bench_f, "g": bench_g, "h": bench_h}
     for key in args.only:
         with tempfile.TemporaryDirectory() as tmp:

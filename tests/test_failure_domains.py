@@ -90,6 +90,9 @@ def test_a_missing_consent_holds_only_the_endpoint_it_names(sitekit, tmp_path):
     healthy = [job.id for job in Job.objects.bulk_create(specs["remote"] + specs["laptop"])]
     kit.wait_jobs(healthy, "STAGED_IN", timeout=30)
     assert {Job.objects.get(id=j).state for j in blocked} == {"READY"}
+    status = kit.balsam("site", "status").stdout  # the group says what it waits on
+    assert "in other: 0 active (0 queued), 0 inactive, 1 held; waits on: Globus needs " \
+        "your data_access consent" in status, status
     kit.emulator.grant_consent(OTHER_EP, env["USER_IDENTITY"])  # the user consents
     kit.wait_jobs(blocked, "STAGED_IN", timeout=30)
     assert (kit.site / "data/other/2/input.dat").read_text() == "other 2"

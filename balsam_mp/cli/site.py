@@ -138,6 +138,13 @@ def _echo_work(report: dict) -> None:
         click.echo(f"  {task['task_id'] or '(submitting)'}  {task['state']}  {task['direction']} "
                    f"{task['alias']}  {_plural(task['items'], 'item')}  "
                    f"{task['nice_status'] or ''}".rstrip())
+    if report.get("groups"):  # none from the database alone
+        click.echo("by location:")
+    for group in report.get("groups") or []:
+        counts = (f"{group['active']} active ({group['queued']} queued), "
+                  f"{group['inactive']} inactive, {group['held']} held")
+        waits_on = f"; waits on: {group['waits_on']}" if group["waits_on"] else ""
+        click.echo(f"  {group['direction']:>3} {group['alias']}: {counts}{waits_on}")
     sizes = report.get("sizes")  # none from the database alone
     if sizes and sizes["wal"] is None:
         click.echo(f"disk: logs {_size(sizes['logs'])}; the PostgreSQL database, every "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from balsam_mp.site.backends import Location
@@ -35,10 +36,17 @@ class Wait:
 
 
 class Domains:
-    def __init__(self, locations: dict[str, Location], limits: dict[str, int]) -> None:
+    def __init__(self, locations: dict[str, Location], limits: dict[str, int],
+                 record: Callable[[dict[str, dict]], None] = lambda waits: None) -> None:
         self.locations = locations
         self.limits = limits  # protocol -> tasks in flight at most
         self.waits: dict[str, Wait] = {}
+        self.record = record  # told the waits whenever they change (for `site status`)
+
+    def _changed(self) -> None:
+        now, wall = time.monotonic(), time.time()
+        self.record({alias: {"reason": wait.reason, "until": wall + wait.until - now}
+                     for alias, wait in self.waits.items() if wait.until > now})
 
     def hold(self, aliases: set[str], reason: str, action: bool = False) -> None:
         """These aliases wait: ACTION_RETRY for a person's action, else a doubling backoff."""
@@ -48,9 +56,11 @@ class Domains:
             delay = ACTION_RETRY if action else min(
                 RETRY_MAX, before.delay * 2 if before else RETRY_FIRST)
             self.waits[alias] = Wait(now + delay, delay, reason)
+        self._changed()
 
     def clear(self, alias: str) -> None:
-        self.waits.pop(alias, None)
+        if self.waits.pop(alias, None) is not None:
+            self._changed()
 
     def waiting(self, alias: str) -> bool:
         wait = self.waits.get(alias)

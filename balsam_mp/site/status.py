@@ -20,7 +20,7 @@ from balsam_mp.db.locks import long_lock_holders
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
-from balsam_mp.site import leader, pidfile, upgrades
+from balsam_mp.site import leader, pidfile, upgrades, waits
 from balsam_mp.site.crashes import read_halt
 from balsam_mp.site.supervisor import WORKERS
 from balsam_mp.states import Item, Task
@@ -84,6 +84,9 @@ def status(site_path: Path) -> dict:
         actions.insert(0, database_error)
     if halted:
         actions.insert(0, halted)
+    trusted = site.transfers.transfer_locations if site else None
+    report["groups"] = waits.groups(report["tasks_in_flight"], trusted,
+                                    waits.read(site_path) if running else {})
     actions += _mode_warnings(site_path, site, db_path)
     actions += upgrades.notes(site_path / settings.SETTINGS_FILE)
     if info is not None and info.damaged:

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from balsam_mp.db import claims, refusals, sites
 from balsam_mp.db.claims import Claim, Group
 from balsam_mp.db.models import utcnow
-from balsam_mp.site import batching, sending, workdirs
+from balsam_mp.site import batching, sending, waits, workdirs
 from balsam_mp.site.backends import Location, build_locations
 from balsam_mp.site.domains import Domains
 from balsam_mp.site.submission_ids import SubmissionIds
@@ -52,7 +52,9 @@ class Submitter(Worker):
         self.limits = {p: batching.slots(config.max_concurrent_transfers, {p}) if self.auto
                        else config.max_concurrent_transfers for p in protocols}
         self.slots = max(self.limits.values(), default=1)  # the pace's divisor
-        self.domains = Domains(self.locations, self.limits)
+        self.domains = Domains(self.locations, self.limits,
+                               lambda found: waits.write(self.settings.site_path, found))
+        waits.write(self.settings.site_path, {})  # a new submitter waits on nothing yet
         self.last_claim = self.next_claim = self.cost_checked = 0.0
         self.task_cost = 0.0  # median seconds from claim to finish, recently
         self.pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="send")

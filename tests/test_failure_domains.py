@@ -201,3 +201,32 @@ def api_site_name() -> str:
     from balsam_mp import api
 
     return api.current_settings().site_name
+
+
+def test_inactive_tasks_on_one_endpoint_take_no_slot_from_another(sitekit, tmp_path):
+    """Case 2: three tasks INACTIVE on endpoint `remote` (credentials expired there):
+    they take no slot, at the site nor at Globus (which works on 3 tasks per user, and
+    queues others until one stops working: completes, pauses or backs off), so a job
+    on endpoint `other` stages in while they wait."""
+    other = tmp_path / "other"
+    (other / "in").mkdir(parents=True)
+    (other / "in" / "x.dat").write_text("other x")
+    kit = sitekit(transfers=f"  transfer_locations:\n    remote: globus://{REMOTE_EP}\n"
+                            f"    other: globus://{OTHER_EP}\n  transfer_batch_size: auto\n",
+                  emulator_args=("--endpoint", f"{OTHER_EP}={other}"))
+    kit.emulator.knobs(startup_delay=3.0)
+    stuck = kit.make_jobs(3, stage_out=False)
+    kit.start()
+    wait_for(lambda: len(kit.emulator.tasks()) == 3, what="three tasks at Globus")
+    for task_id in kit.emulator.tasks():
+        kit.emulator.set_inactive(task_id)
+    wait_for(lambda: db.TransferTask.select().where(
+        db.TransferTask.state == "inactive").count() == 3, timeout=30,
+        what="the site to see them INACTIVE")
+    kit.emulator.knobs(startup_delay=0.0)
+    [job] = Job.objects.bulk_create([job_spec("o", "other:/in/x.dat")])
+    kit.wait_jobs([job.id], "STAGED_IN", timeout=30)
+    assert {Job.objects.get(id=j).state for j in stuck} == {"READY"}
+    for task_id in kit.emulator.tasks():  # credentials back: they finish
+        kit.emulator.set_inactive(task_id, False)
+    kit.wait_jobs(stuck, "STAGED_IN", timeout=30)

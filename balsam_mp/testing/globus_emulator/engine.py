@@ -174,10 +174,28 @@ class Engine:
                 self.lock.notify_all()
 
     def _wait_while_inactive(self, task: Task) -> bool:
-        """Between items: wait while INACTIVE or paused by an administrator."""
+        """Between items: wait while INACTIVE or paused by an administrator. A task that
+        waits stops working, so its slot goes to a queued task ("Additional tasks will be
+        queued until other tasks stop working due to completion, pausing, or backing off
+        from an error": Globus' Task Behavior, Queuing); when it may go on, it queues for
+        a slot again."""
+        def held() -> bool:
+            return (task.status == "INACTIVE" or task.is_paused) and not task.cancelled.is_set()
+
         with self.lock:
-            while (task.status == "INACTIVE" or task.is_paused) and not task.cancelled.is_set():
+            if not held():
+                return not task.finished
+            self._running[task.owner] -= 1
+            self.lock.notify_all()
+            while held():
                 self.lock.wait(timeout=0.1)
+            while not task.cancelled.is_set() and \
+                    self._running.get(task.owner, 0) >= self.knobs.max_active:
+                task.nice_status = "Queued"
+                self.lock.wait(timeout=0.1)
+            self._running[task.owner] = self._running.get(task.owner, 0) + 1
+            if task.nice_status == "Queued":
+                task.nice_status = "OK"
             return not task.finished
 
     # -- copying --------------------------------------------------------------------

@@ -230,3 +230,22 @@ def test_inactive_tasks_on_one_endpoint_take_no_slot_from_another(sitekit, tmp_p
     for task_id in kit.emulator.tasks():  # credentials back: they finish
         kit.emulator.set_inactive(task_id, False)
     kit.wait_jobs(stuck, "STAGED_IN", timeout=30)
+
+
+def test_status_says_a_group_waits_on_the_slots(local_site):
+    """One copy may run at once (max_concurrent_transfers: 1) and it is stuck: the
+    group's line says its next item waits on the slots."""
+    local = local_site(transfers="  max_concurrent_transfers: 1\n  transfer_batch_size: 1\n"
+                                 "  verify_checksum: false\n")
+    os.mkfifo(local.root / "in" / "slow.dat")
+    local.balsam("site", "start")
+    [slow] = Job.objects.bulk_create([job_spec("slow", "laptop:/in/slow.dat")])
+    wait_for(lambda: db.TransferTask.select().where(
+        db.TransferTask.state == "active").count() == 1, what="the copy to run")
+    later = local.make_jobs(1, prefix="later")
+    line = "in laptop: 1 active (0 queued), 0 inactive, 0 held; waits on: the slots " \
+        "(1 of 1 local tasks running)"
+    wait_for(lambda: line in local.balsam("site", "status").stdout, what=line)
+    with open(local.root / "in" / "slow.dat", "w") as writer:
+        writer.write("slow")
+    local.wait_jobs([slow.id, *later], "STAGED_IN")

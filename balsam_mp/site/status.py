@@ -67,7 +67,8 @@ def status(site_path: Path) -> dict:
         else:
             note = f"{note}; {exc}"
     if database is None:
-        report, sizes = dict(NOTHING_READ, actions=[]), _sizes(db_path, site_path / "logs")
+        report = dict(NOTHING_READ, actions=[], pending={}, locked=False)
+        sizes = _sizes(db_path, site_path / "logs")
     else:
         with database.atomic("DEFERRED"):  # one read snapshot for every number below
             report = _snapshot(site)
@@ -84,9 +85,9 @@ def status(site_path: Path) -> dict:
         actions.insert(0, database_error)
     if halted:
         actions.insert(0, halted)
-    trusted = site.transfers.transfer_locations if site else None
-    report["groups"] = waits.groups(report["tasks_in_flight"], trusted,
-                                    waits.read(site_path) if running else {})
+    report["groups"] = waits.groups(report["tasks_in_flight"], site,
+                                    waits.read(site_path) if running else {},
+                                    report.pop("pending"), report.pop("locked"))
     actions += _mode_warnings(site_path, site, db_path)
     actions += upgrades.notes(site_path / settings.SETTINGS_FILE)
     if info is not None and info.damaged:
@@ -123,6 +124,7 @@ def database_status(site: Settings) -> dict:
         report = _snapshot(site)
         active = leader.lock_held(site.site_name)
     actions = report.pop("actions")
+    report.pop("pending"), report.pop("locked")
     return {"site": site.site_name, "active": active, **report,
             "action_required": elide("; ".join(actions), 4 * LINE) or None}
 
@@ -169,6 +171,7 @@ def _snapshot(site: Settings | None) -> dict:
     no_endpoint = site.aliases_without_endpoint() if site and not site.client else []
     untrusted = _waiting(groups, lambda alias: trusted is not None and alias not in trusted)
     waiting_for_endpoint = _waiting(groups, lambda alias: alias in no_endpoint)
+    holders = long_lock_holders()  # sessions holding the site's rows (PostgreSQL)
     return {
         "items": [{"direction": d, "state": s, "count": n}
                   for (d, s), n in sorted(by_state.items())],
@@ -179,7 +182,9 @@ def _snapshot(site: Settings | None) -> dict:
         "last_error": elide(_last_error()),
         "unknown_aliases": untrusted,
         "waiting_for_endpoint_id": waiting_for_endpoint,
-        "actions": _actions(in_flight, untrusted, waiting_for_endpoint, site),
+        "actions": _actions(in_flight, untrusted, waiting_for_endpoint, site) + holders,
+        "pending": {(d, a): n for state, d, a, n in groups if state == Item.PENDING},
+        "locked": bool(holders),
     }
 
 
@@ -254,7 +259,6 @@ def _actions(in_flight: list[dict], untrusted: dict[str, int],
         actions.append(f"items wait on location aliases that transfer_locations no longer "
                        f"has: {_counted(untrusted)}; add them back to settings.yml and run "
                        "`balsam site sync`")
-    actions += long_lock_holders()
     if waiting_for_endpoint and site is not None:
         actions.append(f"items wait on globus aliases {_counted(waiting_for_endpoint)}: set "
                        f"transfers.globus_endpoint_id (the site's own Globus endpoint UUID) in "

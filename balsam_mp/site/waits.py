@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 from balsam_mp import permissions
+from balsam_mp.settings import Settings
+from balsam_mp.site import batching
 
 FILE = "waits.json"
 
@@ -39,10 +41,13 @@ def read(site_path: Path) -> dict[str, dict]:
             and wait["until"] > now}
 
 
-def groups(in_flight: list[dict], trusted: dict | None, waits: dict[str, dict]) -> list[dict]:
-    """Per (direction, alias) with a task in flight or a wait: its tasks active (of
-    which queued at the service), inactive and held (claims not sent: their alias
-    waits or is gone), and what it waits on, if anything."""
+def groups(in_flight: list[dict], site: Settings | None, waits: dict[str, dict],
+           pending: dict[tuple[str, str], int], locked: bool) -> list[dict]:
+    """Per (direction, alias) with a task in flight, a wait or items pending: its tasks
+    active (of which queued at the service), inactive and held (claims not sent: their
+    alias waits or is gone), and what it waits on: the reason of its wait, its alias
+    gone, a lock another session holds, or the slots its protocol has in use."""
+    trusted = site.transfers.transfer_locations if site else None
     found: dict[tuple[str, str], dict] = {}
 
     def group(direction: str, alias: str) -> dict:
@@ -66,4 +71,35 @@ def groups(in_flight: list[dict], trusted: dict | None, waits: dict[str, dict]) 
         for entry in [e for e in found.values() if e["alias"] == alias] or \
                 [group("-", alias)]:
             entry["waits_on"] = wait.get("reason")
+    busy = _slots_in_use(in_flight, site)
+    for (direction, alias), count in pending.items():
+        entry = group(direction, alias)
+        if entry["waits_on"] or not count:
+            continue
+        if locked:
+            entry["waits_on"] = "a lock another database session holds (ACTION REQUIRED)"
+        elif site is not None and alias in (trusted or {}):
+            protocol = site.location(alias)[0]
+            used, limit = busy.get(protocol, 0), _limit(site, protocol)
+            if used >= limit:
+                entry["waits_on"] = f"the slots ({used} of {limit} {protocol} tasks running)"
     return sorted(found.values(), key=lambda e: (e["alias"], e["direction"]))
+
+
+def _limit(site: Settings, protocol: str) -> int:
+    """The submitter's limit of tasks in flight for a protocol (submitter.py)."""
+    config = site.transfers
+    auto = config.transfer_batch_size == batching.AUTO
+    return batching.slots(config.max_concurrent_transfers, {protocol}) if auto else \
+        config.max_concurrent_transfers
+
+
+def _slots_in_use(in_flight: list[dict], site: Settings | None) -> dict[str, int]:
+    used: dict[str, int] = {}
+    for task in in_flight:
+        if site is None or task["alias"] not in site.transfers.transfer_locations:
+            continue
+        if task["state"] in ("active", "submitting"):
+            protocol = site.location(task["alias"])[0]
+            used[protocol] = used.get(protocol, 0) + 1
+    return used

@@ -100,6 +100,10 @@ def test_get_endpoint_answers_as_recorded_with_true_values(emulator, endpoint_di
     assert (document["DATA"], document["activated"], document["expires_in"],
             document["is_globus_connect"], document["host_endpoint_id"]) == \
         ([], False, -1, False, None)
+    with pytest.raises(globus_sdk.TransferAPIError) as unknown:
+        client(emulator, retry_config=NO_RETRIES).get_endpoint(
+            "00000000-0000-4000-8000-000000000000")
+    assert (unknown.value.http_status, unknown.value.code) == (404, "EndpointNotFound")
 
 
 def one_file_task(tc, endpoint_dirs) -> tuple[str, dict]:

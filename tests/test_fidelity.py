@@ -4,7 +4,8 @@ globus-sdk ships answers recorded from the real Transfer service (globus_sdk.tes
 response sets). For each one the site or the globus CLI uses, the emulator is asked the
 same call through a real TransferClient over HTTP, in the state the recording shows
 (e.g. a SUCCEEDED task without a label), and both answers must have the same keys and
-the same value types at every level (None only where the recording has None). A
+the same value types at every level (None only where the recording has None, or, for
+get_endpoint, where Globus documents the field's absence: ENDPOINT_ABSENT). A
 globus-sdk upgrade whose recordings change fails here.
 """
 
@@ -30,8 +31,12 @@ def recorded(method, case: str = "default") -> dict:
     return get_response_set(method).lookup(case).json
 
 
-def differences(expected, actual, path: str = "") -> list[str]:
-    """Where `actual` differs from `expected` in keys or value types, at every level."""
+def differences(expected, actual, path: str = "", absent: frozenset = frozenset()) -> list[str]:
+    """Where `actual` differs from `expected` in keys or value types, at every level.
+    `absent` names the paths where Globus documents null (or an empty list) for an
+    entity without that property, which the recording happens to have."""
+    if path in absent and actual in (None, []):
+        return []
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
             return [f"{path or '.'}: a {type(actual).__name__}, not an object"]
@@ -42,12 +47,13 @@ def differences(expected, actual, path: str = "") -> list[str]:
             if f"{path}.{key}".lstrip(".") not in DOCUMENTED_EXTRAS:
                 found.append(f"{path}.{key}: not in the recording")
         for key in sorted(set(expected) & set(actual)):
-            found += differences(expected[key], actual[key], f"{path}.{key}")
+            found += differences(expected[key], actual[key], f"{path}.{key}", absent)
         return found
     if isinstance(expected, list):
         if not isinstance(actual, list) or (expected and not actual):
             return [f"{path}: {actual!r} instead of a list like {expected!r}"]
-        return [d for item in actual for d in differences(expected[0], item, f"{path}[]")] \
+        return [d for item in actual
+                for d in differences(expected[0], item, f"{path}[]", absent)] \
             if expected else []
     if type(expected) is not type(actual):
         return [f"{path}: {type(actual).__name__} {actual!r}, recorded "
@@ -66,6 +72,38 @@ def test_the_comparison_sees_a_missing_key_an_extra_key_and_a_wrong_type():
                              ".DATA[].c: missing", ".DATA[].d: not in the recording",
                              ".m: not in the recording", ".n: missing"]
     assert differences({"x": 1}, {"x": True}) == [".x: bool True, recorded int 1"]
+    # a documented absence is null or empty, nothing else
+    assert differences({"x": "s", "L": [1]}, {"x": None, "L": []}, absent=frozenset({".x", ".L"})) \
+        == []
+    assert differences({"x": "s"}, {"x": 1}, absent=frozenset({".x"})) == \
+        [".x: int 1, recorded str 's'"]
+
+
+# Fields of the endpoint document that a GCSv5 mapped collection without them shows as
+# null or [] where the recording (a GCSv4 host) has values: Globus documents description
+# as nullable, expire_time as GCSv4 activation only, DATA (server documents) as GCSv4's
+ENDPOINT_ABSENT = frozenset({".description", ".expire_time", ".DATA"})
+
+
+def test_get_endpoint_answers_as_recorded_with_true_values(emulator, endpoint_dirs):
+    tc = client(emulator)
+    document = tc.get_endpoint(SITE_EP).data
+    assert differences(recorded(TC.get_endpoint), document, absent=ENDPOINT_ABSENT) == []
+    assert (document["id"], document["entity_type"]) == (SITE_EP, "GCSv5_mapped_collection")
+    # the same name and owner as in a task document: the endpoint table's name, and the
+    # emulator's person (who owns its tasks) as the owner
+    task_id, _ = one_file_task(tc, endpoint_dirs)
+    task = tc.get_task(task_id)
+    assert document["display_name"] == task["destination_endpoint_display_name"]
+    assert task["owner_id"] == emulator.tokens()["emulator_identity"]
+    assert document["username"] == task["username"]
+    assert (document["DATA"], document["activated"], document["expires_in"],
+            document["is_globus_connect"], document["host_endpoint_id"]) == \
+        ([], False, -1, False, None)
+    with pytest.raises(globus_sdk.TransferAPIError) as unknown:
+        client(emulator, retry_config=NO_RETRIES).get_endpoint(
+            "00000000-0000-4000-8000-000000000000")
+    assert (unknown.value.http_status, unknown.value.code) == (404, "EndpointNotFound")
 
 
 def one_file_task(tc, endpoint_dirs) -> tuple[str, dict]:

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from balsam_mp.testing.globus_emulator import auth_routes, control_routes, transfer_routes
+from balsam_mp.testing.globus_emulator import (
+    auth_routes,
+    control_routes,
+    endpoint_doc,
+    transfer_routes,
+)
 from balsam_mp.testing.globus_emulator.auth import AuthState
 from balsam_mp.testing.globus_emulator.engine import Engine, Knobs
 from balsam_mp.testing.globus_emulator.faults import Faults
@@ -40,7 +45,7 @@ ROUTES: list[tuple[str, str, str, Callable[..., Any], str]] = [
     ("GET", rf"/v0.10/operation/endpoint/{_EP}/ls", "operation_ls", T.operation_ls, BEARER),
     ("POST", rf"/v0.10/operation/endpoint/{_EP}/mkdir", "operation_mkdir", T.operation_mkdir,
      BEARER),
-    ("GET", rf"/v0.10/endpoint/{_EP}", "get_endpoint", T.get_endpoint, BEARER),
+    ("GET", rf"/v0.10/endpoint/{_EP}", "get_endpoint", endpoint_doc.get_endpoint, BEARER),
     ("POST", r"/v2/oauth2/token", "token", auth_routes.token, PUBLIC),
     ("POST", r"/v2/oauth2/token/revoke", "revoke", auth_routes.revoke, PUBLIC),
     ("GET", r"/v2/oauth2/authorize", "authorize", auth_routes.authorize, PUBLIC),

@@ -203,13 +203,3 @@ def operation_mkdir(emu: Emulator, req: Request) -> tuple[int, dict]:
     return 202, {"DATA_TYPE": "mkdir_result", "code": "DirectoryCreated",
                  "message": "The directory was created successfully",
                  "request_id": request_id(), "resource": req.path}
-
-
-def get_endpoint(emu: Emulator, req: Request) -> dict:
-    endpoint = req.params["endpoint_id"]
-    if endpoint not in emu.engine.endpoints:
-        raise ApiError(404, "EndpointNotFound", f"endpoint {endpoint} not found")
-    return {"DATA_TYPE": "endpoint", "id": endpoint,
-            "display_name": emu.engine.display_names[endpoint],
-            "entity_type": "GCSv5_mapped_collection", "activated": True,
-            "organization": "balsam_mp emulator"}

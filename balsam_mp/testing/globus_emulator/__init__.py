@@ -11,6 +11,6 @@ from balsam_mp.testing.globus_emulator.control import (
     EmulatorProcess,
     GlobusEmulator,
 )
-from balsam_mp.testing.globus_emulator.engine import Knobs
+from balsam_mp.testing.globus_emulator.knobs import Knobs
 
 __all__ = ["EmulatorControl", "EmulatorProcess", "GlobusEmulator", "Knobs"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from balsam_mp.testing.globus_emulator import profiles
-from balsam_mp.testing.globus_emulator.engine import Knobs
+from balsam_mp.testing.globus_emulator.knobs import Knobs
 from balsam_mp.testing.globus_emulator.server import Emulator, EmulatorHTTPServer
 
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from balsam_mp.testing.globus_emulator.engine import Knobs
+from balsam_mp.testing.globus_emulator.knobs import Knobs
 
 
 @dataclass(frozen=True)

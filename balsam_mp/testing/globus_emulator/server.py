@@ -22,8 +22,9 @@ from balsam_mp.testing.globus_emulator import (
     transfer_routes,
 )
 from balsam_mp.testing.globus_emulator.auth import AuthState
-from balsam_mp.testing.globus_emulator.engine import Engine, Knobs
+from balsam_mp.testing.globus_emulator.engine import Engine
 from balsam_mp.testing.globus_emulator.faults import Faults
+from balsam_mp.testing.globus_emulator.knobs import Knobs
 from balsam_mp.testing.globus_emulator.request import ApiError, Request
 
 PUBLIC, BEARER, CONTROL = "public", "bearer", "control"

@@ -213,17 +213,7 @@ def consent_run(work: Path, blocked: bool) -> float:
 
 def user_login(bench: Bench, home: Path) -> dict:
     """A globus CLI login (no service account), which holds no data_access consent."""
-    from globus_sdk.token_storage import SQLiteTokenStorage, TokenStorageData
-
-    tokens = bench.emulator.tokens()
-    store = home / ".globus" / "cli" / "storage.db"
-    store.parent.mkdir(parents=True, exist_ok=True)
-    storage = SQLiteTokenStorage(store, namespace="user/production")
-    storage.store_token_data_by_resource_server({"transfer.api.globus.org": TokenStorageData(
-        resource_server="transfer.api.globus.org", identity_id=None, scope=tokens["scope"],
-        access_token=tokens["access_token"], refresh_token=tokens["refresh_token"],
-        expires_at_seconds=int(time.time()) + 3600, token_type="Bearer")})
-    storage.close()
+    bench.emulator.cli_login(home)
     return {k: v for k, v in bench.env.items() if not k.startswith("GLOBUS_CLIENT")}
 
 

@@ -4,10 +4,8 @@ with, whatever settings.yml says later."""
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
-from globus_sdk.token_storage import SQLiteTokenStorage, TokenStorageData
 
 from balsam_mp import db
 from balsam_mp.api import Job
@@ -49,17 +47,9 @@ OTHER_EP = "5e1f0000-0000-4000-8000-000000000003"
 def user_login_without_consent(kit, tmp_path) -> dict:
     """The site's environment with a globus CLI login (no service account) that holds
     no data_access consent."""
-    tokens = kit.emulator.tokens()
-    store = tmp_path / "home" / ".globus" / "cli" / "storage.db"
-    store.parent.mkdir(parents=True)
-    storage = SQLiteTokenStorage(store, namespace="user/production")
-    storage.store_token_data_by_resource_server({"transfer.api.globus.org": TokenStorageData(
-        resource_server="transfer.api.globus.org", identity_id=None, scope=tokens["scope"],
-        access_token=tokens["access_token"], refresh_token=tokens["refresh_token"],
-        expires_at_seconds=int(time.time()) + 3600, token_type="Bearer")})
-    storage.close()
+    identity = kit.emulator.cli_login(tmp_path / "home")
     env = {k: v for k, v in kit.env.items() if not k.startswith("GLOBUS_CLIENT")}
-    return {**env, "USER_IDENTITY": tokens["emulator_identity"]}
+    return {**env, "USER_IDENTITY": identity}
 
 
 def test_a_missing_consent_holds_only_the_endpoint_it_names(sitekit, tmp_path):

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections import namedtuple
 
 import pytest
-from globus_sdk.token_storage import SQLiteTokenStorage, TokenStorageData
 
 from balsam_mp import api, states
 from balsam_mp.db.filesystem import check_database_location, filesystem_of
@@ -192,15 +190,7 @@ def test_database_path_moves_the_database(sitekit, tmp_path):
 def test_missing_consent_is_reported_with_its_fix(sitekit, tmp_path):
     kit = sitekit()
     kit.emulator.require_consent(REMOTE_EP)
-    tokens = kit.emulator.tokens()  # a globus CLI login without the data_access consent
-    store = tmp_path / "home" / ".globus" / "cli" / "storage.db"
-    store.parent.mkdir(parents=True)
-    storage = SQLiteTokenStorage(store, namespace="user/production")
-    storage.store_token_data_by_resource_server({"transfer.api.globus.org": TokenStorageData(
-        resource_server="transfer.api.globus.org", identity_id=None, scope=tokens["scope"],
-        access_token=tokens["access_token"], refresh_token=tokens["refresh_token"],
-        expires_at_seconds=int(time.time()) + 3600, token_type="Bearer")})
-    storage.close()
+    identity = kit.emulator.cli_login(tmp_path / "home")  # without the data_access consent
     env = {k: v for k, v in kit.env.items() if not k.startswith("GLOBUS_CLIENT")}
     jobs = kit.make_jobs(2, stage_out=False)
     kit.start(env=env)
@@ -209,7 +199,7 @@ def test_missing_consent_is_reported_with_its_fix(sitekit, tmp_path):
              what="status to name the consent command")
     assert f"run `{command}`" in (kit.site / "logs" / "submitter.log").read_text()
     assert api.Job.objects.filter(state="FAILED").count() == 0
-    kit.emulator.grant_consent(REMOTE_EP, tokens["emulator_identity"])  # the user consents
+    kit.emulator.grant_consent(REMOTE_EP, identity)  # the user consents
     kit.wait_jobs(jobs, states.STAGED_IN)
 
 

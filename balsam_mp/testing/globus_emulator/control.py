@@ -8,9 +8,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from globus_sdk.token_storage import SQLiteTokenStorage, TokenStorageData
 
 from balsam_mp.testing.globus_emulator import profiles
 from balsam_mp.testing.globus_emulator.knobs import Knobs
@@ -76,6 +79,22 @@ class EmulatorControl:
 
     def tokens(self, client_id: str = "emulator-test-client", scope: str = "") -> dict[str, Any]:
         return self._call("POST", "tokens", {"client_id": client_id, "scope": scope})
+
+    def cli_login(self, home: Path) -> str:
+        """A globus CLI login (a user's, no service account) written where the CLI keeps
+        it under `home`, holding no data_access consent; returns the user's identity."""
+        tokens = self.tokens()
+        store = home / ".globus" / "cli" / "storage.db"
+        store.parent.mkdir(parents=True, exist_ok=True)
+        storage = SQLiteTokenStorage(store, namespace="user/production")
+        storage.store_token_data_by_resource_server({
+            "transfer.api.globus.org": TokenStorageData(
+                resource_server="transfer.api.globus.org", identity_id=None,
+                scope=tokens["scope"], access_token=tokens["access_token"],
+                refresh_token=tokens["refresh_token"],
+                expires_at_seconds=int(time.time()) + 3600, token_type="Bearer")})
+        storage.close()
+        return tokens["emulator_identity"]
 
     def set_inactive(self, task_id: str, inactive: bool = True,
                      reason: str = "CREDENTIALS") -> dict[str, Any]:

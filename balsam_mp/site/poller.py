@@ -44,6 +44,7 @@ class Poller(Worker):
         self.last_poll = 0.0
         self.cancels_sent: dict[int, float] = {}  # task id -> when we last asked
         self.followers: dict[str, TransferBackend] = {}  # protocols no alias uses any more
+        self.unfollowed: set[int] = set()  # tasks whose backend cannot be had (logged)
         # jobs whose move another session's lock held up, per direction: tried each pass
         self.stragglers = {d: set(job_db.advance_stragglers(d)) for d in DIRECTIONS}
 
@@ -66,7 +67,9 @@ class Poller(Worker):
                 backend = follow_task(self.settings, self.locations, task.location_alias,
                                       task.protocol, self.followers)
             except BalsamError as exc:  # e.g. globus_endpoint_id removed: it waits
-                self.log.warning("task %s cannot be followed: %s", task.task_id, exc)
+                if task.id not in self.unfollowed:  # said once, not every pass
+                    self.unfollowed.add(task.id)
+                    self.log.warning("task %s cannot be followed: %s", task.task_id, exc)
                 continue
             by_backend.setdefault(id(backend), (backend, []))[1].append(task)
         changed = False

@@ -239,3 +239,20 @@ def test_status_says_a_group_waits_on_the_slots(local_site):
     with open(local.root / "in" / "slow.dat", "w") as writer:
         writer.write("slow")
     local.wait_jobs([slow.id, *later], "STAGED_IN")
+
+
+def test_a_task_the_service_runs_takes_its_slot_whatever_its_alias_says():
+    """Only what is not running is exempt: a claim that cannot be sent, an INACTIVE task.
+    Tasks running at Globus count, also when their alias waits, left, or changed."""
+    from balsam_mp.site.backends import Location
+    from balsam_mp.site.domains import Domains
+
+    locations = {"remote": Location("remote", "globus", REMOTE_EP, None),
+                 "other": Location("other", "globus", OTHER_EP, None)}
+    domains = Domains(locations, {"globus": 3})
+    domains.hold({"remote"}, "Globus is unavailable: 503")
+    use = [("globus", "remote", "active", 2), ("globus", "remote", "submitting", 4),
+           ("globus", "gone", "active", 1), ("globus", "gone", "submitting", 5),
+           ("local", "other", "active", 1), ("globus", "other", "inactive", 3)]
+    assert domains.free_slots(use) == {"globus": 0}  # 2 + 1 running: the 3 are taken
+    assert domains.stalled(use) == {"remote", "gone", "other"}

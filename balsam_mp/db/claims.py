@@ -244,16 +244,22 @@ _ITEMS_SUBMITTED = """
 
 
 def mark_submitted(claims: list[tuple[Claim, str]], owner: str) -> None:
-    """Record the remote task ids: tasks and their items become active, in one go."""
+    """Record the remote task ids: tasks and their items become active, in one go. Each
+    claim in a savepoint: on PostgreSQL a row another session holds (lock_timeout) keeps
+    only its own claim `submitting`, to be recorded at the next pass's resend."""
     params = {"task_active": Task.ACTIVE, "task_submitting": Task.SUBMITTING,
               "item_active": Item.ACTIVE, "item_submitting": Item.SUBMITTING,
               "owner": owner, "now": iso(utcnow())}
     with _db().atomic():
         for claim, remote_id in claims:
             params.update(task=claim.task_id, remote_id=remote_id)
-            if not run(_TASK_SUBMITTED, params).rowcount:  # our lease ran out and another
-                continue  # submitter took it over: its resend records the same task
-            run(_ITEMS_SUBMITTED, params)
+            try:
+                with _db().atomic():  # nested: a savepoint
+                    if not run(_TASK_SUBMITTED, params).rowcount:  # our lease ran out and
+                        continue  # another took it over: its resend records the same task
+                    run(_ITEMS_SUBMITTED, params)
+            except peewee.OperationalError:  # a lock not had in time: this claim only
+                continue
 
 
 def record_site_event(kind: str, message: str) -> bool:

@@ -39,7 +39,7 @@ LONG_LOCKS = """
     JOIN pg_class AS c ON c.oid = l.relation
     JOIN pg_namespace AS n ON n.oid = c.relnamespace
     WHERE a.pid <> pg_backend_pid() AND n.nspname = current_schema()
-      AND c.relname IN ('job', 'transfer_item', 'transfer_task')
+      AND c.relname IN ('job', 'transfer_item', 'transfer_task', 'request_budget')
       AND a.xact_start < now() - make_interval(secs => :seconds)
     ORDER BY a.xact_start"""
 # Deleting jobs checks that none of their items is in flight: their items are locked

@@ -85,11 +85,18 @@ class Domains:
         tasks in flight (claims.slot_use)."""
         running: Counter[str] = Counter()
         for protocol, alias, state, count in use:
-            if state != Task.INACTIVE and self.usable(alias, protocol):
+            if not self.waits_here(alias, protocol, state):
                 running[protocol] += count
         return {protocol: limit - running[protocol] for protocol, limit in self.limits.items()}
+
+    def waits_here(self, alias: str, protocol: str, state: str) -> bool:
+        """A task that is not running: INACTIVE, or a claim that cannot be sent now (its
+        alias waits, is gone or changed protocol). A task the service has is running,
+        whatever settings.yml says of its alias since."""
+        return state == Task.INACTIVE or (state == Task.SUBMITTING and
+                                          not self.usable(alias, protocol))
 
     def stalled(self, use: list[tuple[str, str, str, int]]) -> set[str]:
         """Aliases with a task that waits (INACTIVE, or a claim that cannot be sent)."""
         return {alias for protocol, alias, state, count in use
-                if state == Task.INACTIVE or not self.usable(alias, protocol)}
+                if self.waits_here(alias, protocol, state)}

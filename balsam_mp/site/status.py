@@ -156,11 +156,11 @@ def _snapshot(site: Settings | None) -> dict:
     for state, direction, _, count in groups:
         by_state[direction, state] = by_state.get((direction, state), 0) + count
     in_flight = [{"id": t.id, "task_id": t.task_id, "state": t.state, "direction": t.direction,
-                  "alias": t.location_alias, "items": t.item_count,
+                  "alias": t.location_alias, "protocol": t.protocol, "items": t.item_count,
                   "nice_status": elide(t.nice_status), "bytes": t.bytes_transferred}
                  for t in task.select(task.id, task.task_id, task.state, task.direction,
-                                      task.location_alias, task.item_count, task.nice_status,
-                                      task.bytes_transferred)
+                                      task.location_alias, task.protocol, task.item_count,
+                                      task.nice_status, task.bytes_transferred)
                  .where(task.state.in_(Task.IN_FLIGHT))]
     waiting = sum(n for (_, state), n in by_state.items()
                   if state in (Item.PENDING, *Item.IN_FLIGHT))

@@ -27,6 +27,7 @@ from balsam_mp.transfer.base import (
     LoginRequired,
     PermanentError,
     RetryableError,
+    TransferError,
 )
 
 SENDERS = 8  # concurrent requests to the transfer service
@@ -83,7 +84,7 @@ class Submitter(Worker):
             mine = [g for g in groups if self.locations[g.alias].protocol == protocol]
             try:
                 new += self.claim_protocol(mine, limit - free[protocol], free[protocol], now)
-            except (ConsentRequired, LoginRequired, RetryableError) as exc:
+            except TransferError as exc:
                 # no submission id to be had: every alias of this backend waits
                 self.wait({g.alias for g in mine}, exc)
         for claim in new:
@@ -166,7 +167,10 @@ class Submitter(Worker):
                 self.wait(self.domains.of_endpoints(
                     exc.endpoints, self.settings.transfers.globus_endpoint_id) or
                     {claim.alias}, exc)
-            except (LoginRequired, RetryableError) as exc:
+            except LoginRequired as exc:  # the identity's: every alias of its protocol
+                self.wait({a for a, loc in self.locations.items()
+                           if loc.protocol == self.locations[claim.alias].protocol}, exc)
+            except RetryableError as exc:
                 self.wait({claim.alias}, exc)
             except PermanentError as exc:
                 finished = refusals.abandon(claim, exc.code, str(exc), self.settings.transfers)

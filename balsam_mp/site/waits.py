@@ -57,7 +57,8 @@ def groups(in_flight: list[dict], site: Settings | None, waits: dict[str, dict],
 
     for task in in_flight:
         entry = group(task["direction"], task["alias"])
-        gone = trusted is not None and task["alias"] not in trusted
+        gone = trusted is not None and (task["alias"] not in trusted or (
+            site is not None and site.location(task["alias"])[0] != task["protocol"]))
         if task["state"] == "submitting" and (gone or task["alias"] in waits):
             entry["held"] += 1
         elif task["state"] == "inactive":
@@ -65,13 +66,13 @@ def groups(in_flight: list[dict], site: Settings | None, waits: dict[str, dict],
         else:
             entry["active"] += 1
             entry["queued"] += task.get("nice_status") == "Queued"
-        if gone:
-            entry["waits_on"] = "its alias left transfer_locations"
+        if gone and task["state"] == "submitting":
+            entry["waits_on"] = "its alias left transfer_locations (or changed protocol)"
     for alias, wait in waits.items():
         for entry in [e for e in found.values() if e["alias"] == alias] or \
                 [group("-", alias)]:
             entry["waits_on"] = wait.get("reason")
-    busy = _slots_in_use(in_flight, site)
+    busy = _slots_in_use(in_flight)
     for (direction, alias), count in pending.items():
         entry = group(direction, alias)
         if entry["waits_on"] or not count:
@@ -94,12 +95,10 @@ def _limit(site: Settings, protocol: str) -> int:
         config.max_concurrent_transfers
 
 
-def _slots_in_use(in_flight: list[dict], site: Settings | None) -> dict[str, int]:
+def _slots_in_use(in_flight: list[dict]) -> dict[str, int]:
+    """protocol -> tasks running at the service (submitting ones are not yet there)."""
     used: dict[str, int] = {}
     for task in in_flight:
-        if site is None or task["alias"] not in site.transfers.transfer_locations:
-            continue
-        if task["state"] in ("active", "submitting"):
-            protocol = site.location(task["alias"])[0]
-            used[protocol] = used.get(protocol, 0) + 1
+        if task["state"] == "active":  # at the service: running whatever settings say
+            used[task["protocol"]] = used.get(task["protocol"], 0) + 1
     return used

@@ -215,6 +215,11 @@ def _mapped_errors(endpoints: list[str] | None = None) -> Iterator[None]:
             raise ConsentRequired(needed or list(endpoints or [])) from err
         if status == 401:
             raise LoginRequired(f"Globus rejected the credentials ({code})") from err
+        if isinstance(err, globus_sdk.AuthAPIError) and status < 500:
+            # Globus Auth refused to refresh the tokens (e.g. 400 invalid_grant: a
+            # refresh token revoked or expired): a login is needed, not a bad batch
+            raise LoginRequired(f"Globus Auth refused the login's tokens ({status} "
+                                f"{code})") from err
         if status == 429 or status >= 500 or code == "LimitExceeded":
             raise RetryableError(f"Globus is unavailable: {status} {code}") from err
         raise PermanentError(f"Globus refused the request: {status} {code}: {err.message}",

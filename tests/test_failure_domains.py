@@ -256,3 +256,34 @@ def test_a_task_the_service_runs_takes_its_slot_whatever_its_alias_says():
            ("local", "other", "active", 1), ("globus", "other", "inactive", 3)]
     assert domains.free_slots(use) == {"globus": 0}  # 2 + 1 running: the 3 are taken
     assert domains.stalled(use) == {"remote", "gone", "other"}
+
+
+def test_a_globus_that_hangs_holds_only_its_own_aliases(sitekit, tmp_path):
+    """Globus accepts connections and never answers (the emulator stopped with SIGSTOP)
+    while Globus jobs are being sent: local:// jobs are claimed, copied and recorded
+    meanwhile; once Globus answers again its jobs stage in, each file sent once."""
+    import signal
+
+    laptop = tmp_path / "laptop"
+    (laptop / "in").mkdir(parents=True)
+    kit = sitekit(transfers=f"  transfer_locations:\n    remote: globus://{REMOTE_EP}\n"
+                            f"    laptop: local://{laptop}\n")
+    warm = kit.make_jobs(2, prefix="warm", stage_out=False)
+    kit.start()
+    kit.wait_jobs(warm, "STAGED_IN", timeout=60)
+    os.kill(kit.emulator.process.pid, signal.SIGSTOP)
+    try:
+        hung = kit.make_jobs(5, prefix="g", stage_out=False)
+        from balsam_mp.site import waits
+
+        wait_for(lambda: "remote" in waits.read(kit.site), timeout=30,
+                 what="the submitter to meet the hung service (a send or an id unanswered)")
+        for n in range(3):
+            (laptop / "in" / f"{n}.dat").write_text(f"laptop {n}")
+        local = [job.id for job in Job.objects.bulk_create(
+            [job_spec(f"l/{n}", f"laptop:/in/{n}.dat") for n in range(3)])]
+        kit.wait_jobs(local, "STAGED_IN", timeout=40)
+    finally:
+        os.kill(kit.emulator.process.pid, signal.SIGCONT)
+    kit.wait_jobs(hung, "STAGED_IN", timeout=150)
+    kit.assert_exactly_once()

@@ -55,7 +55,8 @@ def test_interventions_interleaved_with_the_workers(tmp_path, monkeypatch):
                 derandomize=not EXPLORE, database=None,
                 suppress_health_check=list(HealthCheck)))
         finally:
-            submitter.pool.shutdown(wait=True, cancel_futures=True)
+            for pool in submitter.pools.values():
+                pool.shutdown(wait=True, cancel_futures=True)
             api.close()
     print(f"\ninterventions: {rig.runs['examples']} examples, {rig.runs['steps']} steps "
           f"checked, job states seen: {sorted(rig.runs['seen'])}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from balsam_mp.db import claims, outcomes
 from balsam_mp.db import jobs as job_db
@@ -21,12 +22,14 @@ from balsam_mp.transfer.base import (
     PermanentError,
     TaskStatus,
     TransferBackend,
+    TransferError,
 )
 
 FASTEST_POLL = 0.05  # seconds; the interval grows to service_period while nothing changes
 POLL_SHARE = 1 / 3  # most of the Globus request budget the poller's fast pace may use
 FRESH = 2.0  # seconds after its claim that a task is polled fast (short tasks end early)
 CANCEL_AGAIN = 30.0  # seconds between two asks to cancel a task a user cancelled
+POLL_WAIT = 5.0  # seconds a pass waits for its polls; a slower answer is applied later
 
 
 class Poller(Worker):
@@ -45,6 +48,8 @@ class Poller(Worker):
         self.cancels_sent: dict[int, float] = {}  # task id -> when we last asked
         self.followers: dict[str, TransferBackend] = {}  # protocols no alias uses any more
         self.unfollowed: set[int] = set()  # tasks whose backend cannot be had (logged)
+        self.poll_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="poll")
+        self.polls: dict[int, tuple] = {}  # backend id -> (backend, tasks, unanswered poll)
         # jobs whose move another session's lock held up, per direction: tried each pass
         self.stragglers = {d: set(job_db.advance_stragglers(d)) for d in DIRECTIONS}
 
@@ -72,24 +77,45 @@ class Poller(Worker):
                     self.log.warning("task %s cannot be followed: %s", task.task_id, exc)
                 continue
             by_backend.setdefault(id(backend), (backend, []))[1].append(task)
+        changed = self.poll_each(by_backend)
+        # poll fast while tasks finish or were just submitted; back off on long ones
+        fresh = any((utcnow() - t.created_at).total_seconds() < FRESH for t in tasks)
+        self.interval = self.fastest if changed or fresh else min(
+            self.interval * 1.5, self.settings.transfers.service_period)
+        return False
+
+    def poll_each(self, by_backend: dict[int, tuple[TransferBackend, list]]) -> bool:
+        """Poll every backend at once, each in its own thread, and apply the answers that
+        come within POLL_WAIT: a service that hangs or fails holds its own tasks only
+        (its poll is answered at a later pass, or fails alone)."""
+        started = []
+        for key, (backend, group) in by_backend.items():
+            if key not in self.polls:  # one poll of a backend at a time
+                future = self.poll_pool.submit(backend.poll, [t.task_id for t in group])
+                self.polls[key] = (backend, group, future)
+                started.append(future)
+        wait(started, timeout=POLL_WAIT)
         changed = False
-        for backend, group in by_backend.values():
+        for key, (backend, group, future) in list(self.polls.items()):
+            if not future.done():
+                continue
+            del self.polls[key]
             try:
-                statuses = backend.poll([t.task_id for t in group])
+                statuses = future.result()
             except (ConsentRequired, LoginRequired) as exc:
                 claims.record_site_event("ACTION_REQUIRED", str(exc))
-                raise
+                self.log.error("action required: %s", exc)
+                continue
+            except TransferError as exc:  # this backend's tasks wait for the next pass
+                self.log.warning("poll failed: %s", exc)
+                continue
             for task in group:
                 status = statuses.get(task.task_id)
                 if status is not None:
                     changed |= self.apply(backend, task, status)
                 elif task.deadline is not None and utcnow() > task.deadline:
                     changed |= self.lost(task)
-        # poll fast while tasks finish or were just submitted; back off on long ones
-        fresh = any((utcnow() - t.created_at).total_seconds() < FRESH for t in tasks)
-        self.interval = self.fastest if changed or fresh else min(
-            self.interval * 1.5, self.settings.transfers.service_period)
-        return False
+        return changed
 
     def apply(self, backend: TransferBackend, task: TransferTask, status: TaskStatus) -> bool:
         status = pauses.as_seen(status)  # paused by an administrator: no clock runs
@@ -190,6 +216,10 @@ class Poller(Worker):
             return False
         waited = (utcnow() - task.inactive_since).total_seconds()
         return waited > self.settings.transfers.inactive_timeout
+
+    def shutdown(self) -> None:
+        self.poll_pool.shutdown(wait=False, cancel_futures=True)  # a hung poll: not awaited
+        super().shutdown()
 
     def idle(self) -> None:
         if self.wait_for_change(self.interval):

@@ -11,7 +11,7 @@ import datetime as dt
 import os
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from balsam_mp.db import claims, refusals, sites
 from balsam_mp.db.claims import Claim, Group
@@ -30,7 +30,8 @@ from balsam_mp.transfer.base import (
     TransferError,
 )
 
-SENDERS = 8  # concurrent requests to the transfer service
+SENDERS = 8  # concurrent requests to each transfer service
+SEND_WAIT = 5.0  # seconds a pass waits for its sends; a slower answer is handled later
 CRASH_HOOK = "BALSAM_MP_TEST_CRASH_AFTER_SUBMIT"  # tests: a file whose existence means "die"
 
 
@@ -58,14 +59,20 @@ class Submitter(Worker):
         waits.write(self.settings.site_path, {})  # a new submitter waits on nothing yet
         self.last_claim = self.next_claim = self.cost_checked = 0.0
         self.task_cost = 0.0  # median seconds from claim to finish, recently
-        self.pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="send")
-        self.submission_ids = {id(location.backend): SubmissionIds(location.backend, self.pool)
-                               for location in self.locations.values()}
+        # a pool per protocol: a service that hangs ties up its own threads only
+        self.pools = {p: ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix=f"send-{p}")
+                      for p in protocols}
+        self.submission_ids = {id(location.backend): SubmissionIds(
+            location.backend, self.pools[location.protocol])
+            for location in self.locations.values()}
+        self.sending: dict[int, tuple[Claim, Future[str]]] = {}  # task id -> unanswered send
 
     def step(self) -> bool:
+        self.collect()  # sends answered since the last pass
         # claims taken over may have been sent before a crash: resent as they are
         held = claims.unsubmitted(self.owner, self.settings.transfers.claim_lease)
-        self.submit([c for c in held if not self.domains.waiting(c.alias)], fresh=False)
+        self.submit([c for c in held if c.task_id not in self.sending and
+                     not self.domains.waiting(c.alias)], fresh=False)
         new = self.claim_new()
         self.submit(new)
         return bool(new)
@@ -142,7 +149,8 @@ class Submitter(Worker):
         self.wait_for_change(wait if 0 < wait < period else period)
 
     def shutdown(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)  # ids fetched ahead: not needed
+        for pool in self.pools.values():  # ids fetched ahead: not needed
+            pool.shutdown(wait=False, cancel_futures=True)  # a hung send: resent, same id
         super().shutdown()
 
     def take_submission_id(self, group: Group) -> str:
@@ -153,13 +161,27 @@ class Submitter(Worker):
         whose folder cannot be made leave it; a resend stays the batch it was."""
         batch = [claim for claim in batch if self.trusted(claim) and
                  self.folders_made(claim, drop=fresh)]
-        submitted: list[tuple[Claim, str]] = []
-        # the sends wait on the network, so they overlap; results are handled here, in order
-        futures = [(claim, self.pool.submit(self.send, claim)) for claim in batch]
+        # the sends wait on the network, so they overlap
+        new = {claim.task_id: (claim, self.pools[self.locations[claim.alias].protocol].submit(
+            self.send, claim)) for claim in batch}
+        self.sending.update(new)
         # the ids for the next batches arrive while these are in flight
         for location in {self.locations[claim.alias] for claim in batch}:
             self.submission_ids[id(location.backend)].fetch_ahead(self.slots)
-        for claim, future in futures:
+        wait([future for _, future in new.values()], timeout=SEND_WAIT)
+        self.collect()
+        slow = {claim.alias for claim, future in new.values() if not future.done()}
+        if slow:  # answered later (collect); meanwhile these aliases take no new work
+            self.wait(slow, RetryableError(f"no answer from the service within {SEND_WAIT:g} s"))
+
+    def collect(self) -> None:
+        """Handle the sends that have been answered: record the tasks made, make aliases
+        whose sends failed wait, abandon batches the service refused."""
+        submitted: list[tuple[Claim, str]] = []
+        for task_id, (claim, future) in list(self.sending.items()):
+            if not future.done():
+                continue
+            del self.sending[task_id]
             try:
                 submitted.append((claim, future.result()))
                 self.domains.clear(claim.alias)
@@ -169,7 +191,7 @@ class Submitter(Worker):
                     {claim.alias}, exc)
             except LoginRequired as exc:  # the identity's: every alias of its protocol
                 self.wait({a for a, loc in self.locations.items()
-                           if loc.protocol == self.locations[claim.alias].protocol}, exc)
+                           if loc.protocol == claim.protocol}, exc)
             except RetryableError as exc:
                 self.wait({claim.alias}, exc)
             except PermanentError as exc:

@@ -50,6 +50,7 @@ class Poller(Worker):
         self.unfollowed: set[int] = set()  # tasks whose backend cannot be had (logged)
         self.poll_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="poll")
         self.polls: dict[int, tuple] = {}  # backend id -> (backend, tasks, unanswered poll)
+        self.poll_errors: dict[int, str] = {}  # backend id -> its last poll's error
         # jobs whose move another session's lock held up, per direction: tried each pass
         self.stragglers = {d: set(job_db.advance_stragglers(d)) for d in DIRECTIONS}
 
@@ -66,6 +67,7 @@ class Poller(Worker):
             TransferTask.nice_status, TransferTask.fault_since, TransferTask.item_count,
             TransferTask.cancel_requested,
         ).where(TransferTask.state.in_(Task.POLLED)))
+        self.forget_ended({t.id for t in tasks})
         by_backend: dict[int, tuple[TransferBackend, list[TransferTask]]] = {}
         for task in tasks:
             try:
@@ -83,6 +85,11 @@ class Poller(Worker):
         self.interval = self.fastest if changed or fresh else min(
             self.interval * 1.5, self.settings.transfers.service_period)
         return False
+
+    def forget_ended(self, polled: set[int]) -> None:
+        """What the poller remembers of tasks stays as big as what is in flight."""
+        self.cancels_sent = {k: v for k, v in self.cancels_sent.items() if k in polled}
+        self.unfollowed &= polled
 
     def poll_each(self, by_backend: dict[int, tuple[TransferBackend, list]]) -> bool:
         """Poll every backend at once, each in its own thread, and apply the answers that
@@ -107,8 +114,11 @@ class Poller(Worker):
                 self.log.error("action required: %s", exc)
                 continue
             except TransferError as exc:  # this backend's tasks wait for the next pass
-                self.log.warning("poll failed: %s", exc)
+                if self.poll_errors.get(key) != str(exc):  # said once, not every pass
+                    self.log.warning("poll failed: %s", exc)
+                self.poll_errors[key] = str(exc)
                 continue
+            self.poll_errors.pop(key, None)
             for task in group:
                 status = statuses.get(task.task_id)
                 if status is not None:

@@ -93,7 +93,7 @@ class Submitter(Worker):
                 new += self.claim_protocol(mine, limit - free[protocol], free[protocol], now)
             except TransferError as exc:
                 # no submission id to be had: every alias of this backend waits
-                self.wait({g.alias for g in mine}, exc)
+                self.hold({g.alias for g in mine}, exc)
         for claim in new:
             self.last_served[Group(claim.direction, claim.alias)] = time.monotonic()
         if new:
@@ -121,7 +121,7 @@ class Submitter(Worker):
             self.take_submission_id, self.owner, config.claim_lease,
             utcnow() + dt.timedelta(seconds=config.task_deadline))
 
-    def wait(self, aliases: set[str], exc: Exception) -> None:
+    def hold(self, aliases: set[str], exc: Exception) -> None:
         """Aliases whose sends failed wait on their own; the others go on."""
         action = isinstance(exc, (ConsentRequired, LoginRequired))
         if action and claims.record_site_event("ACTION_REQUIRED", str(exc)):
@@ -145,8 +145,8 @@ class Submitter(Worker):
     def idle(self) -> None:
         """Wait for a commit, or until a paced claim is due, or service_period."""
         period = self.settings.transfers.service_period
-        wait = self.next_claim - time.monotonic()
-        self.wait_for_change(wait if 0 < wait < period else period)
+        due = self.next_claim - time.monotonic()
+        self.wait_for_change(due if 0 < due < period else period)
 
     def shutdown(self) -> None:
         for pool in self.pools.values():  # ids fetched ahead: not needed
@@ -172,7 +172,7 @@ class Submitter(Worker):
         self.collect()
         slow = {claim.alias for claim, future in new.values() if not future.done()}
         if slow:  # answered later (collect); meanwhile these aliases take no new work
-            self.wait(slow, RetryableError(f"no answer from the service within {SEND_WAIT:g} s"))
+            self.hold(slow, RetryableError(f"no answer from the service within {SEND_WAIT:g} s"))
 
     def collect(self) -> None:
         """Handle the sends that have been answered: record the tasks made, make aliases
@@ -186,14 +186,14 @@ class Submitter(Worker):
                 submitted.append((claim, future.result()))
                 self.domains.clear(claim.alias)
             except ConsentRequired as exc:  # the claims stay ours, sent when the wait ends
-                self.wait(self.domains.of_endpoints(
+                self.hold(self.domains.of_endpoints(
                     exc.endpoints, self.settings.transfers.globus_endpoint_id) or
                     {claim.alias}, exc)
             except LoginRequired as exc:  # the identity's: every alias of its protocol
-                self.wait({a for a, loc in self.locations.items()
+                self.hold({a for a, loc in self.locations.items()
                            if loc.protocol == claim.protocol}, exc)
             except RetryableError as exc:
-                self.wait({claim.alias}, exc)
+                self.hold({claim.alias}, exc)
             except PermanentError as exc:
                 finished = refusals.abandon(claim, exc.code, str(exc), self.settings.transfers)
                 self.log.error("task %s refused: %s%s", claim.task_id, exc, (

@@ -20,6 +20,7 @@ from balsam_mp.cli.common import (
     site_path,
 )
 from balsam_mp.cli.globus import globus_login, globus_whoami
+from balsam_mp.cli.report import report
 from balsam_mp.site import service
 from balsam_mp.site import status as site_status
 from balsam_mp.site.layout import init_site
@@ -176,5 +177,6 @@ def _size(size: float) -> str:
     return f"{size:.1f} GB"
 
 
+site.add_command(report)
 site.add_command(globus_login)
 site.add_command(globus_whoami)

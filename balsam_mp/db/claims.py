@@ -236,7 +236,7 @@ def claim_of(task_id: int) -> Claim:
 
 _TASK_SUBMITTED = """
     UPDATE transfer_task SET state = :task_active, task_id = :remote_id, owner = NULL,
-        lease_expires = NULL, updated_at = :now
+        lease_expires = NULL, updated_at = :now, submitted_at = :now
     WHERE id = :task AND state = :task_submitting AND owner = :owner"""
 _ITEMS_SUBMITTED = """
     UPDATE transfer_item SET state = :item_active, task_id = :remote_id, updated_at = :now

@@ -255,8 +255,15 @@ def _interventions(db: Database) -> None:
         db.execute_sql(statement)
 
 
+def _task_times(db: Database) -> None:
+    """v5: when a task was accepted by the service and first seen running there
+    (transfer_task.submitted_at, started_at), for the timeline of `balsam site report`."""
+    for column in ("submitted_at", "started_at"):
+        db.execute_sql(f'ALTER TABLE "transfer_task" ADD COLUMN "{column}" TEXT')
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {2: _split_batches, 3: _request_budget,
-                                                     4: _interventions}
+                                                     4: _interventions, 5: _task_times}
 
 
 def _migrate(db: Database) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import peewee
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 database_proxy = peewee.DatabaseProxy()
 
 
@@ -98,8 +98,10 @@ class TransferTask(BaseModel):
     owner = peewee.TextField(null=True)  # "pid:create_time" of the claiming worker
     lease_expires = UtcField(null=True)
     deadline = UtcField(null=True)
-    created_at = UtcField(default=utcnow)
+    created_at = UtcField(default=utcnow)  # claimed (a finished task's updated_at: its end)
     updated_at = UtcField(default=utcnow)
+    submitted_at = UtcField(null=True)  # the service accepted it (analytics' timeline)
+    started_at = UtcField(null=True)  # first seen running at the service, not "Queued"
     inactive_since = UtcField(null=True)
     fault_since = UtcField(null=True)  # since when the same fault repeats (ACTIVE)
     # when a user's `transfer cancel` asked for it: whatever then ends the task, its

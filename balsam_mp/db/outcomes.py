@@ -54,6 +54,8 @@ def record_progress(task_id: int, progress: Progress) -> str | None:
             fields[TransferTask.fault_since] = now  # the fault_timeout counts from here
         elif progress.fault is None:
             fields[TransferTask.fault_since] = None
+        if old.started_at is None and progress.nice_status != "Queued":
+            fields[TransferTask.started_at] = now  # it has a slot at the service
         if new_state == Task.INACTIVE and old.state != Task.INACTIVE:
             fields[TransferTask.inactive_since] = now
         elif new_state == Task.ACTIVE:

@@ -31,7 +31,7 @@ from tests.hostile_env import (
     small_tmpfs,
 )
 
-JOB = ("job", "create", "--app", "MySim", "--workdir", "w1", "-t",
+JOB = ("job", "create", "--app", "MySim", "--workdir", "w1", "-s",
        "input_file=laptop:/in/a.dat")
 READS = [("site", "status"), ("job", "ls"), ("transfer", "ls"), ("transfer", "retry", "1"),
          ("transfer", "cancel", "1")]

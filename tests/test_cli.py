@@ -27,7 +27,7 @@ def test_init_sync_create_list(tmp_path):
     assert json.loads(listed.stdout)[0]["transfers"]["input_file"]["direction"] == "in"
 
     made = balsam("--site", str(site), "job", "create", "--app", "MySim", "--workdir", "e/1",
-                  "-t", "input_file=laptop:/data/in.dat", "--tag", "system=H2O")
+                  "-s", "input_file=laptop:/data/in.dat", "--tag", "system=H2O")
     assert made.returncode == 0, made.stderr
     jobs = json.loads(balsam("job", "ls", "--format", "json", "--tag", "system=H2O",
                              site=site).stdout)
@@ -56,9 +56,9 @@ def test_errors_are_one_line_and_exit_non_zero(tmp_path):
     balsam("app", "sync", site=site)
     cases = [
         (("job", "create", "--app", "Nope", "--workdir", "w"), "unknown app 'Nope'"),
-        (("job", "create", "--app", "MySim", "--workdir", "w", "-t", "input_file=evil:/x"),
+        (("job", "create", "--app", "MySim", "--workdir", "w", "-s", "input_file=evil:/x"),
          "alias 'evil'"),
-        (("job", "create", "--app", "MySim", "--workdir", "w", "-t", "input_file"),
+        (("job", "create", "--app", "MySim", "--workdir", "w", "-s", "input_file"),
          "expected KEY=VALUE"),
         (("site", "init", str(site)), "already a balsam site"),
     ]

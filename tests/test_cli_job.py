@@ -60,17 +60,17 @@ def test_modify_refusals_are_one_line_and_change_nothing(site, args, message):
 def test_rm_deletes_jobs_and_refuses_jobs_in_flight(site):
     ids = jobs(3)
     task = claim("in", limit=1)  # the first job's input is in flight
-    refused = balsam(site, "job", "rm", str(ids[0]), str(ids[1]))
+    refused = balsam(site, "job", "rm", "-y", str(ids[0]), str(ids[1]))
     assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
     assert f"cancel it first (`balsam transfer cancel {task.task_id}`)" in refused.stderr
     assert Job.objects.count() == 3  # all or none
-    removed = balsam(site, "job", "rm", str(ids[1]), str(ids[2]))
+    removed = balsam(site, "job", "rm", "-y", str(ids[1]), str(ids[2]))
     assert removed.returncode == 0 and removed.stdout.strip() == "deleted 2 job(s)"
     assert [j.id for j in Job.objects.all()] == [ids[0]]
     assert TransferItem.objects.filter(job_id=[ids[1], ids[2]]).count() == 0
     assert (site.data_path / "e/1").is_dir()  # the files stay
-    missing = balsam(site, "job", "rm", "77")
+    missing = balsam(site, "job", "rm", "-y", "77")
     assert missing.returncode == 1 and "no job with id 77" in missing.stderr
     finish(task.task_id)
-    assert balsam(site, "job", "rm", str(ids[0])).returncode == 0
+    assert balsam(site, "job", "rm", "-y", str(ids[0])).returncode == 0
     assert Job.objects.count() == 0

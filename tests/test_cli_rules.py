@@ -53,7 +53,7 @@ def test_site_after_any_subcommand_wins_over_the_environment(tmp_path):
     assert workdirs(balsam("--site", str(a), *ls, "--site", str(b))) == ["job-of-b"]
     assert workdirs(balsam("--site", str(b), *ls, env_site=a)) == ["job-of-b"]
     assert workdirs(balsam(*ls, env_site=a)) == ["job-of-a"]
-    made = balsam("job", "create", "--app", "MySim", "--workdir", "w2", "-t",
+    made = balsam("job", "create", "--app", "MySim", "--workdir", "w2", "-s",
                   "input_file=laptop:/x", "--site", str(b), env_site=a)
     assert made.returncode == 0, made.stderr
     assert (b / "data" / "w2").is_dir() and not (a / "data" / "w2").exists()

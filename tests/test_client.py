@@ -101,7 +101,7 @@ def test_the_cli_of_a_client(sitekit, tmp_path, database_url):
     (tmp_path / "elsewhere").mkdir()
     result = subprocess.run(
         [sys.executable, "-m", "balsam_mp", "--database-url", database_url, "--site-name",
-         "site", "job", "create", "--app", "MySim", "--workdir", "cli/1", "-t",
+         "site", "job", "create", "--app", "MySim", "--workdir", "cli/1", "-s",
          "input_file=remote:/in/none.dat", "--format", "json"],
         env=env, cwd=tmp_path / "elsewhere", capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

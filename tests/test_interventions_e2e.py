@@ -51,7 +51,7 @@ def test_a_cancel_of_a_task_whose_submit_answer_was_lost_reaches_globus(sitekit)
     [item] = TransferItem.objects.filter(job_id=job.id)
     assert item.state == "error" and "cancelled" in item.error
     # the user starts over on the same workdir
-    kit.balsam("job", "rm", str(job.id))
+    kit.balsam("job", "rm", "-y", str(job.id))
     (kit.remote / "in" / "new.dat").write_text("NEW")
     kit.emulator.knobs(startup_delay=0.0)
     kit.start()
@@ -118,7 +118,7 @@ def test_a_reused_workdir_gets_the_new_jobs_same_size_input(backend, local_site,
     kit.balsam("site", "start")
     [first] = Job.objects.bulk_create([job_spec("w", f"{alias}:/in/a.dat")])
     kit.wait_jobs([first.id], "STAGED_IN")
-    kit.balsam("job", "rm", str(first.id))
+    kit.balsam("job", "rm", "-y", str(first.id))
     [second] = Job.objects.bulk_create([job_spec("w", f"{alias}:/in/b.dat")])
     kit.wait_jobs([second.id], "STAGED_IN")
     assert (kit.site / "data/w/input.dat").read_text() == "BBBB"

@@ -90,7 +90,9 @@ def _remember_site(ctx: click.Context, _param: click.Parameter, value: str | Non
 site_option = click.option(
     "--site", "site", type=click.Path(file_okay=False), expose_value=False,
     callback=_remember_site, is_eager=True,
-    help="Site directory (default: $BALSAM_SITE_PATH, then the current directory upward).",
+    help="Site directory (default: $BALSAM_SITE_PATH, then the current directory upward); "
+         "where no folder of that name exists, as in Balsam: a site's name, names "
+         "separated by commas, `all` or `this`.",
 )
 
 def _remember_env(name: str):
@@ -121,13 +123,26 @@ format_option = click.option(
 
 def open_site(client_ok: bool = True) -> Settings:
     """Settings of the site named by --site (or found), with the API bound to it; a
-    client without the directory names the site (--site-name, $BALSAM_SITE_NAME),
-    except for the commands that run the site itself (`client_ok=False`)."""
+    client without the directory names the site (--site-name, $BALSAM_SITE_NAME, or
+    --site NAME where no folder of that name exists), except for the commands that run
+    the site itself (`client_ok=False`)."""
+    selector = site_selector()
+    if selector == ALL or (selector and "," in selector):
+        raise BalsamError(f"--site {selector} names several sites; this command works on "
+                          "one: name it (--site NAME)")
     path = _site_option()
     typed = _typed_site_name()
     if path is not None and typed:
         raise BalsamError(f"--site {path} and --site-name {typed} name two ways to a site; "
                           "give one")
+    if _selected_name() and _picked_name():
+        raise BalsamError(f"--site {selector} and --site-name {_picked_name()} name two "
+                          "sites; give one")
+    if _selected_name():
+        if not client_ok and getattr(_settings_here(), "site_name", None) != selector:
+            raise BalsamError(f"--site {selector}: no folder of that name, and this command "
+                              "runs in the site's own directory (--site PATH)")
+        return _open_by_name(selector)
     name = named_site()
     if path is None and client_ok and name:
         # --site-name typed in a site directory (or with $BALSAM_SITE_PATH): another
@@ -143,20 +158,47 @@ def open_site(client_ok: bool = True) -> Settings:
     return api.use_site(path)
 
 
+ALL, THIS = "all", "this"  # Balsam's --site selectors, beside a site's name
+
+
+def site_selector() -> str | None:
+    """--site's value when no folder of that name exists: as in Balsam, a site's name,
+    names separated by commas, `all` or `this` (a value with a / is always a folder)."""
+    value = _site_value()
+    if value is None or "/" in value or value in (".", "..") or os.path.lexists(value):
+        return None
+    return value
+
+
 def named_site() -> str | None:
-    """The site named by --site-name, or by $BALSAM_SITE_NAME without $BALSAM_SITE_PATH."""
+    """The site named by --site-name (or --site NAME), or by $BALSAM_SITE_NAME without
+    $BALSAM_SITE_PATH."""
     return _typed_site_name() or api.client_site_name()
 
 
-def _typed_site_name() -> str | None:
+def _picked_name() -> str | None:  # --site-name
     return click.get_current_context().find_root().ensure_object(dict).get(api.SITE_NAME_ENV)
 
 
-def _url_here() -> str | None:
+def _selected_name() -> str | None:  # --site NAME, one site other than by a folder
+    selector = site_selector()
+    return None if selector in (None, ALL, THIS) or "," in selector else selector
+
+
+def _typed_site_name() -> str | None:
+    return _picked_name() or _selected_name()
+
+
+def _settings_here() -> Settings | None:
     try:
-        return settings.load(None).database_url
+        return settings.load(None)
     except BalsamError:
         return None
+
+
+def _url_here() -> str | None:
+    here = _settings_here()
+    return here.database_url if here is not None else None
 
 
 all_sites_option = click.option(
@@ -165,14 +207,22 @@ all_sites_option = click.option(
 
 
 def each_site(all_sites: bool) -> Iterator[str]:
-    """The current site's name, or, with --all-sites, every site's name in its database
-    (or in $BALSAM_DATABASE_URL, for a client that names none); the API is bound to each
-    in turn."""
+    """The current site's name, or, with --all-sites (or --site all), every site's name
+    in its database (or in $BALSAM_DATABASE_URL, for a client that names none), or the
+    sites of --site NAME,NAME; the API is bound to each in turn."""
+    selector = site_selector()
+    if selector and "," in selector:
+        names = list(dict.fromkeys(n.strip() for n in selector.split(",") if n.strip()))
+        for name in names:
+            _open_by_name(name)
+            yield name
+        return
+    all_sites = all_sites or selector == ALL
     if all_sites and _typed_site_name():
         raise BalsamError("--all-sites lists every site; --site-name picks one: give one")
     url = os.environ.get(settings.DATABASE_URL_ENV)
     try:
-        current: Settings | None = open_site()
+        current: Settings | None = api.use_site(None) if selector == ALL else open_site()
     except BalsamError:
         if not (all_sites and url):
             raise
@@ -186,12 +236,38 @@ def each_site(all_sites: bool) -> Iterator[str]:
         yield name
 
 
-def site_path() -> Path:
-    """The site directory alone, for commands that must work with a broken settings.yml."""
+def _open_by_name(name: str) -> Settings:
+    here = _settings_here()
+    if here is not None and here.site_name == name:
+        return api.use_site(here.site_path)
+    url = os.environ.get(settings.DATABASE_URL_ENV) or _url_here()
+    if url is None:
+        where = f"this site is {here.site_name!r}" if here else "no site directory here"
+        raise BalsamError(f"--site {name}: no folder and no site of that name ({where}; a "
+                          "SQLite site holds only itself)")
+    try:
+        return api.use_database(url, name)
+    except BalsamError as exc:
+        raise BalsamError(f"--site {name}: no folder of that name; as a site's name: "
+                          f"{exc}") from None
+
+
+def site_path(all_ok: bool = False) -> Path:
+    """The site directory alone, for commands that must work with a broken settings.yml
+    (--site NAME: this site's own name; `all_ok`: --site all is this site, on SQLite)."""
+    if all_ok and site_selector() == ALL:
+        return settings.find_site(None)
+    if _selected_name() or site_selector() == ALL:
+        return open_site(client_ok=False).site_path
     return settings.find_site(_site_option())
 
 
 def _site_option() -> str | None:
+    """--site as a folder (None when it is a selector)."""
+    return None if site_selector() else _site_value()
+
+
+def _site_value() -> str | None:
     return click.get_current_context().find_root().ensure_object(dict).get("site")
 
 

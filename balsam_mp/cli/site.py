@@ -9,6 +9,7 @@ import click
 
 from balsam_mp import api
 from balsam_mp.cli.common import (
+    ALL,
     BalsamGroup,
     Seconds,
     all_sites_option,
@@ -18,9 +19,11 @@ from balsam_mp.cli.common import (
     open_site,
     site_option,
     site_path,
+    site_selector,
 )
 from balsam_mp.cli.globus import globus_login, globus_whoami
 from balsam_mp.cli.report import report
+from balsam_mp.cli.sitelist import list_sites
 from balsam_mp.site import service
 from balsam_mp.site import status as site_status
 from balsam_mp.site.layout import init_site
@@ -33,7 +36,7 @@ def site() -> None:
 
 @site.command()
 @click.argument("path", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--name", help="Site name (default: the directory name).")
+@click.option("-n", "--name", help="Site name (default: the directory name).")
 @click.option("--database-url", metavar="URL",
               help="postgresql://user@host:port/dbname instead of SITE/site.db "
                    "(the password from ~/.pgpass or $PGPASSWORD).")
@@ -83,6 +86,7 @@ def status(all_sites: bool, output_format: str) -> None:
     """Whether the site runs, its workers, items by state, throughput, tasks, actions.
     With --all-sites or --site-name: what the PostgreSQL database says of its sites."""
     reports = []
+    all_sites = all_sites or site_selector() == ALL  # Balsam's --site all
     for _ in each_site(all_sites) if all_sites or named_site() else ():
         if not api.current_settings().database_url:
             break  # SQLite: the one site, from its directory (below)
@@ -97,7 +101,7 @@ def status(all_sites: bool, output_format: str) -> None:
             click.echo(f"site {report['site']}: {held}")
             _echo_work(report)
         return
-    report = site_status.status(site_path())
+    report = site_status.status(site_path(all_ok=True))
     if output_format == "json":  # --all-sites: a list, whatever the engine
         click.echo(json.dumps([report] if all_sites else report, indent=2, default=str))
         if report["database_error"]:
@@ -178,5 +182,6 @@ def _size(size: float) -> str:
 
 
 site.add_command(report)
+site.add_command(list_sites)
 site.add_command(globus_login)
 site.add_command(globus_whoami)

@@ -84,12 +84,20 @@ def draw(report: Report, output: Path) -> None:
         _moved(axes[1], axes[2], report)
         _timeline(axes[3], report)
         _time_axis(axes[3], report)
-        since = f" since {report.since:%Y-%m-%d %H:%M:%S} UTC" if report.since else ""
-        figure.suptitle(f"site {report.site}{since}", fontsize=14)
+        figure.suptitle(_title(report), fontsize=13)
         figure.tight_layout()
         _save(figure, output, suffix)
     finally:
         pyplot.close(figure)
+
+
+def _title(report: Report) -> str:
+    finished = len(report.jobs["JOB_FINISHED"][0])
+    files = sum(sum(s.files) for s in report.moved.values())
+    moved = sum(sum(s.bytes) for s in report.moved.values())
+    since = f" since {report.since:%Y-%m-%d %H:%M:%S} UTC" if report.since else ""
+    return (f"site {report.site}{since}: {finished} jobs finished, "
+            f"{len(report.spans)} transfer tasks, {files} files ({_size(moved)}) moved")
 
 
 def _save(figure, output: Path, suffix: str) -> None:
@@ -152,7 +160,9 @@ def _moved(files_axis, bytes_axis, report: Report) -> None:
         bytes_base = _add(bytes_base, scaled)
     files_axis.set_ylabel("files")
     bytes_axis.set_ylabel(unit)
-    files_axis.legend(loc="upper left")
+    for axis, base in ((files_axis, files_base), (bytes_axis, bytes_base)):
+        axis.set_ylim(0, max(base or [0]) * 1.35 or 1)  # room for the legend
+    files_axis.legend(loc="upper left", ncols=2)
 
 
 def _add(base: list | None, values: list) -> list:
@@ -193,7 +203,7 @@ def _timeline(axis, report: Report) -> None:
                          Patch(color=_COLORS["in"], label="running: stage-in"),
                          Patch(color=_COLORS["out"], label="running: stage-out"),
                          Patch(color="#d62728", label="failed")],
-                loc="lower left", fontsize=8)
+                loc="upper right", fontsize=8)
 
 
 def _time_axis(axis, report: Report) -> None:

@@ -8,6 +8,7 @@ import click
 
 from balsam_mp import api
 from balsam_mp.cli.common import (
+    ALL,
     BalsamGroup,
     all_sites_option,
     each_site,
@@ -15,6 +16,7 @@ from balsam_mp.cli.common import (
     format_option,
     open_site,
     site_option,
+    site_selector,
 )
 from balsam_mp.cli.jobselect import (
     JobStateName,
@@ -100,7 +102,9 @@ def list_jobs(tags: tuple[str, ...], state: str | None, exclude_state: str | Non
         rows += _rows(site_name, query, by_state, verbose)
     if missing_app is not None and not rows and sites == 1:
         raise missing_app
-    site_column = ["site"] if all_sites or len({r["site"] for r in rows}) > 1 else []
+    selector = site_selector() or ""
+    several = all_sites or selector == ALL or "," in selector
+    site_column = ["site"] if several or len({r["site"] for r in rows}) > 1 else []
     if by_state:
         emit(output_format, rows, site_column + ["state", "count"])
     elif verbose and output_format == "text":

@@ -353,3 +353,13 @@ def test_rm_deletes_only_the_jobs_it_asked_about(site):
     assert proc.returncode == 0 and out.decode().strip() == "deleted 1 job(s)"
     assert [j.workdir.as_posix() for j in Job.objects.all()] == ["e/1", "late"]
     assert late.id in [j.id for j in Job.objects.all()]
+
+
+def test_launcher_options_balsam_refuses_are_refused_here_too(site):
+    result = balsam(site, "job", "create", "-w", "x", "-a", "MySim", "-s",
+                    "input_file=laptop:/x", "-lp", "cpu-bind")
+    assert result.returncode == 1 and result.stderr.strip() == \
+        "Error: -lp 'cpu-bind': expected KEY=VALUE"
+    assert Job.objects.count() == 0 and not (site.data_path / "x").exists()
+    ok(balsam(site, "job", "create", "-w", "x", "-a", "0001", "-s", "input_file=laptop:/x"))
+    assert Job.objects.get(workdir="x").app == "MySim"  # digits are an id, as in Balsam

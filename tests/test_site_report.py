@@ -38,6 +38,7 @@ def moved(sitekit):
     return kit, ids
 
 
+@pytest.mark.engines
 def test_site_report_draws_a_png_of_a_site_that_moved_files(moved, tmp_path):
     kit, ids = moved
     out = tmp_path / "report.png"
@@ -85,6 +86,7 @@ def test_analytics_refuse_what_they_cannot_read(site, call):
         call()
 
 
+@pytest.mark.engines
 def test_analytics_of_an_empty_site(site, tmp_path):
     assert analytics.throughput_report(api.EventLog.objects) == ([], [])
     assert analytics.task_timeline() == [] and analytics.transfer_throughput() == {}
@@ -127,3 +129,14 @@ def test_without_matplotlib_one_line_says_how_to_install_it(site, tmp_path):
     assert result.stderr.strip() == ("Error: balsam site report needs matplotlib: "
                                      "pip install 'balsam_mp[plots]'")
     assert not (tmp_path / "r.png").exists()
+
+
+def test_site_report_says_where_it_cannot_write(site, tmp_path):
+    out = tmp_path / "out"
+    (out / "taken.png").mkdir(parents=True)  # a folder where the picture should go
+    for target, message in ((out / "taken.png", "is a directory"),
+                            (Path("/proc/report.png"), "cannot write in /proc")):
+        result = balsam(site, "site", "report", "-o", str(target))
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert list(out.iterdir()) == [out / "taken.png"]

@@ -18,6 +18,7 @@ from balsam_mp.analytics import (
     transfer_throughput,
 )
 from balsam_mp.api import EventLog, TransferTask
+from balsam_mp.api.site import database
 from balsam_mp.errors import BalsamError
 from balsam_mp.states import Task
 
@@ -51,6 +52,11 @@ class Report:
 
 
 def gather(site: str, since: dt.datetime | None) -> Report:
+    with database().atomic("DEFERRED"):  # one snapshot: events and tasks agree
+        return _gather(site, since)
+
+
+def _gather(site: str, since: dt.datetime | None) -> Report:
     events = EventLog.objects.all() if since is None else \
         EventLog.objects.filter(timestamp__gte=since)
     tasks = TransferTask.objects.all() if since is None else \
@@ -101,8 +107,12 @@ def _title(report: Report) -> str:
 
 
 def _save(figure, output: Path, suffix: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.",
-                                         suffix=f".{suffix}")
+    try:
+        handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.",
+                                             suffix=f".{suffix}")
+    except OSError as exc:
+        raise BalsamError(f"-o {output}: cannot write in {output.parent}: "
+                          f"{exc.strerror}") from None
     try:
         with os.fdopen(handle, "wb") as stream:
             figure.savefig(stream, format=suffix, dpi=100)
@@ -110,8 +120,10 @@ def _save(figure, output: Path, suffix: str) -> None:
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)  # as any file the user writes
         os.replace(temporary, output)
-    except BaseException:
+    except BaseException as exc:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk, the name taken by a folder
+            raise BalsamError(f"-o {output}: cannot write it: {exc.strerror or exc}") from None
         raise
 
 

@@ -21,6 +21,7 @@ from balsam_mp.cli.common import (
 from balsam_mp.cli.jobselect import (
     JobStateName,
     UnknownApp,
+    check_launcher,
     find_app,
     launcher_options,
     pairs,
@@ -56,6 +57,7 @@ def job() -> None:
 def create(workdir: str, app_name: str, tags: tuple[str, ...], params: tuple[str, ...],
            transfers: tuple[str, ...], yes: bool, output_format: str, **launcher) -> None:
     """Create one job (all of it, folders included, or nothing)."""
+    check_launcher(launcher)
     open_site()
     app_id, name = find_app(app_name)
     new = api.Job.objects.create(app_id=app_id, workdir=workdir,

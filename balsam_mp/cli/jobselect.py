@@ -48,8 +48,9 @@ def find_app(value: str) -> tuple[int, str]:
     """(id, name) of the app named by `value`: its id, its name, or Balsam's
     module.ClassName (the file in SITE/apps/ and the class)."""
     apps = list(api.App.objects.order_by("name"))
+    number = int(value) if value.isdigit() else None  # as Balsam: digits are an id
     for app in apps:
-        if value in (str(app.id), app.name, app.class_path):
+        if app.id == number or (number is None and value in (app.name, app.class_path)):
             return app.id, app.name
     known = ", ".join(f"{a.id} {a.name} ({a.class_path})" for a in apps) or \
         "none; run `balsam app sync`"
@@ -121,6 +122,11 @@ def launcher_options(command: Callable) -> Callable:
                                default=None, help="Balsam's launcher option: ignored here "
                                "(this site runs no apps).", **extra)(command)
     return command
+
+
+def check_launcher(given: dict[str, Any]) -> None:
+    """What Balsam would refuse is refused here too, before anything is written."""
+    pairs("-lp", given.get("launcher_launch_param") or ())
 
 
 def warn_launcher(given: dict[str, Any]) -> None:

@@ -363,3 +363,15 @@ def test_launcher_options_balsam_refuses_are_refused_here_too(site):
     assert Job.objects.count() == 0 and not (site.data_path / "x").exists()
     ok(balsam(site, "job", "create", "-w", "x", "-a", "0001", "-s", "input_file=laptop:/x"))
     assert Job.objects.get(workdir="x").app == "MySim"  # digits are an id, as in Balsam
+
+
+def test_modify_and_rm_speak_json_too(site):
+    ids = make(site)
+    stage("in")
+    moved = json.loads(ok(balsam(site, "job", "modify", "-t", "run=even", "-s", "RUNNING",
+                                 "--format", "json")))
+    assert moved == [{"id": ids[0], "state": "RUNNING"}, {"id": ids[2], "state": "RUNNING"}]
+    assert json.loads(ok(balsam(site, "job", "rm", "-s", "RUNNING", "-y", "--format",
+                                "json"))) == {"deleted": 2}
+    assert json.loads(ok(balsam(site, "job", "rm", "-s", "FAILED", "-y", "--format",
+                                "json"))) == {"deleted": 0}

@@ -155,8 +155,9 @@ def _selected_ids(positional: tuple[str, ...], option: tuple[str, ...]) -> list[
 @click.option("-i", "--id", "option_ids", multiple=True, help="A job id (repeatable).")
 @click.option("-t", "--tag", "tags", multiple=True, help="Jobs carrying KEY=VALUE.")
 @click.option("-s", "--state", "state", required=True, help="The state to move the jobs to.")
+@format_option
 def modify(job_ids: tuple[str, ...], option_ids: tuple[str, ...], tags: tuple[str, ...],
-           state: str) -> None:
+           state: str, output_format: str) -> None:
     """Move jobs (ids, -i/--id, -t/--tag: those matching all given) to STATE through the
     same rules as the Python API (all or none move)."""
     open_site()
@@ -167,9 +168,11 @@ def modify(job_ids: tuple[str, ...], option_ids: tuple[str, ...], tags: tuple[st
                               "-t/--tag KEY=VALUE")
     query = select_jobs(ids, tag_filter)
     moved = query.update(state=state)
-    if not moved:
+    if output_format == "json":
+        click.echo(json.dumps([{"id": j.id, "state": j.state} for j in moved], indent=2))
+    elif not moved:
         click.echo("no job matches: nothing modified")
-    for found in moved:
+    for found in moved if output_format == "text" else ():
         click.echo(f"job {found.id}: {found.state}")
 
 
@@ -182,8 +185,10 @@ def modify(job_ids: tuple[str, ...], option_ids: tuple[str, ...], tags: tuple[st
 @click.option("-ns", "--exclude-state", type=JobStateName(), help="Jobs not in this state.")
 @click.option("--all", "all_jobs", is_flag=True, help="Every job of the site(s).")
 @click.option("-y", "--yes", is_flag=True, help="Delete without asking.")
+@format_option
 def remove(job_ids: tuple[str, ...], option_ids: tuple[str, ...], tags: tuple[str, ...],
-           state: str | None, exclude_state: str | None, all_jobs: bool, yes: bool) -> None:
+           state: str | None, exclude_state: str | None, all_jobs: bool, yes: bool,
+           output_format: str) -> None:
     """Delete jobs (those matching every selector given) with their transfer items,
     after asking (-y: without); refused while an item is in flight. The files in their
     workdirs stay."""
@@ -199,7 +204,7 @@ def remove(job_ids: tuple[str, ...], option_ids: tuple[str, ...], tags: tuple[st
              for name in each_site(False)}
     total = sum(len(v) for v in found.values())
     if not total:
-        click.echo("no job matches: nothing deleted")
+        _said(output_format, 0, "no job matches: nothing deleted")
         return
     if not yes:
         _confirm(found, total)
@@ -208,7 +213,11 @@ def remove(job_ids: tuple[str, ...], option_ids: tuple[str, ...], tags: tuple[st
         if found.get(name):
             deleted += select_jobs([], tag_filter, state, exclude_state).filter(
                 id=found[name]).delete()
-    click.echo(f"deleted {deleted} job(s)")
+    _said(output_format, deleted, f"deleted {deleted} job(s)")
+
+
+def _said(output_format: str, deleted: int, text: str) -> None:
+    click.echo(json.dumps({"deleted": deleted}) if output_format == "json" else text)
 
 
 def _confirm(found: dict[str, list[int]], total: int) -> None:

@@ -140,3 +140,26 @@ def test_site_report_says_where_it_cannot_write(site, tmp_path):
         assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
     assert list(out.iterdir()) == [out / "taken.png"]
+
+
+def test_tasks_record_when_they_were_submitted_and_first_ran(site):
+    """submitted_at when the service accepted the task; started_at the first time the
+    poller sees it running (not "Queued"); a task's end is its last update."""
+    from balsam_mp.db import outcomes
+    from balsam_mp.db.results import Progress
+    from tests.sitemoves import claim, finish, make
+
+    make(2)
+    task = claim("in")
+    [span] = analytics.task_timeline()
+    assert span.claimed <= span.submitted and span.started is None and span.finished is None
+    outcomes.record_progress(task.task_id, Progress("ACTIVE", "Queued", 0, 0, 0.0))
+    assert analytics.task_timeline()[0].started is None  # waiting for a slot
+    outcomes.record_progress(task.task_id, Progress("ACTIVE", "OK", 1, 10, 5.0))
+    started = analytics.task_timeline()[0].started
+    assert started is not None and started >= span.submitted
+    outcomes.record_progress(task.task_id, Progress("ACTIVE", "OK", 2, 20, 5.0))
+    assert analytics.task_timeline()[0].started == started  # the first time only
+    finish(task.task_id)
+    [done] = analytics.task_timeline()
+    assert done.state == "succeeded" and done.finished >= started and done.items == 2

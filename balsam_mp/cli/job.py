@@ -87,9 +87,8 @@ def list_jobs(tags: tuple[str, ...], state: str | None, exclude_state: str | Non
     tag_filter, id_filter = pairs("--tag", tags), parse_ids("--id", ids)
     rows: list[dict] = []
     missing_app: UnknownApp | None = None
-    sites = 0
+    app_found = False
     for site_name in each_site(all_sites):
-        sites += 1
         query = select_jobs([], tag_filter, state, exclude_state)
         if id_filter:
             query = query.filter(id=id_filter)
@@ -98,11 +97,12 @@ def list_jobs(tags: tuple[str, ...], state: str | None, exclude_state: str | Non
         if app_name:
             try:
                 query = query.filter(app_id=find_app(app_name)[0])
+                app_found = True
             except UnknownApp as exc:  # on one of several sites: none of its jobs
                 missing_app = exc
                 continue
         rows += _rows(site_name, query, by_state, verbose)
-    if missing_app is not None and not rows and sites == 1:
+    if missing_app is not None and not app_found:  # on no site at all
         raise missing_app
     selector = site_selector() or ""
     several = all_sites or selector == ALL or "," in selector

@@ -20,6 +20,7 @@ from balsam_mp.cli.common import (
     site_path,
 )
 from balsam_mp.cli.globus import globus_login, globus_whoami
+from balsam_mp.cli.site_migrate import migrate
 from balsam_mp.site import service
 from balsam_mp.site import status as site_status
 from balsam_mp.site.layout import init_site
@@ -178,3 +179,4 @@ def _size(size: float) -> str:
 
 site.add_command(globus_login)
 site.add_command(globus_whoami)
+site.add_command(migrate)

@@ -4,7 +4,6 @@ everything in flight, and what it refuses leaves the SQLite site as it was."""
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import sqlite3
 import subprocess
@@ -19,16 +18,10 @@ from balsam_mp.db.postgres import SitePostgres
 from balsam_mp.site.layout import init_site
 from tests.conftest import REMOTE_EP
 
-_names = itertools.count(1)
-
 
 @pytest.fixture
-def target(postgres_server):
-    """The URL of a new, empty PostgreSQL database (dropped after the test)."""
-    name = f"migrate_{os.getpid()}_{next(_names)}"
-    yield postgres_server.create_database(name)
-    api.close()
-    postgres_server.drop_database(name)
+def target(empty_database):
+    return empty_database
 
 
 def balsam(site: Path, *args: str) -> subprocess.CompletedProcess:

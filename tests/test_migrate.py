@@ -4,6 +4,8 @@ everything in flight, and what it refuses leaves the SQLite site as it was."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
 import sqlite3
 import subprocess
@@ -15,6 +17,7 @@ import pytest
 from balsam_mp import api, db
 from balsam_mp.db import transplant
 from balsam_mp.db.postgres import SitePostgres
+from balsam_mp.site import pidfile
 from balsam_mp.site.layout import init_site
 from tests.conftest import REMOTE_EP
 
@@ -197,3 +200,46 @@ def test_a_site_on_postgresql_already_is_refused(tmp_path, target):
     site = init_site(tmp_path / "site", "pg", database_url=target).site_path
     refused = balsam(site, "site", "migrate", "--database-url", target)
     assert refused.returncode == 1 and "on PostgreSQL already" in refused.stderr
+
+
+def test_a_lingering_worker_or_a_held_lock_is_refused(tmp_path, target):
+    """A worker that outlives its killed supervisor, or a supervisor whose pidfile is
+    gone (it holds the site's lock): nothing moves while either runs."""
+    site = sqlite_site(tmp_path)
+    text = (site / "settings.yml").read_text()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        (site / "site.pid").write_text(json.dumps({
+            "host": pidfile.hostname(), "pid": os.getpid(), "create_time": 1.0,  # not us
+            "workers": {"submitter": sleeper.pid}}))
+        refused = balsam(site, "site", "migrate", "--database-url", target)
+        assert refused.returncode == 1
+        assert f"its submitter (pid {sleeper.pid}) still runs" in refused.stderr
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    (site / ".run").mkdir(mode=0o700, exist_ok=True)
+    with open(site / ".run" / "supervisor.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        refused = balsam(site, "site", "migrate", "--database-url", target)
+    assert refused.returncode == 1 and "a supervisor holds its lock" in refused.stderr
+    (site / "site.pid").unlink()
+    unchanged(site, text)
+
+
+def test_database_path_elsewhere_and_a_null_database_url(tmp_path, target):
+    site = sqlite_site(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    (site / "site.db").rename(tmp_path / "elsewhere" / "my.db")
+    settings_file = site / "settings.yml"
+    settings_file.write_text(settings_file.read_text().replace(
+        "site_permissions: private\n", "site_permissions: private\n"
+        "database_path: ../elsewhere/my.db\ndatabase_url: null  # not yet\n"))
+    moved = balsam(site, "site", "migrate", "--database-url", target)
+    assert moved.returncode == 0, moved.stderr
+    [backup] = (tmp_path / "elsewhere").glob("my.db.migrated-*")
+    assert f"kept as a backup: {backup}" in moved.stdout
+    text = settings_file.read_text()
+    assert f'\ndatabase_url: "{target}"\n' in text and "null" not in text.split("logging")[0]
+    assert api.use_site(site).database_url == target
+    assert api.Job.objects.count() == 3

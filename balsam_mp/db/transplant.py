@@ -89,6 +89,15 @@ def source_counts(source: sqlite3.Connection) -> dict[str, int]:
 
 def refuse_occupied(database: SitePostgres) -> None:
     """Refuse a target schema that holds a site, or any rows: the move never merges."""
+    try:
+        _refuse_occupied(database)
+    except (peewee.DatabaseError, peewee.InterfaceError) as exc:  # e.g. no right to read it
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BalsamError(f"schema {database.schema}: cannot see what it holds: "
+                          f"{first}") from None
+
+
+def _refuse_occupied(database: SitePostgres) -> None:
     tables = [name for (name,) in database.execute_sql(
         "SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
         " WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname",

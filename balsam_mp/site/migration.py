@@ -14,6 +14,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from balsam_mp.site import pidfile
 from balsam_mp.yamlfile import read_yaml
 
 _EXAMPLE = "\n# database_url: postgresql://"  # the template's commented example
+_TOP_LEVEL_URL = re.compile(r"^database_url:.*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,9 @@ def _new_settings(file: Path, raw: dict, url: str) -> Iterator[Path]:
     line = f"database_url: {json.dumps(url)}"
     at_end = f"{text.rstrip(chr(10))}\n{line}\n" if text.strip() else f"{line}\n"
     candidates = [at_end]
-    if _EXAMPLE in text:  # first choice: under the template's commented example
+    if "database_url" in raw:  # `database_url: null`: that line gets the URL
+        candidates = [_TOP_LEVEL_URL.sub(lambda _: line, text, count=1)]
+    elif _EXAMPLE in text:  # first choice: under the template's commented example
         end = text.find("\n", text.index(_EXAMPLE) + 1)
         candidates.insert(0, f"{text}\n{line}\n" if end < 0 else
                           f"{text[:end]}\n{line}{text[end:]}")

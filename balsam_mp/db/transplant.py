@@ -15,6 +15,7 @@ if any (exactly once, as after a crash).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -104,22 +105,23 @@ def _refuse_occupied(database: SitePostgres) -> None:
         (database.schema,)).fetchall()]
     where = f"schema {database.schema}"
     if "meta" in tables:
-        row = database.execute_sql(_in(database, "SELECT value FROM {meta} WHERE key = %s",
-                                       "meta"), ("site_name",)).fetchone()
+        row = database.execute_sql(f"SELECT value FROM {_qualified(database, 'meta')} "
+                                   "WHERE key = %s", ("site_name",)).fetchone()
         held = f"site {row[0]!r}" if row else "a balsam site"
         raise BalsamError(f"{where} already holds {held}: the move copies into a new schema "
                           f"only; drop that one first (DROP SCHEMA {database.schema} "
-                          "CASCADE) if its rows are not needed, or rename this site")
+                          "CASCADE) if its rows are not needed, or give this site "
+                          "another site_name")
     for table in tables:
-        if database.execute_sql(_in(database, "SELECT EXISTS (SELECT 1 FROM {t})",
-                                    table)).fetchone()[0]:
+        if database.execute_sql(f"SELECT EXISTS (SELECT 1 FROM "
+                                f"{_qualified(database, table)})").fetchone()[0]:
             raise BalsamError(f"{where} already has rows in table {table}: the move copies "
                               "into an empty schema only")
 
 
-def _in(database: SitePostgres, sql: str, table: str) -> str:
-    quoted = '"' + table.replace('"', '""') + '"'
-    return sql.format(meta=f'"{database.schema}".{quoted}', t=f'"{database.schema}".{quoted}')
+def _qualified(database: SitePostgres, table: str) -> str:
+    """schema.table, quoted (a table name read from the server may hold anything)."""
+    return f'"{database.schema}"."' + table.replace('"', '""') + '"'
 
 
 def copy(source: sqlite3.Connection, database: SitePostgres) -> Copied:
@@ -147,6 +149,10 @@ def copy(source: sqlite3.Connection, database: SitePostgres) -> Copied:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BalsamError(f"schema {database.schema}: the copy failed and was rolled back "
                           f"(nothing was written): {first}") from None
+    with contextlib.suppress(peewee.DatabaseError, peewee.InterfaceError):
+        # fresh planner statistics, or the workers' claims walk every copied item
+        # until autovacuum analyzes the tables (see postgres.py)
+        database.execute_sql("ANALYZE " + ", ".join(f'"{m._meta.table_name}"' for m in COPIED))
     return Copied(counts, released, submitting, time.monotonic() - started)
 
 

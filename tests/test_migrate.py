@@ -19,7 +19,7 @@ from balsam_mp.db import transplant
 from balsam_mp.db.postgres import SitePostgres
 from balsam_mp.site import pidfile
 from balsam_mp.site.layout import init_site
-from tests.conftest import REMOTE_EP
+from tests.conftest import REMOTE_EP, wait_for
 
 
 @pytest.fixture
@@ -124,10 +124,12 @@ def test_a_running_site_is_refused(tmp_path, target):
         (site / "settings.yml").read_text().replace("# database_url:", "")
 
 
-def unchanged(site: Path, settings_text: str) -> None:
-    """The SQLite site is as it was, and works."""
+def unchanged(site: Path, settings_text: str, partial: bool = False) -> None:
+    """The SQLite site is as it was, and works (a killed migrate left its partial
+    settings file: `partial`)."""
     assert (site / "settings.yml").read_text() == settings_text
-    assert not list(site.glob("site.db.migrated-*")) and not list(site.glob(".settings.yml*"))
+    assert not list(site.glob("site.db.migrated-*"))
+    assert bool(list(site.glob(".settings.yml*"))) == partial
     listed = balsam(site, "job", "ls")
     assert listed.returncode == 0 and "w/2" in listed.stdout, listed.stderr
 
@@ -222,7 +224,7 @@ def test_a_lingering_worker_or_a_held_lock_is_refused(tmp_path, target):
     with open(site / ".run" / "supervisor.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         refused = balsam(site, "site", "migrate", "--database-url", target)
-    assert refused.returncode == 1 and "a supervisor holds its lock" in refused.stderr
+    assert refused.returncode == 1 and "holds its lock" in refused.stderr
     (site / "site.pid").unlink()
     unchanged(site, text)
 
@@ -243,3 +245,34 @@ def test_database_path_elsewhere_and_a_null_database_url(tmp_path, target):
     assert f'\ndatabase_url: "{target}"\n' in text and "null" not in text.split("logging")[0]
     assert api.use_site(site).database_url == target
     assert api.Job.objects.count() == 3
+
+
+def test_a_migrate_killed_mid_copy_leaves_nothing_and_can_run_again(tmp_path, target):
+    site = sqlite_site(tmp_path, jobs=10_000)
+    text = (site / "settings.yml").read_text()
+    env = dict(os.environ, BALSAM_SITE_PATH=str(site))
+    env.pop("BALSAM_DATABASE_URL", None)
+    migrating = subprocess.Popen([sys.executable, "-m", "balsam_mp", "site", "migrate",
+                                  "--database-url", target], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    watcher = SitePostgres(target, "moving")
+    try:
+        wait_for(lambda: watcher.execute_sql(
+            "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'COPY %%'").fetchone(),
+            timeout=60, interval=0.005, what="the copy to run")
+        migrating.kill()
+        migrating.wait()
+        wait_for(lambda: not watcher.execute_sql(
+            "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'COPY %%' AND pid <> "
+            "pg_backend_pid()").fetchone(), what="the server to end the killed session")
+        assert not watcher.execute_sql("SELECT 1 FROM pg_namespace WHERE nspname = "
+                                       "'site_moving'").fetchone()  # rolled back
+    finally:
+        watcher.close()
+        if migrating.poll() is None:
+            migrating.kill()
+            migrating.wait()
+    unchanged(site, text, partial=True)
+    moved = balsam(site, "site", "migrate", "--database-url", target)
+    assert moved.returncode == 0 and "job 10000," in moved.stdout, moved.stderr
+    assert not list(site.glob(".settings.yml.migrate.*"))

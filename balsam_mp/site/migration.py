@@ -101,8 +101,9 @@ def _site_lock(site: settings.Settings) -> Iterator[None]:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BalsamError(f"site {site.site_name} is running: a supervisor holds its lock "
-                              f"({folder / 'supervisor.lock'}); stop it first") from None
+            raise BalsamError(f"site {site.site_name} is running: a supervisor (or a migrate) "
+                              f"holds its lock ({folder / 'supervisor.lock'}); stop it "
+                              "first") from None
         yield
 
 
@@ -130,6 +131,8 @@ def _new_settings(file: Path, raw: dict, url: str) -> Iterator[Path]:
         end = text.find("\n", text.index(_EXAMPLE) + 1)
         candidates.insert(0, f"{text}\n{line}\n" if end < 0 else
                           f"{text[:end]}\n{line}{text[end:]}")
+    for stale in file.parent.glob(f".{file.name}.migrate.*"):  # of a migrate killed
+        stale.unlink(missing_ok=True)  # (we hold the lock: no other one runs)
     partial = file.with_name(f".{file.name}.migrate.{os.getpid()}")
     mode = stat.S_IMODE(file.stat().st_mode)
     try:

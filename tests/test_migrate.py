@@ -276,3 +276,22 @@ def test_a_migrate_killed_mid_copy_leaves_nothing_and_can_run_again(tmp_path, ta
     moved = balsam(site, "site", "migrate", "--database-url", target)
     assert moved.returncode == 0 and "job 10000," in moved.stdout, moved.stderr
     assert not list(site.glob(".settings.yml.migrate.*"))
+
+
+def test_an_environment_that_names_another_database_is_refused(tmp_path, target):
+    """$BALSAM_DATABASE_URL would override the new settings.yml: it must agree."""
+    site = sqlite_site(tmp_path)
+    text = (site / "settings.yml").read_text()
+    env = dict(os.environ, BALSAM_SITE_PATH=str(site),
+               BALSAM_DATABASE_URL="postgresql://other@127.0.0.1:1/elsewhere")
+    refused = subprocess.run([sys.executable, "-m", "balsam_mp", "site", "migrate",
+                              "--database-url", target], env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode == 1
+    assert "$BALSAM_DATABASE_URL names another database" in refused.stderr, refused.stderr
+    unchanged(site, text)
+    env["BALSAM_DATABASE_URL"] = target  # the same: fine
+    moved = subprocess.run([sys.executable, "-m", "balsam_mp", "site", "migrate",
+                            "--database-url", target], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert moved.returncode == 0 and "job 3," in moved.stdout, moved.stderr

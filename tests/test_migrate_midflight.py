@@ -87,7 +87,8 @@ def test_a_site_caught_mid_flight_moves_and_sends_every_file_once(empty_database
     kit.emulator.knobs(startup_delay=0.5)
     before = {"events": db.LogEvent.select().count(),
               "finished": api.Job.objects.filter(state=states.JOB_FINISHED).count(),
-              "active": len(tasks_in("active")), "submitting": len(tasks_in("submitting"))}
+              "active": len(tasks_in("active")), "submitting": len(tasks_in("submitting")),
+              "budgets": list(db.models.RequestBudget.select().tuples())}
     api.close()
 
     started = time.monotonic()
@@ -100,6 +101,7 @@ def test_a_site_caught_mid_flight_moves_and_sends_every_file_once(empty_database
     assert api.current_settings().database_url == empty_database
     api.connect()  # the models too
     assert db.LogEvent.select().count() == before["events"]
+    assert list(db.models.RequestBudget.select().tuples()) == before["budgets"] != []
     assert api.Job.objects.filter(state=states.JOB_FINISHED).count() == before["finished"]
 
     kit.start()
@@ -122,6 +124,7 @@ def test_a_site_caught_mid_flight_moves_and_sends_every_file_once(empty_database
         assert (kit.remote / "out" / f"{name}.dat").read_text() == f"output of {job.workdir}"
     assert len(list((kit.remote / "out").iterdir())) == jobs
     copy_time = float(re.search(r"in ([0-9.]+) s;", moved.stdout).group(1))
-    print(f"\nmigrate: {jobs} jobs ({stop}), {before} -> copied in {copy_time:.1f} s, "
+    shown = {key: value for key, value in before.items() if key != "budgets"}
+    print(f"\nmigrate: {jobs} jobs ({stop}), {shown} -> copied in {copy_time:.1f} s, "
           f"the command took {took:.1f} s; backup {backup.name}; caught after {caught:.0f} s, "
           f"drained on PostgreSQL in {drained:.0f} s")

@@ -70,8 +70,7 @@ def migrate(site_path: Path, url: str) -> Moved:
                 copied = transplant.copy(source, database)
             finally:
                 database.close()
-            os.replace(partial, file)  # the switch: from here on the site is on PostgreSQL
-            _sync_folder(file.parent)
+            _switch(partial, file, shown, schema_of(site.site_name))
         finally:
             transplant.close_source(source)
     backup, note = _keep_backup(site.database_path)
@@ -153,12 +152,21 @@ def _new_settings(file: Path, raw: dict, url: str) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+def _switch(partial: Path, file: Path, shown: str, schema: str) -> None:
+    """The new settings.yml into place: from here on the site is on PostgreSQL."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        os.replace(partial, file)
+    except OSError as exc:
+        raise BalsamError(f"the site is copied into schema {schema} of {shown}, but {file} "
+                          f"could not be switched: {exc.strerror or exc}; add `database_url: "
+                          f"{shown}` to it yourself (site.db stays unused), or drop that "
+                          "schema to stay on SQLite") from None
+    with contextlib.suppress(OSError):  # the rename done, make it durable if we can
+        fd = os.open(file.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _keep_backup(database: Path) -> tuple[list[Path], str | None]:

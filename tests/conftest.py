@@ -74,6 +74,16 @@ def database_url(engine: str, request: pytest.FixtureRequest):
 
 
 @pytest.fixture
+def empty_database(postgres_server):
+    """The URL of a new, empty PostgreSQL database, whatever the engine (for a SQLite
+    site that moves there: tests/test_migrate*.py)."""
+    name = f"empty_{os.getpid()}_{next(_database_names)}"
+    yield postgres_server.create_database(name)
+    api.close()
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str | None):
     """A new site with its example app synced; the API points at it."""
     settings = init_site(tmp_path / "site", database_url=database_url)

@@ -23,6 +23,7 @@ from balsam_mp.cli.common import (
 )
 from balsam_mp.cli.globus import globus_login, globus_whoami
 from balsam_mp.cli.report import report
+from balsam_mp.cli.site_migrate import migrate
 from balsam_mp.cli.sitelist import list_sites
 from balsam_mp.site import service
 from balsam_mp.site import status as site_status
@@ -185,3 +186,4 @@ site.add_command(report)
 site.add_command(list_sites)
 site.add_command(globus_login)
 site.add_command(globus_whoami)
+site.add_command(migrate)

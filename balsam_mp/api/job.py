@@ -15,38 +15,35 @@ first (`balsam transfer cancel`) or wait for it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import peewee
 
 from balsam_mp import db, transitions
-from balsam_mp.api import inputs
+from balsam_mp.api import inputs, waiting
+from balsam_mp.api.apps import check_site
 from balsam_mp.api.jobs import JobSpec, create_jobs
+from balsam_mp.api.jobwrite import FIXED, UpdateResult, bulk_update, update, write
 from balsam_mp.api.model import Model
 from balsam_mp.api.models import CHOICES, EventLog
 from balsam_mp.api.query import Manager, QuerySet, guarded
 from balsam_mp.api.site import connect, current_settings, transaction
 from balsam_mp.db import jobs as job_db
 from balsam_mp.db.bulk import value_list
-from balsam_mp.errors import ValidationError
+from balsam_mp.errors import BalsamError, ValidationError
 
 # Balsam's launcher settings: meaningless here (this site stages files, it runs no apps).
 LAUNCH_FIELDS = {"num_nodes", "ranks_per_node", "threads_per_rank", "threads_per_core",
                  "launch_params", "gpus_per_rank", "node_packing_count", "wall_time_min",
                  "parent_ids", "data", "return_code", "batch_job_id"}
-WRITABLE = ("tags", "parameters", "state_data", "state")
-SITE_KEYS = ("failed_from", "failed_files", "previous_failures")  # state_data the site owns
-FIXED = ("workdir", "app_id", "app", "transfers")
 
 
 class JobManager(Manager["Job"]):
-    def create(self, workdir: Any = None, app_id: int | None = None, tags: Any = None,
-               parameters: Any = None, transfers: Any = None, app: Any = None,
-               **unsupported: Any) -> Job:
+    def create(self, workdir: Any = None, app_id: Any = None, **fields: Any) -> Job:
         """Create and save one job (the keywords of Job(...))."""
-        job = Job(workdir=workdir, app_id=app_id, tags=tags, parameters=parameters,
-                  transfers=transfers, app=app, **unsupported)
+        job = Job(workdir=workdir, app_id=app_id, **fields)
         job.save()
         return job
 
@@ -64,12 +61,40 @@ class JobManager(Manager["Job"]):
             objs.append(job)
         return _create(objs)
 
+    def bulk_update(self, jobs: list[Job]) -> UpdateResult:
+        """Balsam's: write what changed on each of these jobs (each its own change), as
+        save() would, in one transaction: all or none. A job moved or deleted since it
+        was read is refused (StateConflict, Job.DoesNotExist). The jobs are re-read."""
+        return bulk_update(waiting.saved_jobs("bulk_update", jobs, Job))
+
+    def bulk_refresh(self, jobs: list[Job]) -> None:
+        """Balsam's: re-read these jobs in one query (Job.DoesNotExist if one is gone)."""
+        waiting.bulk_refresh(waiting.saved_jobs("bulk_refresh", jobs, Job), Job)
+
+    def wait(self, jobs: list[Job], timeout: float | None = None, poll_interval: float = 1.0,
+             return_when: str = "ALL_COMPLETED") -> waiting.JobWaitResult:
+        """Balsam's: poll until all jobs are done (JOB_FINISHED or FAILED), or any with
+        return_when="FIRST_COMPLETED", or `timeout` s passed; returns (done, not_done)."""
+        return waiting.wait(jobs, Job, timeout, poll_interval, return_when)
+
+    def as_completed(self, jobs: list[Job], timeout: float | None = None,
+                     poll_interval: float = 1.0) -> Iterator[Job]:
+        """Balsam's: yield the jobs as they are done; concurrent.futures.TimeoutError
+        if `timeout` s pass first."""
+        return waiting.as_completed(jobs, Job, timeout, poll_interval)
+
     def set_state(self, job_id: int, from_state: str, to_state: str, message: str = "") -> None:
         """Compare-and-set one job's state (e.g. RUN_DONE -> POSTPROCESSED)."""
         if isinstance(job_id, bool) or not isinstance(job_id, int):
             raise ValidationError(f"set_state: job id {job_id!r} is not an integer")
+        from_state = transitions.check_state_name(from_state, f"job {job_id}: state")
+        to_state = transitions.check_state_name(to_state, f"job {job_id}: state")
         with transaction():
             guarded(lambda: job_db.set_job_state(job_id, from_state, to_state, message))
+
+
+class NoResult(BalsamError, ValueError):
+    """Balsam's Job.NoResult: here every job has none (this site runs no apps)."""
 
 
 class Job(Model):
@@ -94,16 +119,22 @@ class Job(Model):
     tags: dict[str, str]
     parameters: dict[str, Any]
 
-    def __init__(self, workdir: Any = None, app_id: int | None = None, tags: Any = None,
+    NoResult = NoResult
+
+    def __init__(self, workdir: Any = None, app_id: Any = None, tags: Any = None,
                  parameters: Any = None, transfers: Any = None, app: Any = None,
+                 app_name: str | None = None, site_name: Any = None, site_id: Any = None,
                  **unsupported: Any) -> None:
         if unsupported:
             name = sorted(unsupported)[0]
             why = ("is a Balsam launcher setting; balsam_mp stages files and runs no apps"
                    if name in LAUNCH_FIELDS else
-                   "is not a Job field (fields: workdir, app_id or app, transfers, tags, "
-                   "parameters)")
+                   "is not a Job field (fields: workdir, app_id, app_name or app, transfers, "
+                   "tags, parameters, site_name)")
             raise ValidationError(f"Job({name}=...): {name} {why}")
+        for key, site in (("site_name", site_name), ("site_id", site_id)):
+            check_site(f"Job({key}=...)", site, current_settings().site_name)
+        self._app_name = app_name
         self.id = None
         self.workdir = workdir
         self.app_id, self.app = app_id, app
@@ -146,6 +177,25 @@ class Job(Model):
             _ = self.transfers  # remember what it was, so save() can refuse a change
         self._transfers = value
 
+    def done(self) -> bool:
+        """Balsam's: re-read the job; True once it is JOB_FINISHED or FAILED."""
+        self.refresh_from_db()
+        return self.state in waiting.DONE_STATES
+
+    def get_parameters(self) -> dict[str, Any]:
+        """Balsam's: the job's parameters (a copy)."""
+        return dict(self.parameters)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Balsam's run() apps return a value through the job; none runs here."""
+        raise NoResult(f"job {self.id}: result() is the return value of a Balsam run() app; "
+                       "this site stages files and runs no apps, so no job has one (read "
+                       "what the app wrote in the job's workdir)")
+
+    def result_nowait(self) -> Any:
+        """As result()."""
+        return self.result()
+
     def resolve_workdir(self, data_path: Path | str | None = None) -> Path:
         """The workdir's absolute path (Balsam's name for it)."""
         return Path(data_path or current_settings().data_path) / self.workdir
@@ -171,25 +221,33 @@ class Job(Model):
         if self.id is None:
             _create([self])
             return
+        fields, event_data = self._patch()
+        if not fields:
+            self.refresh_from_db()  # nothing to write; a deleted job says so
+            return
+        with transaction():
+            if not guarded(lambda: db.Job.select().where(self._same_row()).exists()):
+                raise self.DoesNotExist(f"job {self.id} no longer exists")
+            write([(self.id, self._loaded["state"])], fields, event_data)
+        self.refresh_from_db()
+
+    def _patch(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """What save() writes: the changed fields (state_data as the keys that changed,
+        None removing one), and the state_data given, for the event of a state change."""
         changed = self._changed()
         fixed = [name for name in changed if name in FIXED]
         if fixed:
             raise ValidationError(f"job {self.id}: {fixed[0]} cannot be changed once the "
                                   "job exists (delete it and create another)")
-        if not changed:
-            self.refresh_from_db()  # nothing to write; a deleted job says so
-            return
         fields = {name: getattr(self, name) for name in changed}
+        event_data = None
         if "state_data" in fields:  # only the keys that changed, so the site's keys survive
             old = self._loaded["state_data"]
             new = inputs.mapping(self.id, "state_data", self.state_data)
             fields["state_data"] = {**{k: None for k in old if k not in new},
                                     **{k: v for k, v in new.items() if old.get(k) != v}}
-        with transaction():
-            if not guarded(lambda: db.Job.select().where(self._same_row()).exists()):
-                raise self.DoesNotExist(f"job {self.id} no longer exists")
-            _write([(self.id, self._loaded["state"])], fields)
-        self.refresh_from_db()
+            event_data = new
+        return fields, event_data
 
     def delete(self) -> None:
         """Delete the job, its items and log rows; refused while items are in flight."""
@@ -202,20 +260,11 @@ class Job(Model):
         self.id = None
 
     @classmethod
-    def _update(cls, query: QuerySet[Any], fields: dict[str, Any]) -> list[Job]:
+    def _update(cls, query: QuerySet[Any], fields: dict[str, Any]) -> UpdateResult:
         """Each job moves through the same compare-and-set as save(); all or nothing.
-        state_data is merged key by key. Returns the updated jobs."""
-        for name in fields:
-            if name in FIXED:
-                raise ValidationError(f"update: {name} cannot be changed once a job exists")
-            if name not in WRITABLE:
-                raise ValidationError(f"update: Job has no writable field {name!r} "
-                                      f"(writable: {', '.join(WRITABLE)})")
-        with transaction():
-            rows = guarded(lambda: list(query._query(db.Job.id, db.Job.state).tuples()))
-            _write(rows, fields)
-        ids = [job_id for job_id, _ in rows]
-        return list(QuerySet(cls, where=(db.Job.id.in_(value_list(ids)),)))
+        state_data is merged key by key. Returns the updated jobs; see UpdateResult for
+        FAILED jobs sent to RESTART_READY that failed on a transfer."""
+        return update(query, fields)
 
     @classmethod
     def _delete(cls, query: QuerySet[Any]) -> int:
@@ -227,40 +276,19 @@ class Job(Model):
             return guarded(lambda: job_db.delete_jobs(query._ids(), still_matching))
 
 
-def _write(rows: list[tuple[int, str]], fields: dict[str, Any]) -> None:
-    """Write `fields` on jobs (id, state they were read in), in the caller's transaction."""
-    values = {getattr(db.Job, name): inputs.mapping(rows[0][0] if len(rows) == 1 else "update",
-                                              name, fields[name])
-              for name in ("tags", "parameters") if name in fields}
-    patch = inputs.mapping("update", "state_data", fields["state_data"]) \
-        if "state_data" in fields else None
-    owned = sorted(set(patch or ()) & set(SITE_KEYS))
-    if owned:
-        raise ValidationError(f"state_data key {owned[0]!r} is written by the site (use "
-                              "`balsam transfer retry` to send a failed job back)")
-    target = fields.get("state")
-    if "state" in fields:
-        transitions.check_state_name(target, "state")
-    ids = [job_id for job_id, _ in rows]
-    guarded(lambda: job_db.write_fields(ids, values, patch))
-    read_in: dict[str, list[int]] = {}  # one compare-and-set per state the jobs were in
-    for job_id, read_state in rows:
-        if target is not None and read_state != target:
-            read_in.setdefault(read_state, []).append(job_id)
-    for read_state, job_ids in read_in.items():
-        guarded(lambda s=read_state, i=job_ids: job_db.set_jobs_state(i, s, target))
-
-
 def _create(objs: list[Job]) -> list[Job]:
     """Balsam's input forms -> JobSpec -> create_jobs; the objects become saved."""
     connect()
-    apps = dict(guarded(lambda: list(db.App.select(db.App.id, db.App.name).tuples())))
+    registered = guarded(lambda: list(db.App.select(db.App.id, db.App.name,
+                                                     db.App.source_file).tuples()))
+    apps = {app_id: name for app_id, name, _ in registered}
+    stems = {name: Path(source).stem for _, name, source in registered}
     specs = []
     for index, job in enumerate(objs):
         where = f"job {index}" if len(objs) > 1 else "job"
         if job.id is not None:
             raise ValidationError(f"{where}: job {job.id} is already saved")
-        specs.append(JobSpec(app=inputs.app_name(where, job, apps),
+        specs.append(JobSpec(app=inputs.app_name(where, job, apps, stems),
                              workdir=inputs.workdir_text(where, job.workdir),
                              transfers=inputs.transfer_texts(where, job._transfers),
                              # checked by create_jobs, whose messages name the workdir

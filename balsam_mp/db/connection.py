@@ -255,8 +255,14 @@ def _interventions(db: Database) -> None:
         db.execute_sql(statement)
 
 
+def _event_data(db: Database) -> None:
+    """v5: the state_data a user gives with a state change, kept on its event
+    (log_event.data, Balsam's EventLog.data)."""
+    db.execute_sql('ALTER TABLE "log_event" ADD COLUMN "data" TEXT')
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {2: _split_batches, 3: _request_budget,
-                                                     4: _interventions}
+                                                     4: _interventions, 5: _event_data}
 
 
 def _migrate(db: Database) -> None:

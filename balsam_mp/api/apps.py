@@ -49,6 +49,11 @@ class ApplicationDefinition:
             raise ValidationError(f"{cls.__name__}.submit({launch[0]}=...): {launch[0]} is a "
                                   "Balsam launcher setting; balsam_mp stages files and runs "
                                   "no apps")
+        if cls.__dict__.get("__app_id__") is None:  # as Balsam: an app not synced yet is
+            from balsam_mp.api.models import App
+
+            if not App.objects.filter(name=cls.__name__).exists():
+                cls.sync()  # registered by its first submit
         job = Job(workdir=workdir, app=cls.__name__, transfers=transfers, tags=tags,
                   parameters={**(parameters or {}), **more_parameters})
         if save:

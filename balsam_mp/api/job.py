@@ -27,7 +27,7 @@ from balsam_mp.api.apps import check_site
 from balsam_mp.api.jobs import JobSpec, create_jobs
 from balsam_mp.api.jobwrite import FIXED, UpdateResult, bulk_update, update, write
 from balsam_mp.api.model import Model
-from balsam_mp.api.models import CHOICES, EventLog
+from balsam_mp.api.models import CHOICES, App, EventLog
 from balsam_mp.api.query import Manager, QuerySet, guarded
 from balsam_mp.api.site import connect, current_settings, transaction
 from balsam_mp.db import jobs as job_db
@@ -93,6 +93,10 @@ class JobManager(Manager["Job"]):
             guarded(lambda: job_db.set_job_state(job_id, from_state, to_state, message))
 
 
+class AppNotHere(App.DoesNotExist, ValidationError):  # type: ignore[name-defined,misc]
+    """A job names its app at another site (Balsam raises App.DoesNotExist)."""
+
+
 class NoResult(BalsamError, ValueError):
     """Balsam's Job.NoResult: here every job has none (this site runs no apps)."""
 
@@ -133,7 +137,10 @@ class Job(Model):
                    "tags, parameters, site_name)")
             raise ValidationError(f"Job({name}=...): {name} {why}")
         for key, site in (("site_name", site_name), ("site_id", site_id)):
-            check_site(f"Job({key}=...)", site, current_settings().site_name)
+            try:
+                check_site(f"Job({key}=...)", site, current_settings().site_name)
+            except ValidationError as exc:  # Balsam: no such app at that site
+                raise AppNotHere(str(exc)) from None
         self._app_name = app_name
         self.id = None
         self.workdir = workdir
@@ -176,6 +183,18 @@ class Job(Model):
         if self.id is not None and self._transfers is None:
             _ = self.transfers  # remember what it was, so save() can refuse a change
         self._transfers = value
+
+    def __getattr__(self, name: str) -> Any:  # only for names not found otherwise
+        if name in LAUNCH_FIELDS:
+            raise AttributeError(f"Job.{name}: {name} is a Balsam launcher setting; "
+                                 "balsam_mp stages files and runs no apps")
+        raise AttributeError(f"'Job' object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in LAUNCH_FIELDS:
+            raise ValidationError(f"job {self.__dict__.get('id')}: {name} is a Balsam "
+                                  "launcher setting; balsam_mp stages files and runs no apps")
+        super().__setattr__(name, value)
 
     def done(self) -> bool:
         """Balsam's: re-read the job; True once it is JOB_FINISHED or FAILED."""

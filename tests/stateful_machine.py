@@ -15,7 +15,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 
 from balsam_mp import api, db, itemmoves, transitions
 from balsam_mp.api import Job
-from balsam_mp.api.job import SITE_KEYS
+from balsam_mp.api.jobwrite import SITE_KEYS
 from balsam_mp.db import cancels, controls, outcomes
 from balsam_mp.errors import NotFound, StateConflict, ValidationError
 from balsam_mp.states import JOB_STATES, Item, Task

@@ -118,14 +118,13 @@ def app_class(app: Any) -> type[ApplicationDefinition]:
 
 
 def check_site(where: str, site: Any, this_site: str) -> None:
-    """Balsam names an app's site; here apps belong to this site only: None (no site
+    """Balsam names an app's (or a job's) site; balsam_mp serves one site: None (no site
     attribute) or this site's name pass, anything else is refused with the reason."""
     if site is None or site == this_site:
         return
     if isinstance(site, str):
         raise ValidationError(f"{where}: site {site!r} is not this site ({this_site!r}); "
-                              "an app is registered at the site it runs at (set site = "
-                              f"{this_site!r} or remove the attribute)")
+                              "balsam_mp serves one site: name it, or leave the site out")
     raise ValidationError(f"{where}: site {site!r} is not this site's name ({this_site!r}); "
                           "sites here are named, not numbered")
 

@@ -27,7 +27,7 @@ from balsam_mp.api.apps import check_site
 from balsam_mp.api.jobs import JobSpec, create_jobs
 from balsam_mp.api.jobwrite import FIXED, UpdateResult, bulk_update, update, write
 from balsam_mp.api.model import Model
-from balsam_mp.api.models import CHOICES, App, EventLog
+from balsam_mp.api.models import CHOICES, App, EventLog, site_lookup
 from balsam_mp.api.query import Manager, QuerySet, guarded
 from balsam_mp.api.site import connect, current_settings, transaction
 from balsam_mp.db import jobs as job_db
@@ -110,6 +110,7 @@ class Job(Model):
         "workdir": (db.Job.workdir, "path"), "state": (db.Job.state, "job_state"),
         "tags": (db.Job.tags, "tags"), "parameters": (db.Job.parameters, "tags"),
         "last_update": (db.Job.updated_at, "time"), "created_at": (db.Job.created_at, "time"),
+        "site_name": (db.App.name, "site"), "site_id": (db.App.name, "site"),
     }
     _tracked = ("workdir", "app_id", "app", "state", "state_data", "tags", "parameters")
     _repr_fields = ("workdir", "state")
@@ -185,7 +186,8 @@ class Job(Model):
         self._transfers = value
 
     def __getattr__(self, name: str) -> Any:  # only for names not found otherwise
-        if name in LAUNCH_FIELDS:
+        if name in LAUNCH_FIELDS or name == "parent_query":
+            name = "parent_ids" if name == "parent_query" else name
             raise AttributeError(f"Job.{name}: {name} is a Balsam launcher setting; "
                                  "balsam_mp stages files and runs no apps")
         raise AttributeError(f"'Job' object has no attribute {name!r}")
@@ -194,6 +196,9 @@ class Job(Model):
         if name in LAUNCH_FIELDS:
             raise ValidationError(f"job {self.__dict__.get('id')}: {name} is a Balsam "
                                   "launcher setting; balsam_mp stages files and runs no apps")
+        if name == "state_timestamp":  # silently dropped, it would mislead
+            raise ValidationError(f"job {self.__dict__.get('id')}: state_timestamp is not "
+                                  "supported; an event's time is the database's clock")
         super().__setattr__(name, value)
 
     def done(self) -> bool:
@@ -214,6 +219,10 @@ class Job(Model):
     def result_nowait(self) -> Any:
         """As result()."""
         return self.result()
+
+    @classmethod
+    def _lookup(cls, name: str, op: str, value: Any) -> Any:
+        return site_lookup(cls, name, op, value)
 
     def resolve_workdir(self, data_path: Path | str | None = None) -> Path:
         """The workdir's absolute path (Balsam's name for it)."""

@@ -96,6 +96,18 @@ class TransferItem(Model):
         }
 
 
+def site_lookup(model: type[Model], name: str, op: str, value: Any) -> Any:
+    """Balsam's site_name= / site_id= filters: everything here is this site's, or a
+    clear refusal naming this site."""
+    if name not in ("site_name", "site_id"):
+        return None
+    if op:
+        raise ValidationError(f"unknown lookup {name}__{op!r} ({name} takes this site's name)")
+    check_site(f"{model.__name__}.objects.filter({name}=...)", value,
+               current_settings().site_name)
+    return peewee.SQL("1 = 1")
+
+
 def _relative(local_path: str, workdir: str) -> Path:
     """An item's local path (stored absolute) relative to its job's workdir."""
     root = f"{current_settings().data_path}/{workdir}"
@@ -141,11 +153,7 @@ class App(Model):
 
     @classmethod
     def _lookup(cls, name: str, op: str, value: Any) -> Any:
-        """Balsam's site_name= / site_id=: this site's apps, or a clear refusal."""
-        if name not in ("site_name", "site_id"):
-            return None
-        check_site(f"App.objects.filter({name}=...)", value, current_settings().site_name)
-        return peewee.SQL("1 = 1")
+        return site_lookup(cls, name, op, value)
 
     def delete(self) -> None:
         """Forget this app (Balsam's app.delete()); refused while jobs use it."""

@@ -14,7 +14,12 @@ import pytest
 from balsam_mp import api, db
 from balsam_mp.api import App, ApplicationDefinition, EventLog, Job, TransferItem
 from balsam_mp.site.layout import init_site
-from tests.balsam_snippets_more import ALL
+from tests.balsam_snippets import API
+from tests.balsam_snippets_jobs import JOBS
+from tests.balsam_snippets_more import APPDEF, MONITORING, QUICKSTART, TRANSFER
+from tests.balsam_snippets_test_api import TEST_API
+
+ALL = API + JOBS + APPDEF + TRANSFER + MONITORING + QUICKSTART + TEST_API
 
 APPS = '''
 from balsam_mp.api import ApplicationDefinition

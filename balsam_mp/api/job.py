@@ -15,20 +15,20 @@ first (`balsam transfer cancel`) or wait for it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import peewee
 
-from balsam_mp import db, transitions
+from balsam_mp import db
 from balsam_mp.api import inputs, waiting
 from balsam_mp.api.apps import check_site
+from balsam_mp.api.jobmanager import JobManager
 from balsam_mp.api.jobs import JobSpec, create_jobs
-from balsam_mp.api.jobwrite import FIXED, UpdateResult, bulk_update, update, write
+from balsam_mp.api.jobwrite import FIXED, UpdateResult, update, write
 from balsam_mp.api.model import Model
 from balsam_mp.api.models import CHOICES, App, EventLog, site_lookup
-from balsam_mp.api.query import Manager, QuerySet, guarded
+from balsam_mp.api.query import QuerySet, guarded
 from balsam_mp.api.site import connect, current_settings, transaction
 from balsam_mp.db import jobs as job_db
 from balsam_mp.db.bulk import value_list
@@ -38,59 +38,6 @@ from balsam_mp.errors import BalsamError, ValidationError
 LAUNCH_FIELDS = {"num_nodes", "ranks_per_node", "threads_per_rank", "threads_per_core",
                  "launch_params", "gpus_per_rank", "node_packing_count", "wall_time_min",
                  "parent_ids", "data", "return_code", "batch_job_id"}
-
-
-class JobManager(Manager["Job"]):
-    def create(self, workdir: Any = None, app_id: Any = None, **fields: Any) -> Job:
-        """Create and save one job (the keywords of Job(...))."""
-        job = Job(workdir=workdir, app_id=app_id, **fields)
-        job.save()
-        return job
-
-    def bulk_create(self, jobs: list[Job | dict[str, Any]]) -> list[Job]:
-        """Create many jobs (Job objects or dicts of its keywords) in one transaction:
-        all of them, or none if one is bad. The Job objects given become saved."""
-        if not isinstance(jobs, (list, tuple)):
-            raise ValidationError(f"bulk_create takes a list of Job objects, not {jobs!r}")
-        objs = []
-        for index, job in enumerate(jobs):
-            if isinstance(job, dict):
-                job = Job(**job)
-            elif not isinstance(job, Job):
-                raise ValidationError(f"job {index}: {job!r} is not a Job or a dict")
-            objs.append(job)
-        return _create(objs)
-
-    def bulk_update(self, jobs: list[Job]) -> UpdateResult:
-        """Balsam's: write what changed on each of these jobs (each its own change), as
-        save() would, in one transaction: all or none. A job moved or deleted since it
-        was read is refused (StateConflict, Job.DoesNotExist). The jobs are re-read."""
-        return bulk_update(waiting.saved_jobs("bulk_update", jobs, Job))
-
-    def bulk_refresh(self, jobs: list[Job]) -> None:
-        """Balsam's: re-read these jobs in one query (Job.DoesNotExist if one is gone)."""
-        waiting.bulk_refresh(waiting.saved_jobs("bulk_refresh", jobs, Job), Job)
-
-    def wait(self, jobs: list[Job], timeout: float | None = None, poll_interval: float = 1.0,
-             return_when: str = "ALL_COMPLETED") -> waiting.JobWaitResult:
-        """Balsam's: poll until all jobs are done (JOB_FINISHED or FAILED), or any with
-        return_when="FIRST_COMPLETED", or `timeout` s passed; returns (done, not_done)."""
-        return waiting.wait(jobs, Job, timeout, poll_interval, return_when)
-
-    def as_completed(self, jobs: list[Job], timeout: float | None = None,
-                     poll_interval: float = 1.0) -> Iterator[Job]:
-        """Balsam's: yield the jobs as they are done; concurrent.futures.TimeoutError
-        if `timeout` s pass first."""
-        return waiting.as_completed(jobs, Job, timeout, poll_interval)
-
-    def set_state(self, job_id: int, from_state: str, to_state: str, message: str = "") -> None:
-        """Compare-and-set one job's state (e.g. RUN_DONE -> POSTPROCESSED)."""
-        if isinstance(job_id, bool) or not isinstance(job_id, int):
-            raise ValidationError(f"set_state: job id {job_id!r} is not an integer")
-        from_state = transitions.check_state_name(from_state, f"job {job_id}: state")
-        to_state = transitions.check_state_name(to_state, f"job {job_id}: state")
-        with transaction():
-            guarded(lambda: job_db.set_job_state(job_id, from_state, to_state, message))
 
 
 class AppNotHere(App.DoesNotExist, ValidationError):  # type: ignore[name-defined,misc]
@@ -286,6 +233,10 @@ class Job(Model):
                 raise self.DoesNotExist(f"job {self.id} no longer exists")
             guarded(lambda: job_db.delete_jobs([self.id]))
         self.id = None
+
+    @classmethod
+    def _create_all(cls, objs: list[Job]) -> list[Job]:
+        return _create(objs)
 
     @classmethod
     def _update(cls, query: QuerySet[Any], fields: dict[str, Any]) -> UpdateResult:

@@ -88,6 +88,7 @@ def test_a_version_1_database_is_migrated(site):
                       'ALTER TABLE "transfer_task" DROP COLUMN "fault_since"',
                       'ALTER TABLE "transfer_task" DROP COLUMN "cancel_requested"',
                       'ALTER TABLE "transfer_item" DROP COLUMN "resend"',
+                      'ALTER TABLE "log_event" DROP COLUMN "data"',
                       "UPDATE meta SET value = '1' WHERE key = 'schema_version'"):
         database.execute_sql(statement)
     api.close()
@@ -118,6 +119,7 @@ def test_processes_opening_an_old_database_at_once_migrate_it_once(site):
     database = db.Job._meta.database
     for statement in ('ALTER TABLE "transfer_task" DROP COLUMN "cancel_requested"',
                       'ALTER TABLE "transfer_item" DROP COLUMN "resend"',
+                      'ALTER TABLE "log_event" DROP COLUMN "data"',
                       "UPDATE meta SET value = '3' WHERE key = 'schema_version'"):
         database.execute_sql(statement)
     api.close()

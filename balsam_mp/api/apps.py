@@ -69,7 +69,7 @@ class ApplicationDefinition:
         from balsam_mp.api.site import connect, current_settings
 
         connect()
-        source = cls._source_file or _source_of(cls)
+        source = cls.__dict__.get("_source_file") or _source_of(cls)
         where = f"{source}: app {cls.__name__}"
         check_site(where, cls.site, current_settings().site_name)
         slots = validate_slots(where, cls.transfers)
@@ -82,8 +82,8 @@ class ApplicationDefinition:
 
     @staticmethod
     def load_by_site(site: Any) -> dict[str, type[ApplicationDefinition]]:
-        """Balsam's: the apps registered at `site` (this site's name, or an App's
-        site_name), by name, as classes to submit jobs with."""
+        """Balsam's: the apps registered at `site` (this site's name), by name, as
+        classes to submit jobs with (or to sync again)."""
         from balsam_mp.api.models import App
         from balsam_mp.api.site import current_settings
 

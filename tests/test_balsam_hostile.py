@@ -247,3 +247,26 @@ def test_results_and_launcher_fields_say_this_site_runs_no_apps(site):
     from balsam_mp.api import site_config
 
     assert site_config.data_path == site.data_path
+
+
+def test_the_other_refusals_of_the_docs_table(site):
+    job = make(1)[0]
+    with pytest.raises(ValidationError, match="state_timestamp is not supported; an "
+                                              "event's time is the database's clock"):
+        job.state_timestamp = time.time()
+    with pytest.raises(AttributeError, match="Job.parent_ids: parent_ids is a Balsam"):
+        job.parent_query()
+    with pytest.raises(ModuleNotFoundError, match="No module named 'balsam_mp.config'"):
+        __import__("balsam_mp.config")
+    log = EventLog.objects.first()
+    log.from_state = "RUNNING"
+    with pytest.raises(ValidationError, match=f"EventLog {log.id}: from_state cannot be "
+                                              "changed from the API"):
+        log.save()
+    assert Job.objects.filter(site_name="site").count() == 1
+    assert App.objects.filter(site_id="site").count() == 1
+    with pytest.raises(ValidationError, match="sites here are named, not numbered"):
+        App.objects.filter(site_id=3).count()
+    mysim = ApplicationDefinition.load_by_name("MySim", site_name="site")
+    assert mysim.__app_id__ == App.objects.get(name="MySim").id
+    assert mysim.submit("loaded", transfers={"input_file": "laptop:/x"}).app == "MySim"

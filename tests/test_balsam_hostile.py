@@ -191,6 +191,15 @@ def test_bulk_restart_retries_failed_transfers_and_keeps_flights(site):
     assert event.data == {"reason": "bad run"}
     assert EventLog.objects.filter(data={"reason": "bad run"}).count() == 2
     assert Job.objects.get(id=failed_in.id).state_data["previous_failures"]
+    Job.objects.filter(id=failed_in.id).update(state="POSTPROCESSED")  # its result fails
+    task = claim("out")
+    finish(task.task_id, failed_items=tuple(
+        i.id for i in TransferItem.objects.filter(job_id=failed_in.id, direction="out")))
+    assert Job.objects.get(id=failed_in.id).state == "FAILED"
+    moved = Job.objects.filter(id=failed_in.id).update(state="RESTART_READY")
+    assert moved.retried == {failed_in.id: "POSTPROCESSED"}  # its result goes again
+    stage("out")
+    assert Job.objects.get(id=failed_in.id).state == "JOB_FINISHED"
 
 
 @pytest.mark.engines

@@ -140,8 +140,8 @@ def test_apps_registered_from_python_stay_until_removed(site):
     assert listed.returncode == 0 and "extra.Used" in listed.stdout
     refused = balsam("app", "rm", "-n", "Used", site=site.site_path)
     assert refused.returncode == 1
-    assert refused.stderr.strip() == ("Error: app Used is used by 1 job(s); delete them "
-                                      "first (`balsam job rm --app Used`)")
+    assert refused.stderr.strip() == ("Error: app Used is used by 1 job(s) (`balsam job ls "
+                                      "--app Used`); delete them first")
     missing = balsam("app", "rm", "-n", "Nope", site=site.site_path)
     assert "no app named 'Nope' (apps: FromNotebook, MySim, Used)" in missing.stderr
     assert balsam("app", "rm", "-n", "FromNotebook", site=site.site_path).returncode == 0

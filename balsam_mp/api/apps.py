@@ -251,8 +251,8 @@ def remove_apps(app_ids: list[int]) -> int:
             App.id.in_(app_ids)).group_by(App.name).order_by(App.name).tuples())
         if used:
             name, count = used[0]
-            raise ValidationError(f"app {name} is used by {count} job(s); delete them "
-                                  f"first (`balsam job rm --app {name}`)")
+            raise ValidationError(f"app {name} is used by {count} job(s) (`balsam job ls "
+                                  f"--app {name}`); delete them first")
         return App.delete().where(App.id.in_(app_ids)).execute()
 
     if not app_ids:

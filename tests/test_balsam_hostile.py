@@ -105,7 +105,7 @@ def test_an_app_of_another_site_is_refused_at_sync(site):
 
     with pytest.raises(ValidationError, match="site 'theta' is not this site \\('site'\\)"):
         Elsewhere.sync()
-    with pytest.raises(ValidationError, match="app class Elsewhere is not registered"):
+    with pytest.raises(ValidationError, match="app class Elsewhere: site 'theta' is not"):
         Job.objects.create(workdir="w", app_id=Elsewhere)
     (site.apps_path / "far.py").write_text(
         "from balsam_mp.api import ApplicationDefinition\n"
@@ -118,6 +118,15 @@ def test_an_app_of_another_site_is_refused_at_sync(site):
     with pytest.raises(App.DoesNotExist, match="site 'theta' is not this site"):
         Job(workdir="w", app="MySim", site_name="theta")
     assert Job(workdir="w", app="MySim", site_name="site").app == "MySim"
+
+    class MySim(ApplicationDefinition):  # the name of an app here, of another site
+        site = "theta"
+
+    with pytest.raises(ValidationError, match="app class MySim: site 'theta' is not this"):
+        Job.objects.create(workdir="w", app_id=MySim, transfers={"input_file": "laptop:/x"})
+    with pytest.raises(ValidationError, match="site 'theta' is not this site"):
+        MySim.submit("w", transfers={"input_file": "laptop:/x"})
+    assert Job.objects.count() == 0
 
 
 def test_apps_registered_from_python_stay_until_removed(site):
@@ -163,6 +172,9 @@ def test_a_wrong_app_name_lists_the_apps_and_never_a_listed_one_as_missing(site)
     class Other(ApplicationDefinition):
         transfers = {}
 
+    with pytest.raises(ValidationError, match="app class Other is not registered at this "
+                                              "site: call Other.sync\\(\\) first"):
+        Job(workdir="x", app_id=Other).save()
     Other.sync()
     with pytest.raises(ValidationError, match="these name different apps \\(app_id is MySim, "
                                               "app_name is Other\\)"):

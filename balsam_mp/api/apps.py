@@ -49,6 +49,9 @@ class ApplicationDefinition:
             raise ValidationError(f"{cls.__name__}.submit({launch[0]}=...): {launch[0]} is a "
                                   "Balsam launcher setting; balsam_mp stages files and runs "
                                   "no apps")
+        from balsam_mp.api.site import current_settings
+
+        check_site(f"{cls.__name__}.submit", cls.site, current_settings().site_name)
         if cls.__dict__.get("__app_id__") is None:  # as Balsam: an app not synced yet is
             from balsam_mp.api.models import App
 

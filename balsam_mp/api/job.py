@@ -262,12 +262,13 @@ def _create(objs: list[Job]) -> list[Job]:
                                                      db.App.source_file).tuples()))
     apps = {app_id: name for app_id, name, _ in registered}
     stems = {name: Path(source).stem for _, name, source in registered}
+    site_name = current_settings().site_name
     specs = []
     for index, job in enumerate(objs):
         where = f"job {index}" if len(objs) > 1 else "job"
         if job.id is not None:
             raise ValidationError(f"{where}: job {job.id} is already saved")
-        specs.append(JobSpec(app=inputs.app_name(where, job, apps, stems),
+        specs.append(JobSpec(app=inputs.app_name(where, job, apps, stems, site_name),
                              workdir=inputs.workdir_text(where, job.workdir),
                              transfers=inputs.transfer_texts(where, job._transfers),
                              # checked by create_jobs, whose messages name the workdir

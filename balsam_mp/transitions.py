@@ -13,6 +13,8 @@ JOB_FINISHED is final.
 
 from __future__ import annotations
 
+from enum import Enum
+
 from balsam_mp.errors import ValidationError
 from balsam_mp.states import (
     AWAITING_PARENTS,
@@ -35,22 +37,19 @@ from balsam_mp.states import (
 USER = "user"
 SITE = "site"
 
-# Run states: after stage-in, before stage-out. The user's code drives them.
-_RUN = (PREPROCESSED, RUNNING, RUN_DONE, RUN_ERROR, RUN_TIMEOUT, RESTART_READY)
+# Run states: after stage-in, before stage-out. The user's code drives them, in any
+# order (as in Balsam, whose server does not order them): no transfer is at stake
+# there, the stage-in items are all done and the stage-out items wait for
+# POSTPROCESSED.
+RUN_STATES = (STAGED_IN, PREPROCESSED, RUNNING, RUN_DONE, RUN_ERROR, RUN_TIMEOUT, RESTART_READY)
 
 # from-state -> the states a user may move a job to.
 USER_MOVES: dict[str, frozenset[str]] = {
     CREATED: frozenset({AWAITING_PARENTS, READY, FAILED}),
     AWAITING_PARENTS: frozenset({READY, FAILED}),
     READY: frozenset({STAGED_IN, FAILED}),
-    STAGED_IN: frozenset({*_RUN, POSTPROCESSED, FAILED}) - {RESTART_READY},
-    PREPROCESSED: frozenset({RUNNING, RUN_DONE, RUN_ERROR, RUN_TIMEOUT, POSTPROCESSED, FAILED}),
-    RUNNING: frozenset({RUN_DONE, RUN_ERROR, RUN_TIMEOUT, FAILED}),
-    RUN_DONE: frozenset({POSTPROCESSED, RESTART_READY, RUN_ERROR, FAILED}),
-    RUN_ERROR: frozenset({RESTART_READY, POSTPROCESSED, FAILED}),
-    RUN_TIMEOUT: frozenset({RESTART_READY, POSTPROCESSED, FAILED}),
-    RESTART_READY: frozenset({PREPROCESSED, RUNNING, RUN_DONE, RUN_ERROR, RUN_TIMEOUT,
-                              FAILED}),
+    **{state: frozenset({*RUN_STATES, POSTPROCESSED, FAILED}) - {state}
+       for state in RUN_STATES},
     POSTPROCESSED: frozenset({STAGED_OUT, FAILED}),
     STAGED_OUT: frozenset({JOB_FINISHED, FAILED}),
     JOB_FINISHED: frozenset(),
@@ -77,7 +76,9 @@ FINAL = frozenset({JOB_FINISHED})
 
 
 def check_state_name(state: object, where: str = "state") -> str:
-    """One of Balsam's 14 job states, or a ValidationError listing them."""
+    """One of Balsam's 14 job states (a name, or balsam_mp.schemas.JobState), or a
+    ValidationError listing them; returns the name."""
+    state = getattr(state, "value", state) if isinstance(state, Enum) else state
     if not isinstance(state, str) or state not in JOB_STATES:
         raise ValidationError(f"{where}: {state!r} is not a job state "
                               f"(one of {', '.join(JOB_STATES)})")

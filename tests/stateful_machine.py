@@ -15,7 +15,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 
 from balsam_mp import api, db, itemmoves, transitions
 from balsam_mp.api import Job
-from balsam_mp.api.job import SITE_KEYS
+from balsam_mp.api.jobwrite import SITE_KEYS
 from balsam_mp.db import cancels, controls, outcomes
 from balsam_mp.errors import NotFound, StateConflict, ValidationError
 from balsam_mp.states import JOB_STATES, Item, Task
@@ -280,7 +280,7 @@ class SiteAndUser(RuleBasedStateMachine):
             assert state in JOB_STATES
             chain = events.get(job_id, [])
             runs["seen"].update(entered for _, entered in chain)  # passed through, too
-            assert chain and chain[0][0] is None, (job_id, chain)
+            assert chain and chain[0][0] == "CREATED", (job_id, chain)
             for (_, reached), (left, entered) in itertools.pairwise(chain):
                 assert left == reached, (job_id, chain)
                 assert transitions.allowed(left, entered, transitions.USER) or \

@@ -33,7 +33,7 @@ def test_constructor_save_and_the_fields_balsam_has(site):
     assert (item.location_alias, item.remote_path, item.local_path, item.recursive) == (
         "laptop", PurePosixPath("/d/in.dat"), Path("input.dat"), False)
     assert (item.state, item.task_id, item.transfer_info["attempts"]) == ("pending", None, 0)
-    assert [(e.from_state, e.to_state) for e in job.events] == [(None, "READY")]
+    assert [(e.from_state, e.to_state) for e in job.events] == [("CREATED", "READY")]
 
 
 @pytest.mark.engines
@@ -48,14 +48,14 @@ def test_create_and_bulk_create_take_every_form(site):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"workdir": "w", "app_id": 99}, "app_id 99 is not a registered app"),
+    ({"workdir": "w", "app_id": 99}, "app_id: unknown app id 99"),
     ({"workdir": "w"}, "give app_id"),
     ({"app": "MySim"}, "workdir is missing"),
-    ({"workdir": "w", "app": "MySim", "app_id": 99}, "app_id 99"),
+    ({"workdir": "w", "app": "MySim", "app_id": 99}, "unknown app id 99"),
     ({"workdir": "w", "app": "MySim", "num_nodes": 2}, "num_nodes is a Balsam launcher"),
     ({"workdir": "w", "app": "MySim", "colour": 2}, "colour is not a Job field"),
     ({"workdir": "w", "app": "MySim", "transfers": ["laptop:/x"]}, "transfers must be a mapping"),
-    ({"workdir": "w", "app": "MySim", "tags": {"k": float("inf")}}, "must be strings"),
+    ({"workdir": "w", "app": "MySim", "tags": {"k": float("inf")}}, "not a number a tag"),
     ({"workdir": "w", "app": "MySim", "parameters": {1: 2}}, "parameters: key 1 must be a string"),
     ({"workdir": "w", "app": "MySim", "transfers": {"input_file": {"path": "/x"}}},
      "'location_alias': str"),

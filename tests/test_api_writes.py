@@ -99,7 +99,7 @@ def test_update_moves_each_job_all_or_none(site):
     moved = Job.objects.filter(id=[jobs[0].id, jobs[1].id]).update(state="RUNNING")
     assert sorted(j.state for j in moved) == ["RUNNING", "RUNNING"]
     with pytest.raises(ValidationError, match=f"job {jobs[0].id}: cannot move from RUNNING"):
-        Job.objects.all().update(state="PREPROCESSED")  # RUNNING -> PREPROCESSED is refused
+        Job.objects.all().update(state="STAGED_OUT")  # the site's move: refused
     assert Job.objects.get(id=jobs[2].id).state == "STAGED_IN"  # rolled back
     Job.objects.filter(id=jobs[1].id).update(state="FAILED")
     with pytest.raises(ValidationError, match=f"job {jobs[1].id}: cannot move from FAILED"):
@@ -145,7 +145,7 @@ def test_fields_that_are_fixed_once_a_job_exists(site):
             other.save()
     bad = Job.objects.get(id=job.id)
     bad.tags = {"k": float("nan")}
-    with pytest.raises(ValidationError, match="keys and values must be strings"):
+    with pytest.raises(ValidationError, match="not a number a tag can hold"):
         bad.save()
     item = TransferItem.objects.get(job_id=job.id, direction="in")
     item.state = "done"

@@ -29,7 +29,7 @@ def test_job_with_stage_in_starts_ready_and_its_items_pending(site, remote_files
     assert items["result"].state == "awaiting_job"
     assert (site.data_path / "ensemble/1").is_dir()
     events = [(e.from_state, e.to_state) for e in job.events]
-    assert events == [(None, "READY")]
+    assert events == [("CREATED", "READY")]
 
 
 def test_job_without_stage_in_starts_staged_in(site):

@@ -90,6 +90,7 @@ def test_a_version_1_database_is_migrated(site):
                       'ALTER TABLE "transfer_item" DROP COLUMN "resend"',
                       'ALTER TABLE "transfer_task" DROP COLUMN "submitted_at"',
                       'ALTER TABLE "transfer_task" DROP COLUMN "started_at"',
+                      'ALTER TABLE "log_event" DROP COLUMN "data"',
                       "UPDATE meta SET value = '1' WHERE key = 'schema_version'"):
         database.execute_sql(statement)
     api.close()
@@ -122,6 +123,7 @@ def test_processes_opening_an_old_database_at_once_migrate_it_once(site):
                       'ALTER TABLE "transfer_item" DROP COLUMN "resend"',
                       'ALTER TABLE "transfer_task" DROP COLUMN "submitted_at"',
                       'ALTER TABLE "transfer_task" DROP COLUMN "started_at"',
+                      'ALTER TABLE "log_event" DROP COLUMN "data"',
                       "UPDATE meta SET value = '3' WHERE key = 'schema_version'"):
         database.execute_sql(statement)
     api.close()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import os
 import sys
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
+
+import peewee
 
 from balsam_mp.api.paths import check_relative_path, overlap
 from balsam_mp.db.models import App, Job, utcnow
@@ -29,6 +32,9 @@ class ApplicationDefinition:
 
     description: ClassVar[str] = ""
     transfers: ClassVar[dict[str, dict[str, Any]]] = {}
+    site: ClassVar[Any] = None  # Balsam's: optional here, and must name this site
+    __app_id__: ClassVar[int | None] = None  # set by sync(), load_by_site(), as in Balsam
+    _source_file: ClassVar[str | None] = None  # a class rebuilt from the database
 
     @classmethod
     def submit(cls, workdir: Any, *, transfers: dict[str, Any] | None = None,
@@ -43,6 +49,14 @@ class ApplicationDefinition:
             raise ValidationError(f"{cls.__name__}.submit({launch[0]}=...): {launch[0]} is a "
                                   "Balsam launcher setting; balsam_mp stages files and runs "
                                   "no apps")
+        from balsam_mp.api.site import current_settings
+
+        check_site(f"{cls.__name__}.submit", cls.site, current_settings().site_name)
+        if cls.__dict__.get("__app_id__") is None:  # as Balsam: an app not synced yet is
+            from balsam_mp.api.models import App
+
+            if not App.objects.filter(name=cls.__name__).exists():
+                cls.sync()  # registered by its first submit
         job = Job(workdir=workdir, app=cls.__name__, transfers=transfers, tags=tags,
                   parameters={**(parameters or {}), **more_parameters})
         if save:
@@ -52,17 +66,70 @@ class ApplicationDefinition:
     @classmethod
     def sync(cls) -> Any:
         """Register (or update) this one app in the site's database, as `balsam app sync`
-        does for every app; returns its App object."""
+        does for every app; returns its App object. It stays registered until removed
+        (`balsam app rm -n NAME`, `App.objects.get(name=...).delete()`)."""
         from balsam_mp.api.models import App
-        from balsam_mp.api.site import connect
+        from balsam_mp.api.site import connect, current_settings
 
         connect()
-        source = inspect.getsourcefile(cls) or "<python>"
-        slots = validate_slots(f"{source}: app {cls.__name__}", cls.transfers)
+        source = cls.__dict__.get("_source_file") or _source_of(cls)
+        where = f"{source}: app {cls.__name__}"
+        check_site(where, cls.site, current_settings().site_name)
+        slots = validate_slots(where, cls.transfers)
         _upsert([{"name": cls.__name__, "source_file": source,
                   "description": cls.description or (cls.__doc__ or "").strip(),
                   "transfers": slots, "updated_at": utcnow()}])
-        return App.objects.get(name=cls.__name__)
+        app = App.objects.get(name=cls.__name__)
+        cls.__app_id__ = app.id
+        return app
+
+    @staticmethod
+    def load_by_site(site: Any) -> dict[str, type[ApplicationDefinition]]:
+        """Balsam's: the apps registered at `site` (this site's name), by name, as
+        classes to submit jobs with (or to sync again)."""
+        from balsam_mp.api.models import App
+        from balsam_mp.api.site import current_settings
+
+        check_site("load_by_site", site, current_settings().site_name)
+        return {app.name: app_class(app) for app in App.objects.order_by("name")}
+
+    @classmethod
+    def load_by_name(cls, app_name: str, site_name: str | None = None
+                     ) -> type[ApplicationDefinition]:
+        """Balsam's: one registered app as a class (App.DoesNotExist if none)."""
+        from balsam_mp.api.models import App
+        from balsam_mp.api.site import current_settings
+
+        if site_name is not None:
+            check_site("load_by_name", site_name, current_settings().site_name)
+        return app_class(App.objects.get(name=app_name))
+
+
+def _source_of(cls: type) -> str:
+    try:
+        return inspect.getsourcefile(cls) or "<python>"
+    except TypeError:  # defined in an interpreter session
+        return "<python>"
+
+
+def app_class(app: Any) -> type[ApplicationDefinition]:
+    """A registered App as an ApplicationDefinition subclass (what Balsam's loaders give)."""
+    return type(app.name, (ApplicationDefinition,), {
+        "__doc__": app.description, "description": app.description,
+        "transfers": app.transfers, "__app_id__": app.id, "_source_file": app.source_file,
+        "__module__": Path(app.source_file).stem or "balsam_site_apps"})
+
+
+def check_site(where: str, site: Any, this_site: str) -> None:
+    """Balsam names an app's (or a job's) site; balsam_mp serves one site: None (no site
+    attribute) or this site's name pass, anything else is refused with the reason."""
+    if site is None or site == this_site:
+        return
+    if isinstance(site, str):
+        raise ValidationError(f"{where}: site {site!r} is not this site ({this_site!r}); "
+                              "balsam_mp serves one site: name it, or leave the site out")
+    raise ValidationError(f"{where}: site {site!r} is not this site's name ({this_site!r}); "
+                          "sites here are named, not numbered")
 
 
 def validate_slots(where: str, transfers: Any) -> dict[str, dict[str, Any]]:
@@ -141,19 +208,22 @@ def sync_apps(settings: Settings) -> list[str]:
     classes = load_app_classes(settings.apps_path)
     rows = []
     for name, (file, cls) in classes.items():
+        check_site(f"{file}: app {name}", getattr(cls, "site", None), settings.site_name)
         slots = validate_slots(f"{file}: app {name}", cls.transfers)
         description = cls.description or (cls.__doc__ or "").strip()
         if not isinstance(description, str):
             raise ValidationError(f"{file}: app {name}: description must be a string")
         rows.append({"name": name, "source_file": str(file), "description": description,
                      "transfers": slots, "updated_at": utcnow()})
-    _upsert(rows, forget_others=True)
+    _upsert(rows, forget_from=settings.apps_path)
     return sorted(classes)
 
 
-def _upsert(rows: list[dict[str, Any]], forget_others: bool = False) -> None:
-    """Insert or update these apps; with `forget_others` (a sync of all SITE/apps), apps
-    gone from there are forgotten unless a job still uses them (its rows name the app)."""
+def _upsert(rows: list[dict[str, Any]], forget_from: Path | None = None) -> None:
+    """Insert or update these apps; with `forget_from` (a sync of all SITE/apps), apps
+    that came from a file there and are no longer defined there are forgotten unless a
+    job still uses them. Apps registered from elsewhere (`MyApp.sync()` in a script or a
+    notebook) stay until removed."""
     with App._meta.database.atomic():
         for row in rows:
             App.insert(**row).on_conflict(
@@ -161,6 +231,34 @@ def _upsert(rows: list[dict[str, Any]], forget_others: bool = False) -> None:
                 update={App.source_file: row["source_file"], App.description: row["description"],
                         App.transfers: row["transfers"], App.updated_at: row["updated_at"]},
             ).execute()
-        if forget_others:
-            App.delete().where(App.name.not_in([row["name"] for row in rows]),
-                               App.id.not_in(Job.select(Job.app))).execute()
+        if forget_from is not None:
+            folder = os.path.realpath(forget_from)
+            kept = {row["name"] for row in rows}
+            gone = [app_id for app_id, name, source in
+                    App.select(App.id, App.name, App.source_file).tuples()
+                    if name not in kept and os.path.isabs(source)
+                    and os.path.dirname(os.path.realpath(source)) == folder]
+            if gone:
+                App.delete().where(App.id.in_(gone),
+                                   App.id.not_in(Job.select(Job.app))).execute()
+
+
+def remove_apps(app_ids: list[int]) -> int:
+    """Forget these apps (`balsam app rm`, App.delete()); all or none, refused while a
+    job uses one of them. Returns how many were removed."""
+    from balsam_mp.api.query import guarded
+    from balsam_mp.api.site import transaction
+
+    def remove() -> int:
+        used = list(App.select(App.name, peewee.fn.COUNT(Job.id)).join(Job).where(
+            App.id.in_(app_ids)).group_by(App.name).order_by(App.name).tuples())
+        if used:
+            name, count = used[0]
+            raise ValidationError(f"app {name} is used by {count} job(s) (`balsam job ls "
+                                  f"--app {name}`); delete them first")
+        return App.delete().where(App.id.in_(app_ids)).execute()
+
+    if not app_ids:
+        return 0
+    with transaction():
+        return guarded(remove)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Any
 
+from balsam_mp.api.apps import check_site
 from balsam_mp.api.jobspec import check_json, check_tags
 from balsam_mp.errors import ValidationError
 
@@ -24,25 +25,59 @@ def mapping(job: object, name: str, value: Any) -> dict[str, Any]:
     return value
 
 
-def app_name(where: str, job: Any, apps: dict[int, str]) -> str:
-    name = job.app
-    if name is not None and not isinstance(name, str):
-        name = getattr(name, "name", None) or getattr(name, "__name__", None)  # App, class
+def app_name(where: str, job: Any, apps: dict[int, str], stems: dict[str, str],
+             site_name: str) -> str:
+    """The name of the app a job names, in any of Balsam's ways: app_id= an id, a name,
+    an ApplicationDefinition subclass or an App; app_name= "Class" or "module.Class";
+    app= (ours) a name. All that are given must agree. `apps`: id -> name of the
+    registered apps; `stems`: name -> the module (file stem) it was registered from; an
+    app class whose `site` names another site is refused, whatever is registered here."""
+    given = [(key, value) for key, value in (("app_id", job.app_id), ("app", job.app),
+                                             ("app_name", getattr(job, "_app_name", None)))
+             if value is not None]
+    if not given:
+        raise ValidationError(f"{where}: give app_id (an app's id, name or class), app_name "
+                              "or app")
+    names = {key: _one_app(f"{where}: {key}", value, apps, stems, site_name)
+             for key, value in given}
+    if len(set(names.values())) > 1:
+        shown_ = ", ".join(f"{key} is {name}" for key, name in names.items())
+        raise ValidationError(f"{where}: these name different apps ({shown_})")
+    return next(iter(names.values()))
+
+
+def _one_app(what: str, value: Any, apps: dict[int, str], stems: dict[str, str],
+             site_name: str) -> str:
+    def known() -> str:
+        return ", ".join(f"{name} (id {i}, {stems[name]}.{name})"
+                         for i, name in sorted(apps.items())) or \
+            "none; run `balsam app sync` or MyApp.sync()"
+
+    if isinstance(value, bool):
+        raise ValidationError(f"{what}: {value!r} is not an app")
+    if isinstance(value, int):
+        if value not in apps:
+            raise ValidationError(f"{what}: unknown app id {value} (registered: {known()})")
+        return apps[value]
+    if isinstance(value, type):  # an ApplicationDefinition subclass
+        name = value.__name__
+        check_site(f"{what}: app class {name}", getattr(value, "site", None), site_name)
+        if name not in stems:
+            raise ValidationError(f"{what}: app class {name} is not registered at this site: "
+                                  f"call {name}.sync() first (registered: {known()})")
+        return name
+    if not isinstance(value, str):  # an App object: its name
+        name = getattr(value, "name", None)
         if not isinstance(name, str):
-            raise ValidationError(f"{where}: app must be an app's name, not {job.app!r}")
-    if job.app_id is not None:
-        if isinstance(job.app_id, bool) or not isinstance(job.app_id, int) \
-                or job.app_id not in apps:
-            known = ", ".join(f"{i} ({n})" for i, n in sorted(apps.items())) or "none"
-            raise ValidationError(f"{where}: app_id {job.app_id!r} is not a registered app "
-                                  f"(apps: {known})")
-        if name is not None and name != apps[job.app_id]:
-            raise ValidationError(f"{where}: app_id {job.app_id} is {apps[job.app_id]}, "
-                                  f"not app {name!r}")
-        return apps[job.app_id]
-    if name is None:
-        raise ValidationError(f"{where}: give app_id (an app's id) or app (its name)")
-    return name
+            raise ValidationError(f"{what}: {value!r} is not an app id, name, class or App")
+        value = name
+    module, dot, name = value.rpartition(".")
+    if name in stems and (not dot or module == stems[name]):
+        return name
+    if name in stems:
+        raise ValidationError(f"{what}: {value!r}: app {name} is registered from module "
+                              f"{stems[name]!r} (class path {stems[name]}.{name})")
+    raise ValidationError(f"{what}: unknown app {value!r} (registered: {known()})")
 
 
 def workdir_text(where: str, workdir: Any) -> Any:

@@ -20,56 +20,32 @@ from typing import Any, ClassVar
 
 import peewee
 
-from balsam_mp import db, transitions
-from balsam_mp.api import inputs
+from balsam_mp import db
+from balsam_mp.api import inputs, waiting
+from balsam_mp.api.apps import check_site
+from balsam_mp.api.jobmanager import JobManager
 from balsam_mp.api.jobs import JobSpec, create_jobs
+from balsam_mp.api.jobwrite import FIXED, UpdateResult, update, write
 from balsam_mp.api.model import Model
-from balsam_mp.api.models import CHOICES, EventLog
-from balsam_mp.api.query import Manager, QuerySet, guarded
+from balsam_mp.api.models import CHOICES, App, EventLog, site_lookup
+from balsam_mp.api.query import QuerySet, guarded
 from balsam_mp.api.site import connect, current_settings, transaction
 from balsam_mp.db import jobs as job_db
 from balsam_mp.db.bulk import value_list
-from balsam_mp.errors import ValidationError
+from balsam_mp.errors import BalsamError, ValidationError
 
 # Balsam's launcher settings: meaningless here (this site stages files, it runs no apps).
 LAUNCH_FIELDS = {"num_nodes", "ranks_per_node", "threads_per_rank", "threads_per_core",
                  "launch_params", "gpus_per_rank", "node_packing_count", "wall_time_min",
                  "parent_ids", "data", "return_code", "batch_job_id"}
-WRITABLE = ("tags", "parameters", "state_data", "state")
-SITE_KEYS = ("failed_from", "failed_files", "previous_failures")  # state_data the site owns
-FIXED = ("workdir", "app_id", "app", "transfers")
 
 
-class JobManager(Manager["Job"]):
-    def create(self, workdir: Any = None, app_id: int | None = None, tags: Any = None,
-               parameters: Any = None, transfers: Any = None, app: Any = None,
-               **unsupported: Any) -> Job:
-        """Create and save one job (the keywords of Job(...))."""
-        job = Job(workdir=workdir, app_id=app_id, tags=tags, parameters=parameters,
-                  transfers=transfers, app=app, **unsupported)
-        job.save()
-        return job
+class AppNotHere(App.DoesNotExist, ValidationError):  # type: ignore[name-defined,misc]
+    """A job names its app at another site (Balsam raises App.DoesNotExist)."""
 
-    def bulk_create(self, jobs: list[Job | dict[str, Any]]) -> list[Job]:
-        """Create many jobs (Job objects or dicts of its keywords) in one transaction:
-        all of them, or none if one is bad. The Job objects given become saved."""
-        if not isinstance(jobs, (list, tuple)):
-            raise ValidationError(f"bulk_create takes a list of Job objects, not {jobs!r}")
-        objs = []
-        for index, job in enumerate(jobs):
-            if isinstance(job, dict):
-                job = Job(**job)
-            elif not isinstance(job, Job):
-                raise ValidationError(f"job {index}: {job!r} is not a Job or a dict")
-            objs.append(job)
-        return _create(objs)
 
-    def set_state(self, job_id: int, from_state: str, to_state: str, message: str = "") -> None:
-        """Compare-and-set one job's state (e.g. RUN_DONE -> POSTPROCESSED)."""
-        if isinstance(job_id, bool) or not isinstance(job_id, int):
-            raise ValidationError(f"set_state: job id {job_id!r} is not an integer")
-        with transaction():
-            guarded(lambda: job_db.set_job_state(job_id, from_state, to_state, message))
+class NoResult(BalsamError, ValueError):
+    """Balsam's Job.NoResult: here every job has none (this site runs no apps)."""
 
 
 class Job(Model):
@@ -81,6 +57,7 @@ class Job(Model):
         "workdir": (db.Job.workdir, "path"), "state": (db.Job.state, "job_state"),
         "tags": (db.Job.tags, "tags"), "parameters": (db.Job.parameters, "tags"),
         "last_update": (db.Job.updated_at, "time"), "created_at": (db.Job.created_at, "time"),
+        "site_name": (db.App.name, "site"), "site_id": (db.App.name, "site"),
     }
     _tracked = ("workdir", "app_id", "app", "state", "state_data", "tags", "parameters")
     _repr_fields = ("workdir", "state")
@@ -94,16 +71,25 @@ class Job(Model):
     tags: dict[str, str]
     parameters: dict[str, Any]
 
-    def __init__(self, workdir: Any = None, app_id: int | None = None, tags: Any = None,
+    NoResult = NoResult
+
+    def __init__(self, workdir: Any = None, app_id: Any = None, tags: Any = None,
                  parameters: Any = None, transfers: Any = None, app: Any = None,
+                 app_name: str | None = None, site_name: Any = None, site_id: Any = None,
                  **unsupported: Any) -> None:
         if unsupported:
             name = sorted(unsupported)[0]
             why = ("is a Balsam launcher setting; balsam_mp stages files and runs no apps"
                    if name in LAUNCH_FIELDS else
-                   "is not a Job field (fields: workdir, app_id or app, transfers, tags, "
-                   "parameters)")
+                   "is not a Job field (fields: workdir, app_id, app_name or app, transfers, "
+                   "tags, parameters, site_name)")
             raise ValidationError(f"Job({name}=...): {name} {why}")
+        for key, site in (("site_name", site_name), ("site_id", site_id)):
+            try:
+                check_site(f"Job({key}=...)", site, current_settings().site_name)
+            except ValidationError as exc:  # Balsam: no such app at that site
+                raise AppNotHere(str(exc)) from None
+        self._app_name = app_name
         self.id = None
         self.workdir = workdir
         self.app_id, self.app = app_id, app
@@ -146,6 +132,45 @@ class Job(Model):
             _ = self.transfers  # remember what it was, so save() can refuse a change
         self._transfers = value
 
+    def __getattr__(self, name: str) -> Any:  # only for names not found otherwise
+        if name in LAUNCH_FIELDS or name == "parent_query":
+            name = "parent_ids" if name == "parent_query" else name
+            raise AttributeError(f"Job.{name}: {name} is a Balsam launcher setting; "
+                                 "balsam_mp stages files and runs no apps")
+        raise AttributeError(f"'Job' object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in LAUNCH_FIELDS:
+            raise ValidationError(f"job {self.__dict__.get('id')}: {name} is a Balsam "
+                                  "launcher setting; balsam_mp stages files and runs no apps")
+        if name == "state_timestamp":  # silently dropped, it would mislead
+            raise ValidationError(f"job {self.__dict__.get('id')}: state_timestamp is not "
+                                  "supported; an event's time is the database's clock")
+        super().__setattr__(name, value)
+
+    def done(self) -> bool:
+        """Balsam's: re-read the job; True once it is JOB_FINISHED or FAILED."""
+        self.refresh_from_db()
+        return self.state in waiting.DONE_STATES
+
+    def get_parameters(self) -> dict[str, Any]:
+        """Balsam's: the job's parameters (a copy)."""
+        return dict(self.parameters)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Balsam's run() apps return a value through the job; none runs here."""
+        raise NoResult(f"job {self.id}: result() is the return value of a Balsam run() app; "
+                       "this site stages files and runs no apps, so no job has one (read "
+                       "what the app wrote in the job's workdir)")
+
+    def result_nowait(self) -> Any:
+        """As result()."""
+        return self.result()
+
+    @classmethod
+    def _lookup(cls, name: str, op: str, value: Any) -> Any:
+        return site_lookup(cls, name, op, value)
+
     def resolve_workdir(self, data_path: Path | str | None = None) -> Path:
         """The workdir's absolute path (Balsam's name for it)."""
         return Path(data_path or current_settings().data_path) / self.workdir
@@ -171,25 +196,33 @@ class Job(Model):
         if self.id is None:
             _create([self])
             return
+        fields, event_data = self._patch()
+        if not fields:
+            self.refresh_from_db()  # nothing to write; a deleted job says so
+            return
+        with transaction():
+            if not guarded(lambda: db.Job.select().where(self._same_row()).exists()):
+                raise self.DoesNotExist(f"job {self.id} no longer exists")
+            write([(self.id, self._loaded["state"])], fields, event_data)
+        self.refresh_from_db()
+
+    def _patch(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """What save() writes: the changed fields (state_data as the keys that changed,
+        None removing one), and the state_data given, for the event of a state change."""
         changed = self._changed()
         fixed = [name for name in changed if name in FIXED]
         if fixed:
             raise ValidationError(f"job {self.id}: {fixed[0]} cannot be changed once the "
                                   "job exists (delete it and create another)")
-        if not changed:
-            self.refresh_from_db()  # nothing to write; a deleted job says so
-            return
         fields = {name: getattr(self, name) for name in changed}
+        event_data = None
         if "state_data" in fields:  # only the keys that changed, so the site's keys survive
             old = self._loaded["state_data"]
             new = inputs.mapping(self.id, "state_data", self.state_data)
             fields["state_data"] = {**{k: None for k in old if k not in new},
                                     **{k: v for k, v in new.items() if old.get(k) != v}}
-        with transaction():
-            if not guarded(lambda: db.Job.select().where(self._same_row()).exists()):
-                raise self.DoesNotExist(f"job {self.id} no longer exists")
-            _write([(self.id, self._loaded["state"])], fields)
-        self.refresh_from_db()
+            event_data = new
+        return fields, event_data
 
     def delete(self) -> None:
         """Delete the job, its items and log rows; refused while items are in flight."""
@@ -202,20 +235,15 @@ class Job(Model):
         self.id = None
 
     @classmethod
-    def _update(cls, query: QuerySet[Any], fields: dict[str, Any]) -> list[Job]:
+    def _create_all(cls, objs: list[Job]) -> list[Job]:
+        return _create(objs)
+
+    @classmethod
+    def _update(cls, query: QuerySet[Any], fields: dict[str, Any]) -> UpdateResult:
         """Each job moves through the same compare-and-set as save(); all or nothing.
-        state_data is merged key by key. Returns the updated jobs."""
-        for name in fields:
-            if name in FIXED:
-                raise ValidationError(f"update: {name} cannot be changed once a job exists")
-            if name not in WRITABLE:
-                raise ValidationError(f"update: Job has no writable field {name!r} "
-                                      f"(writable: {', '.join(WRITABLE)})")
-        with transaction():
-            rows = guarded(lambda: list(query._query(db.Job.id, db.Job.state).tuples()))
-            _write(rows, fields)
-        ids = [job_id for job_id, _ in rows]
-        return list(QuerySet(cls, where=(db.Job.id.in_(value_list(ids)),)))
+        state_data is merged key by key. Returns the updated jobs; see UpdateResult for
+        FAILED jobs sent to RESTART_READY that failed on a transfer."""
+        return update(query, fields)
 
     @classmethod
     def _delete(cls, query: QuerySet[Any]) -> int:
@@ -227,40 +255,20 @@ class Job(Model):
             return guarded(lambda: job_db.delete_jobs(query._ids(), still_matching))
 
 
-def _write(rows: list[tuple[int, str]], fields: dict[str, Any]) -> None:
-    """Write `fields` on jobs (id, state they were read in), in the caller's transaction."""
-    values = {getattr(db.Job, name): inputs.mapping(rows[0][0] if len(rows) == 1 else "update",
-                                              name, fields[name])
-              for name in ("tags", "parameters") if name in fields}
-    patch = inputs.mapping("update", "state_data", fields["state_data"]) \
-        if "state_data" in fields else None
-    owned = sorted(set(patch or ()) & set(SITE_KEYS))
-    if owned:
-        raise ValidationError(f"state_data key {owned[0]!r} is written by the site (use "
-                              "`balsam transfer retry` to send a failed job back)")
-    target = fields.get("state")
-    if "state" in fields:
-        transitions.check_state_name(target, "state")
-    ids = [job_id for job_id, _ in rows]
-    guarded(lambda: job_db.write_fields(ids, values, patch))
-    read_in: dict[str, list[int]] = {}  # one compare-and-set per state the jobs were in
-    for job_id, read_state in rows:
-        if target is not None and read_state != target:
-            read_in.setdefault(read_state, []).append(job_id)
-    for read_state, job_ids in read_in.items():
-        guarded(lambda s=read_state, i=job_ids: job_db.set_jobs_state(i, s, target))
-
-
 def _create(objs: list[Job]) -> list[Job]:
     """Balsam's input forms -> JobSpec -> create_jobs; the objects become saved."""
     connect()
-    apps = dict(guarded(lambda: list(db.App.select(db.App.id, db.App.name).tuples())))
+    registered = guarded(lambda: list(db.App.select(db.App.id, db.App.name,
+                                                     db.App.source_file).tuples()))
+    apps = {app_id: name for app_id, name, _ in registered}
+    stems = {name: Path(source).stem for _, name, source in registered}
+    site_name = current_settings().site_name
     specs = []
     for index, job in enumerate(objs):
         where = f"job {index}" if len(objs) > 1 else "job"
         if job.id is not None:
             raise ValidationError(f"{where}: job {job.id} is already saved")
-        specs.append(JobSpec(app=inputs.app_name(where, job, apps),
+        specs.append(JobSpec(app=inputs.app_name(where, job, apps, stems, site_name),
                              workdir=inputs.workdir_text(where, job.workdir),
                              transfers=inputs.transfer_texts(where, job._transfers),
                              # checked by create_jobs, whose messages name the workdir

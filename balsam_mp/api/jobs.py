@@ -103,8 +103,9 @@ def _commit(folders: Folders, planned: list) -> list[Job]:
             insert_rows(TransferItem, [
                 dict(item, job=ids[spec.workdir], created_at=now, updated_at=now)
                 for spec, _, items in planned for item in items])
-            insert_rows(LogEvent, [{"job": ids[row["workdir"]], "to_state": row["state"],
-                                    "message": "created", "timestamp": now}
+            insert_rows(LogEvent, [{"job": ids[row["workdir"]], "from_state": states.CREATED,
+                                    "to_state": row["state"], "message": "created",
+                                    "timestamp": now}
                                    for row in job_rows])
     except peewee.IntegrityError:
         # another process committed one of these workdirs since we checked

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from balsam_mp.api.paths import shown
@@ -20,22 +21,40 @@ class JobSpec:
     parameters: dict[str, Any]
 
 
+def tag_text(what: str, value: Any) -> str:
+    """A tag key or value as Balsam's client stores it: numbers and booleans become
+    their str (1 -> "1", True -> "True"); anything else but a str is refused."""
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(f"{what}: {value!r} is not a number a tag can hold")
+    if isinstance(value, (bool, int, float)):
+        return str(value)
+    if not isinstance(value, str):
+        raise ValidationError(f"{what}: {value!r}: tag keys and values must be strings "
+                              "(numbers and booleans become their string)")
+    if "\0" in value:
+        raise ValidationError(f"{what}: {shown(value)} contains a NUL byte")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{what}: {shown(value)} is not valid UTF-8") from None
+    return value
+
+
 def check_tags(what: str, tags: Any) -> dict[str, str]:
+    """Tags as stored: str -> str (see tag_text). Two keys that become the same
+    string (1 and "1") are refused."""
     if not isinstance(tags, dict):
         raise ValidationError(f"{what}: must be a mapping of key: value, "
                               f"got {type(tags).__name__}")
+    out: dict[str, str] = {}
     for key, value in tags.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise ValidationError(f"{what}: {key!r}: {value!r}: keys and values must be "
-                                  "strings")
-        for text in (key, value):
-            if "\0" in text:
-                raise ValidationError(f"{what}: {shown(text)} contains a NUL byte")
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValidationError(f"{what}: {shown(text)} is not valid UTF-8") from None
-    return tags
+        text = tag_text(what, key)
+        if text in out:
+            raise ValidationError(f"{what}: key {key!r} is given twice (as {text!r})")
+        out[text] = tag_text(f"{what}: {text!r}", value)
+    return out
 
 
 def check_json(what: str, value: Any) -> None:

@@ -38,6 +38,7 @@ class Model:
     _choices: ClassVar[dict[str, tuple[str, ...]]] = {}  # kind -> allowed values
     _tracked: ClassVar[tuple[str, ...]] = ()  # attributes save() compares
     _read_only_hint: ClassVar[str] = ""
+    _default_order: ClassVar[tuple[Any, ...]] = ()  # else by id
     _manager: ClassVar[type[Manager[Any]]] = Manager
     objects: ClassVar[Manager[Any]]
     DoesNotExist: ClassVar[type[NotFound]]
@@ -77,6 +78,11 @@ class Model:
     @classmethod
     def _convert(cls, row: dict[str, Any]) -> dict[str, Any]:
         return dict(row)
+
+    @classmethod
+    def _lookup(cls, name: str, op: str, value: Any) -> Any:
+        """A model's own SQL for a lookup, or None for the generic one."""
+        return None
 
     def _same_row(self) -> Any:
         """The row this object was read from (a model whose ids can be reused after a

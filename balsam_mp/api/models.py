@@ -9,11 +9,13 @@ from typing import Any, ClassVar
 import peewee
 
 from balsam_mp import db
-from balsam_mp.api.apps import sync_apps
+from balsam_mp.api.apps import check_site, remove_apps, sync_apps
 from balsam_mp.api.model import Model
+from balsam_mp.api.query import QuerySet
 from balsam_mp.api.site import connect, current_settings
-from balsam_mp.errors import BalsamError
-from balsam_mp.states import DIRECTIONS, JOB_STATES, Item, Task
+from balsam_mp.errors import BalsamError, ValidationError
+from balsam_mp.schemas import plain
+from balsam_mp.states import CREATED, DIRECTIONS, JOB_STATES, Item, Task
 
 CHOICES = {"job_state": JOB_STATES, "item_state": Item.ALL, "task_state": Task.ALL,
            "direction": DIRECTIONS}
@@ -94,6 +96,18 @@ class TransferItem(Model):
         }
 
 
+def site_lookup(model: type[Model], name: str, op: str, value: Any) -> Any:
+    """Balsam's site_name= / site_id= filters: everything here is this site's, or a
+    clear refusal naming this site."""
+    if name not in ("site_name", "site_id"):
+        return None
+    if op:
+        raise ValidationError(f"unknown lookup {name}__{op!r} ({name} takes this site's name)")
+    check_site(f"{model.__name__}.objects.filter({name}=...)", value,
+               current_settings().site_name)
+    return peewee.SQL("1 = 1")
+
+
 def _relative(local_path: str, workdir: str) -> Path:
     """An item's local path (stored absolute) relative to its job's workdir."""
     root = f"{current_settings().data_path}/{workdir}"
@@ -131,10 +145,27 @@ class App(Model):
     _filters: ClassVar[dict[str, tuple[Any, str]]] = {
         "id": (db.App.id, "int"), "name": (db.App.name, "text"),
         "last_modified": (db.App.updated_at, "time"),
+        "site_name": (db.App.name, "site"), "site_id": (db.App.name, "site"),
     }
     _tracked = ("name", "description", "transfers", "source_file")
     _repr_fields = ("name",)
     _read_only_hint = "edit the class in SITE/apps/ and run `balsam app sync`"
+
+    @classmethod
+    def _lookup(cls, name: str, op: str, value: Any) -> Any:
+        return site_lookup(cls, name, op, value)
+
+    def delete(self) -> None:
+        """Forget this app (Balsam's app.delete()); refused while jobs use it."""
+        if self.id is None:
+            raise ValidationError("this App is not saved: nothing to delete")
+        if not remove_apps([self.id]):
+            raise self.DoesNotExist(f"app {self.id} no longer exists")
+        self.id = None
+
+    @classmethod
+    def _delete(cls, query: QuerySet[Any]) -> int:
+        return remove_apps(query._ids())
 
     @classmethod
     def _convert(cls, row: dict[str, Any]) -> dict[str, Any]:
@@ -155,23 +186,49 @@ class App(Model):
 
 
 class EventLog(Model):
-    """One state change of a job or item (and site events, with no job)."""
+    """One state change of a job or item (and site events, with no job), newest first
+    as in Balsam. `data` is the state_data the user gave with the change, else
+    {"message": ...}; a job's first event comes from CREATED."""
 
     _table = db.LogEvent
+    _default_order = (db.LogEvent.timestamp.desc(), db.LogEvent.id.desc())
     _filters: ClassVar[dict[str, tuple[Any, str]]] = {
         "id": (db.LogEvent.id, "int"), "job_id": (db.LogEvent.job, "int"),
         "transfer_item_id": (db.LogEvent.transfer_item, "int"),
         "from_state": (db.LogEvent.from_state, "text"),
         "to_state": (db.LogEvent.to_state, "text"),
         "timestamp": (db.LogEvent.timestamp, "time"),
+        "tags": (db.Job.tags, "tags"), "data": (db.LogEvent.data, "tags"),
     }
-    _tracked = ("job_id", "from_state", "to_state", "message")
+    _tracked = ("job_id", "from_state", "to_state", "message", "data")
     _repr_fields = ("job_id", "from_state", "to_state")
     _read_only_hint = "the log is written by every state change"
 
     @classmethod
+    def _select(cls, *columns: Any) -> peewee.ModelSelect:
+        connect()  # tags= filters through the job (site events have none)
+        return db.LogEvent.select(*(columns or (db.LogEvent,))).join(
+            db.Job, peewee.JOIN.LEFT_OUTER)
+
+    @classmethod
+    def _lookup(cls, name: str, op: str, value: Any) -> Any:
+        """from_state="CREATED" also finds creation events written before schema 5."""
+        values = [value] if isinstance(value, str) else value
+        if name != "from_state" or op not in ("", "in") or \
+                not isinstance(values, (list, tuple, set, frozenset)) or CREATED not in values:
+            return None
+        column = db.LogEvent.from_state
+        return column.in_([plain(v) for v in values]) | (
+            column.is_null() & db.LogEvent.job.is_null(False)
+            & db.LogEvent.transfer_item.is_null())
+
+    @classmethod
     def _convert(cls, row: dict[str, Any]) -> dict[str, Any]:
+        from_state = row["from_state"]
+        if from_state is None and row["job"] is not None and row["transfer_item"] is None:
+            from_state = CREATED  # written before schema 5: a job's creation
         return {"id": row["id"], "job_id": row["job"], "transfer_item_id": row["transfer_item"],
-                "from_state": row["from_state"], "to_state": row["to_state"],
+                "from_state": from_state, "to_state": row["to_state"],
                 "message": row["message"], "timestamp": row["timestamp"],
-                "data": {"message": row["message"]}}
+                "data": row["data"] if row["data"] is not None else
+                {"message": row["message"]}}

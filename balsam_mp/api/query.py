@@ -22,6 +22,7 @@ from balsam_mp.api.site import connect, database_error
 from balsam_mp.api.tagfilter import check_utf8, tag_filter
 from balsam_mp.db import bulk
 from balsam_mp.errors import ValidationError
+from balsam_mp.schemas import plain
 
 if TYPE_CHECKING:
     from balsam_mp.api.model import Model
@@ -88,7 +89,8 @@ class QuerySet(Generic[T]):
         query = self.model._select(*columns)
         if self._where:
             query = query.where(*self._where)
-        query = query.order_by(*(self._order or (self.model._table.id.asc(),)))
+        query = query.order_by(*(self._order or self.model._default_order
+                                 or (self.model._table.id.asc(),)))
         if self._window is not None:
             start = self._window.start or 0
             if self._window.stop is not None:
@@ -184,6 +186,9 @@ class QuerySet(Generic[T]):
             name, _, op = name.rpartition("_")
             op = _ALIASES[op]
         column, kind = self._column(name)
+        special = self.model._lookup(name, op, value)
+        if special is not None:
+            return special
         if kind == "tags":
             if op:
                 raise ValidationError(f"unknown lookup {key!r} ({name} takes {name}={{...}})")
@@ -212,6 +217,7 @@ class QuerySet(Generic[T]):
 
     def _value(self, key: str, kind: str, value: Any) -> Any:
         where = f"{self.model.__name__}.objects.filter({key}=...)"
+        value = plain(value)  # JobState.failed -> "FAILED"
         if kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValidationError(f"{where}: {value!r} is not an integer")

@@ -8,6 +8,7 @@ from typing import Any
 
 import peewee
 
+from balsam_mp.api.jobspec import tag_text
 from balsam_mp.api.site import connect
 from balsam_mp.db import bulk
 from balsam_mp.errors import ValidationError
@@ -33,9 +34,9 @@ def tag_filter(name: str, column: Any, value: Any) -> peewee.Expression:
                 raise ValidationError(f"{name}=: {entry!r} is not 'key:value'")
             pairs[key] = wanted
         value = pairs
-    if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, dict):
         raise ValidationError(f"{name}= takes a mapping of key: value strings, not {value!r}")
+    value = {tag_text(f"{name}=", k): tag_text(f"{name}=", v) for k, v in value.items()}
     for text in (*value, *value.values()):
         check_utf8(f"{name}=", text)
     connect()  # the SQL differs by engine

@@ -262,8 +262,15 @@ def _task_times(db: Database) -> None:
         db.execute_sql(f'ALTER TABLE "transfer_task" ADD COLUMN "{column}" TEXT')
 
 
+def _event_data(db: Database) -> None:
+    """v6: the state_data a user gives with a state change, kept on its event
+    (log_event.data, Balsam's EventLog.data)."""
+    db.execute_sql('ALTER TABLE "log_event" ADD COLUMN "data" TEXT')
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {2: _split_batches, 3: _request_budget,
-                                                     4: _interventions, 5: _task_times}
+                                                     4: _interventions, 5: _task_times,
+                                                     6: _event_data}
 
 
 def _migrate(db: Database) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from balsam_mp import itemmoves, states
-from balsam_mp.db.jobs import advance_jobs, lock_jobs, release_stage_out
+from balsam_mp.db.bulk import value_list
+from balsam_mp.db.jobs import advance_jobs, lock_jobs, release_stage_out, set_jobs_state
 from balsam_mp.db.models import Job, LogEvent, TransferItem, utcnow
 from balsam_mp.errors import NotFound, ValidationError
 from balsam_mp.states import Item
@@ -72,3 +73,30 @@ def _revive(job_id: int, now) -> None:
         release_stage_out([job_id], new_run=False)  # advances it if nothing is left to send
     elif job.state == states.READY:
         advance_jobs([job_id], "in")
+
+
+def retry_failed_jobs(job_ids: list[int]) -> dict[int, str]:
+    """FAILED jobs a user sends to RESTART_READY (Balsam's "run the failed jobs
+    again") whose files are not all in: a job that failed on a transfer has its failed
+    items retried (back to READY, then STAGED_IN when they arrive; POSTPROCESSED for a
+    failed stage-out), a job whose stage-in never finished goes back to READY. Runs in
+    the caller's transaction; returns job id -> the state each went to (the others are
+    left for the caller's move to RESTART_READY)."""
+    lock_jobs(job_ids)
+    ids = value_list(job_ids)
+    failed_items = [item_id for (item_id,) in TransferItem.select(TransferItem.id).join(Job)
+                    .where(TransferItem.job.in_(ids), TransferItem.state == Item.ERROR,
+                           Job.state == states.FAILED).tuples()]
+    held = {job_id for (job_id,) in TransferItem.select(TransferItem.job).join(Job).where(
+        TransferItem.job.in_(ids), TransferItem.direction == "in",
+        TransferItem.state != Item.DONE, Job.state == states.FAILED).tuples()}
+    if failed_items:
+        held |= {job_id for (job_id,) in TransferItem.select(TransferItem.job).where(
+            TransferItem.id.in_(value_list(failed_items))).tuples()}
+        retry_items(failed_items)
+    still = sorted(job_id for (job_id,) in Job.select(Job.id).where(
+        Job.id.in_(value_list(sorted(held))), Job.state == states.FAILED).tuples())
+    set_jobs_state(still, states.FAILED, states.READY,
+                   "sent to RESTART_READY: its stage-in is not done; staged in again")
+    return dict(Job.select(Job.id, Job.state).where(
+        Job.id.in_(value_list(sorted(held)))).tuples())

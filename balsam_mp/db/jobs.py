@@ -18,28 +18,29 @@ from balsam_mp.errors import NotFound, StateConflict, ValidationError
 from balsam_mp.states import Item
 
 
-def set_job_state(job_id: int, from_state: str, to_state: str, message: str = "") -> None:
+def set_job_state(job_id: int, from_state: str, to_state: str, message: str = "",
+                  data: dict[str, Any] | None = None) -> None:
     """A user's move of one job, checked against the transition table: a compare-and-set
     from `from_state` with its log row. Entering POSTPROCESSED releases the stage-out
     items; entering READY picks up stage-in items that are already done.
 
     Raises ValidationError (a move the table refuses, or site work not done yet),
     StateConflict (the job is not in `from_state`), NotFound (no such job)."""
-    set_jobs_state([job_id], from_state, to_state, message)
+    set_jobs_state([job_id], from_state, to_state, message, data)
 
 
 def set_jobs_state(job_ids: list[int], from_state: str, to_state: str,
-                   message: str = "") -> None:
+                   message: str = "", data: dict[str, Any] | None = None) -> None:
     """set_job_state for jobs all read in `from_state`, as one compare-and-set. Raises on
     the first job refused (by id), naming it: the caller's transaction then rolls back
-    the others."""
+    the others. `data`: the state_data given with the change, kept on its events."""
     if not job_ids:
         return
     transitions.check(job_ids[0], from_state, to_state, transitions.USER)
     needs = transitions.NEEDS_DONE.get(to_state)
     guard = "" if to_state == states.FAILED else _NO_FAILED_ITEMS
     moved = move_jobs(job_ids, from_state, to_state, message or "set by the user",
-                      all_done=needs, extra=guard, actor=transitions.USER)
+                      all_done=needs, extra=guard, actor=transitions.USER, data=data)
     if len(moved) < len(job_ids):
         _explain_refusal(min(set(job_ids) - set(moved)), from_state, to_state, needs)
     if to_state == states.POSTPROCESSED:
@@ -86,26 +87,29 @@ _NO_FAILED_ITEMS = """
     AND NOT EXISTS (SELECT 1 FROM transfer_item AS item WHERE item.job_id = job.id
                     AND item.state = 'error')"""
 _LOG_MOVES = """
-    INSERT INTO log_event (job_id, from_state, to_state, message, timestamp)
-    SELECT value, :from_state, :to_state, :message, :now FROM ({ids}) AS moved"""
+    INSERT INTO log_event (job_id, from_state, to_state, message, data, timestamp)
+    SELECT value, :from_state, :to_state, :message, :data, :now FROM ({ids}) AS moved"""
 
 
 def move_jobs(job_ids: list[int], from_state: str, to_state: str, message: str = "",
               *, all_done: str | None = None, extra: str = "",
-              actor: str = transitions.SITE, skipped: list[int] | None = None) -> list[int]:
+              actor: str = transitions.SITE, skipped: list[int] | None = None,
+              data: dict[str, Any] | None = None) -> list[int]:
     """Compare-and-set: those of `job_ids` that are in `from_state` move; returns them.
 
     all_done: a direction; only jobs whose items in that direction are all done move.
     extra: one more SQL condition on the job row. skipped: a list to which the jobs
     another session holds locked are added, instead of waiting for them (the site's own
-    moves: a pass moves what it can, and tries the rest again later)."""
+    moves: a pass moves what it can, and tries the rest again later). data: the
+    events' data (a user's state_data)."""
     if not job_ids:
         return []
     if not transitions.allowed(from_state, to_state, actor):
         raise ValidationError(f"{actor} may not move jobs from {from_state} to {to_state}")
     params = {"ids": json.dumps(job_ids), "from_state": from_state, "to_state": to_state,
               "now": iso(utcnow()), "message": message, "direction": all_done,
-              "done": Item.DONE}
+              "done": Item.DONE,
+              "data": None if data is None else json.dumps(data, sort_keys=True)}
     condition = (_ALL_ITEMS_DONE if all_done else "") + extra
     ids = dialect().ID_LIST.format(param=":ids")
     if all_done and skipped is not None and dialect().LOCK_FREE_JOBS:

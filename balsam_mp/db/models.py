@@ -12,7 +12,7 @@ from typing import Any
 
 import peewee
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 database_proxy = peewee.DatabaseProxy()
 
 
@@ -152,6 +152,8 @@ class LogEvent(BaseModel):
     to_state = peewee.TextField(null=True)
     message = peewee.TextField(default="")
     timestamp = UtcField(default=utcnow, index=True)
+    # the state_data a user gave with this change (Balsam's event data); None: none
+    data = JSONField(null=True)
 
 
 class RequestBudget(BaseModel):

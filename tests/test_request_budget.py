@@ -26,6 +26,8 @@ def test_a_version_2_database_gains_the_budget_table(site):
     old.execute_sql('ALTER TABLE "transfer_task" DROP COLUMN "cancel_requested"')
     old.execute_sql('ALTER TABLE "transfer_item" DROP COLUMN "resend"')
     old.execute_sql('ALTER TABLE "log_event" DROP COLUMN "data"')
+    for column in ("submitted_at", "started_at"):
+        old.execute_sql(f'ALTER TABLE "transfer_task" DROP COLUMN "{column}"')
     old.execute_sql("UPDATE meta SET value='2' WHERE key='schema_version'")
     api.close()
     api.connect()

@@ -18,6 +18,7 @@ from pathlib import Path
 import peewee
 
 from balsam_mp import db, permissions
+from balsam_mp.db.fence import Fenced
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
 from balsam_mp.site import crashes, pidfile
@@ -25,6 +26,7 @@ from balsam_mp.site import crashes, pidfile
 BOOT_FAILURE = 3
 CRASHED = 1
 DATABASE_GONE = 4  # site.db was deleted or replaced under us: the site halts
+FENCED = 5  # another host took the site's lease: this one stops, its supervisor stands by
 FILE_CHECK_PERIOD = 0.5  # seconds between checks that site.db is still the file we opened
 FIRST_TICK = 0.002  # seconds between cheap checks for new work, right after some work...
 IDLE_TICK = 0.05  # ...growing to this while nothing happens
@@ -59,6 +61,8 @@ class Worker:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         try:
             self.initialize()
+        except Fenced as exc:
+            return self.fenced(exc)
         except Exception as exc:
             self.log.error("%s failed to start: %s", self.name, exc)
             if not isinstance(exc, BalsamError):
@@ -78,6 +82,8 @@ class Worker:
                 self.log.error("%s: halting the site: %s", self.name, gone)
                 crashes.write_halt(self.settings, gone)
                 return DATABASE_GONE
+        except Fenced as exc:
+            return self.fenced(exc)
         except Exception as exc:  # a bug or an unforeseen failure: say what, then die
             self.log.exception("%s crashed", self.name)
             crashes.write_note(self.settings, self.name, exc)
@@ -86,6 +92,10 @@ class Worker:
             self.shutdown()
         self.log.info("%s stopped", self.name)
         return 0
+
+    def fenced(self, exc: Fenced) -> int:
+        self.log.warning("%s: %s; stopping without writing", self.name, exc)
+        return FENCED
 
     def initialize(self) -> None:
         self.database = db.connect(self.settings.database, site=self.settings.site_name,

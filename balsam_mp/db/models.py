@@ -168,7 +168,7 @@ class Lease(BaseModel):
     id = peewee.IntegerField(primary_key=True)
     epoch = peewee.BigIntegerField(default=0)  # +1 at each takeover: fences the old leader
     host = peewee.TextField(null=True)
-    pid = peewee.IntegerField(null=True)  # the holder process on that host
+    pid = peewee.IntegerField(null=True)  # its supervisor on that host
     backend_pid = peewee.IntegerField(null=True)  # its server session (gone: lease free)
     renewed_at = peewee.DoubleField(default=0.0)
     expires_at = peewee.DoubleField(default=0.0)

@@ -193,7 +193,7 @@ class Holder:
 
     def take(self) -> None:
         row = self.database.execute_sql(lease.TAKE, {
-            "host": pidfile.hostname(), "pid": os.getpid(), "ttl": LEASE_SECONDS}).fetchone()
+            "host": pidfile.hostname(), "pid": self.supervisor, "ttl": LEASE_SECONDS}).fetchone()
         if row is not None:
             self.epoch = row[0]
             self.say({"epoch": self.epoch})

@@ -68,7 +68,8 @@ def status(site_path: Path) -> dict:
             note = f"{note}; {exc}"
     if database is None:
         report = dict(NOTHING_READ, actions=[], pending={}, locked=False, lease=None)
-        sizes = _sizes(db_path, site_path / "logs")
+        # a server that does not answer has no size to give
+        sizes = None if db.is_database_url(db_path) else _sizes(db_path, site_path / "logs")
     else:
         with database.atomic("DEFERRED"):  # one read snapshot for every number below
             report = _snapshot(site)

@@ -135,8 +135,9 @@ class Supervisor:
             self.leader.start(in_child=self.lock_file.close)
         if self.leader.poll():
             if self.leader.held:
-                self.log.info("holds the site lease of %s (epoch %d): starting the workers",
-                              self.settings.site_name, self.leader.epoch)
+                self.log.info("%s holds the site lease of %s (epoch %d): starting the "
+                              "workers", pidfile.hostname(), self.settings.site_name,
+                              self.leader.epoch)
             self.write_pidfile()
         return self.leader.held
 

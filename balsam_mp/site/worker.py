@@ -38,6 +38,11 @@ def ready_file(settings: Settings, name: str) -> Path:
     return folder / f"{name}{pidfile.host_tag(bool(settings.database_url))}.ready"
 
 
+def one_line(exc: Exception) -> str:
+    """A driver's multi-line message (libpq's hints) as one log line."""
+    return " ".join(str(exc).split())
+
+
 class Worker:
     name = "worker"
     synchronous = "NORMAL"
@@ -154,7 +159,8 @@ class Worker:
                     self.idle()  # waits on the database too (LISTEN on PostgreSQL)
             except (BalsamError, peewee.OperationalError, peewee.InterfaceError) as exc:
                 self._error_backoff = min(30.0, max(0.5, self._error_backoff * 2))
-                self.log.warning("%s: %s; retrying in %.1fs", self.name, exc, self._error_backoff)
+                self.log.warning("%s: %s; retrying in %.1fs", self.name, one_line(exc),
+                                 self._error_backoff)
                 self.sleep(self._error_backoff)
                 self._reconnect()
         if not self.stopping:
@@ -187,7 +193,8 @@ class Worker:
         try:
             self.database.reconnect_if_broken()
         except peewee.OperationalError as exc:
-            self.log.warning("%s: cannot reconnect to the database: %s", self.name, exc)
+            self.log.warning("%s: cannot reconnect to the database: %s", self.name,
+                             one_line(exc))
 
     def sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

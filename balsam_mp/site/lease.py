@@ -18,14 +18,20 @@ from balsam_mp.site import pidfile
 LEASE_SECONDS = 10.0  # a lease not renewed for this long (database clock) may be taken
 
 _NOW = "extract(epoch FROM now())"
-_SESSION_GONE = "NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = lease.backend_pid)"
+_START = "extract(epoch FROM pg_postmaster_start_time())"
+# Free: released, or expired, or its holder's session ended while the server ran (the
+# host was killed). A lease renewed before the server (re)started expires LEASE_SECONDS
+# after the start: its holder gets that long to come back before a standby may take it.
+_FREE = f"""(lease.backend_pid IS NULL OR CASE WHEN lease.renewed_at < {_START}
+    THEN {_START} + {LEASE_SECONDS} < {_NOW}
+    ELSE lease.expires_at < {_NOW} OR NOT EXISTS (
+        SELECT 1 FROM pg_stat_activity WHERE pid = lease.backend_pid) END)"""
 ENSURE = ("INSERT INTO lease (id, epoch, renewed_at, expires_at) VALUES (1, 0, 0, 0) "
           "ON CONFLICT (id) DO NOTHING")
-# free: expired, released, or its holder's session has ended (the host was killed)
 TAKE = f"""
     UPDATE lease SET epoch = epoch + 1, host = %(host)s, pid = %(pid)s,
         backend_pid = pg_backend_pid(), renewed_at = {_NOW}, expires_at = {_NOW} + %(ttl)s
-    WHERE id = 1 AND (expires_at < {_NOW} OR backend_pid IS NULL OR {_SESSION_GONE})
+    WHERE id = 1 AND {_FREE}
     RETURNING epoch"""
 RENEW = f"""
     UPDATE lease SET backend_pid = pg_backend_pid(), renewed_at = {_NOW},
@@ -33,10 +39,7 @@ RENEW = f"""
     WHERE id = 1 AND epoch = %(epoch)s"""
 RELEASE = f"""
     UPDATE lease SET backend_pid = NULL, expires_at = {_NOW} WHERE id = 1 AND epoch = %s"""
-_READ = f"""
-    SELECT epoch, host, pid, {_NOW} - renewed_at,
-        expires_at > {_NOW} AND backend_pid IS NOT NULL AND NOT {_SESSION_GONE}
-    FROM lease WHERE id = 1"""
+_READ = f"SELECT epoch, host, pid, {_NOW} - renewed_at, NOT {_FREE} FROM lease WHERE id = 1"
 
 
 def read(database: peewee.Database) -> dict | None:

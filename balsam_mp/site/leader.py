@@ -44,7 +44,7 @@ from balsam_mp.site import lease, pidfile
 from balsam_mp.site.lease import LEASE_SECONDS
 
 RENEW_EVERY = 2.0  # seconds between the active holder's renewals
-TRY_EVERY = 0.5  # seconds between a standby's tries to take the lease
+TRY_EVERY = 0.25  # seconds between a standby's tries to take the lease
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0  # seconds between tries while the database is out
 LOST = 5  # the holder's exit code when another host took its lease
 # the server drops the session of a host that vanished after about 5 + 3 x 2 s; a

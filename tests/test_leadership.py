@@ -95,6 +95,42 @@ def test_a_frozen_leader_is_replaced_then_writes_nothing_and_stands_by(sitekit):
 
 
 @pytest.mark.parametrize("engine", ["postgres"], indirect=True)
+def test_running_workers_whose_lease_moved_stop_before_writing(sitekit):
+    """Only the lease holder hangs: the workers run on, find the lease moved at their
+    next transaction, and stop; their supervisor stands by before the holder wakes."""
+    kit = sitekit(emulator_args=("--startup-delay", "0.2"),
+                  transfers="  transfer_batch_size: 10\n  claim_lease: 5\n")
+    jobs = kit.make_jobs(300, stage_out=False)
+    login1, login2 = hosts(kit)
+    kit.start(env=login1)
+    wait_for(lambda: booted(kit, "login1"), what="login1's workers")
+    kit.start(env=login2)
+    wait_for(lambda: len(kit.accepted()) >= 3, what="work in flight on login1")
+    info = host_pidfile(kit, "login1")
+    workers = set(info["workers"].values())
+    holder, = (p for p in psutil.Process(info["pid"]).children() if p.pid not in workers)
+    holder.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: booted(kit, "login2"), timeout=LEASE_SECONDS + TRY_EVERY + BOOT,
+                 what="login2 to take over")
+        later = kit.make_jobs(50, prefix="later", stage_out=False)  # woken by their NOTIFY
+        wait_for(lambda: host_pidfile(kit, "login1").get("standby"), timeout=10,
+                 what="login1's workers fenced, login1 on standby")
+        assert not host_pidfile(kit, "login1")["workers"]
+    finally:
+        holder.send_signal(signal.SIGCONT)
+    logs = kit.site / "logs"
+    fenced = [line for name in ("submitter.log", "poller.log")
+              for line in (logs / name).read_text().splitlines() if "without writing" in line]
+    assert fenced and any(f" {pid} " in fenced[0] for pid in workers)
+    assert "moved to login2" in fenced[0]
+    wait_for(lambda: "lost the site lease (epoch 1)" in (logs / "supervisor.log").read_text(),
+             what="the woken holder to say so")
+    kit.wait_jobs(jobs + later, states.STAGED_IN, timeout=120)
+    kit.assert_exactly_once()
+
+
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)
 def test_the_fence_refuses_a_write_once_another_host_took_the_lease(site):
     api.Job.objects.count()  # connects
     database = db.Job._meta.database

@@ -209,7 +209,9 @@ class Supervisor:
         if self.stopping:
             return
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == FENCED and self.leader:
-            # another host took the lease: the holder says so in its next renewal
+            # before our holder noticed (it will, at its next renewal, and say to whom)
+            self.log.warning("%s found the site lease taken by another host: stopping the "
+                             "workers, on standby", child.name)
             self.leader.step_down()
             self.stop_children()
             self.write_pidfile()

@@ -1,6 +1,6 @@
 """The lease's fence (PostgreSQL): a worker writes only while its supervisor leads.
 
-A site's workers run on the host whose lock holder holds the site's lease (the `lease`
+A site's workers run on the host whose lease holder holds the site's lease (the `lease`
 row, site/leader.py), and they are armed with its epoch. Every transaction they begin
 first reads the lease row `FOR SHARE`: if another host has taken the lease since (the
 epoch moved on), the transaction ends before it writes anything and `Fenced` is raised;

@@ -1,7 +1,7 @@
 """One active supervisor per site across login nodes (PostgreSQL only): the site's lease.
 
 The same site may be started on two login nodes against one database: the supervisor
-whose lock holder holds the site's *lease* runs the workers, the others wait on
+whose lease holder holds the site's *lease* runs the workers, the others wait on
 standby. The lease is one row of the site's own schema (`lease`), so only roles with
 rights on that schema can take it or keep the site from running. Its times come from
 the database server's clock (`now()`), never from the hosts'.

@@ -5,7 +5,7 @@ is restarted with backoff and its death (exit code or signal) is logged; one tha
 at boot halts the supervisor. The supervisor never opens the database: workers open
 their own after the fork. SIGTERM/SIGINT stop the site; SIGHUP restarts the workers
 with freshly loaded settings (`balsam site sync`). On PostgreSQL it runs its workers
-only while its lock holder holds the site's lease (leader.py), armed with the lease's
+only while its lease holder holds the site's lease (leader.py), armed with the lease's
 epoch (db/fence.py): else it is on standby.
 """
 

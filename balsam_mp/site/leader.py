@@ -47,6 +47,7 @@ RENEW_EVERY = 2.0  # seconds between the active holder's renewals
 TRY_EVERY = 0.25  # seconds between a standby's tries to take the lease
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0  # seconds between tries while the database is out
 LOST = 5  # the holder's exit code when another host took its lease
+STOP_WAIT = 5.0  # seconds a stopping holder gets to release the lease
 # the server drops the session of a host that vanished after about 5 + 3 x 2 s; a
 # statement waits at most 1 s for the lease row (a worker's transaction holds it briefly)
 SESSION = ("SET tcp_keepalives_idle = 5", "SET tcp_keepalives_interval = 2",
@@ -82,6 +83,7 @@ class Leadership:
             try:
                 in_child()
                 os.close(read)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until Holder handles it
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 db.allow_connections()  # a new process: it opens its own connection
@@ -129,11 +131,18 @@ class Leadership:
         return was_held
 
     def stop(self) -> None:
-        """SIGTERM: the holder releases the lease (a standby takes it at once)."""
+        """SIGTERM: the holder releases the lease (a standby takes it at once); one stuck
+        on a server that does not answer is killed after STOP_WAIT (its lease expires)."""
         if self.pid:
             try:
                 os.kill(self.pid, signal.SIGTERM)
-                os.waitpid(self.pid, 0)
+                deadline = time.monotonic() + STOP_WAIT
+                while not os.waitpid(self.pid, os.WNOHANG)[0]:
+                    if time.monotonic() > deadline:
+                        os.kill(self.pid, signal.SIGKILL)
+                        os.waitpid(self.pid, 0)
+                        break
+                    time.sleep(0.02)
             except (ProcessLookupError, ChildProcessError):
                 pass
             self.pid = 0

@@ -295,3 +295,29 @@ def test_a_database_outage_is_said_once_and_status_says_since_when(sitekit, post
     wait_for(lambda: kit.balsam("site", "status", check=False).returncode == 0,
              what="status to read the database again")
     print(f"\nlog lines in 10 s of outage: {grown}")
+
+
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)
+def test_after_a_server_restart_the_holder_gets_the_lease_time_to_come_back(site,
+                                                                           postgres_server):
+    """Every session ends with a restart: that frees no lease at once (its holder is
+    reconnecting); a lease renewed before the start is free LEASE_SECONDS after it."""
+    api.Job.objects.count()
+    database = db.Job._meta.database
+    database.execute_sql("SET synchronous_commit = on")  # the test server's default is off
+    database.execute_sql(lease.ENSURE)
+    take = {"host": "login2", "pid": 2, "ttl": LEASE_SECONDS}
+    assert database.execute_sql(lease.TAKE, dict(take, host="login1")).fetchone() == (1,)
+    postgres_server.restart()
+    api.close()
+    api.Job.objects.count()
+    database = db.Job._meta.database
+    started = database.execute_sql(
+        "SELECT extract(epoch FROM now() - pg_postmaster_start_time())").fetchone()[0]
+    assert float(started) < LEASE_SECONDS - 2, "the server took too long to start"
+    assert database.execute_sql(lease.TAKE, take).fetchone() is None
+    assert lease.read(database)["live"]
+    wait_for(lambda: database.execute_sql(lease.TAKE, take).fetchone(),
+             timeout=LEASE_SECONDS + 1, interval=0.2, what="the lease free after the grace")
+    assert lease.read(database) | {"renewed_s_ago": 0} == {
+        "epoch": 2, "host": "login2", "pid": 2, "renewed_s_ago": 0, "live": True}

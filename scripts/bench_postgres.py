@@ -5,7 +5,9 @@
       how the work split between the sites
   (j) standby takeover: the same site on two "login nodes" (two supervisors here);
       SIGKILL every process of the active one, time until the standby's workers run
-      (median of 5)
+      (median of 5); then SIGSTOP every process of the active one (a hung host whose
+      sessions stay open): time until the standby's workers run, and after SIGCONT
+      until the woken host stands by (median of 3)
 
 Items/s on PostgreSQL next to SQLite: scripts/bench_site.py --only b [--postgres].
 Run: .venv/bin/python scripts/bench_postgres.py [--only ij] [--jobs N] [--default-limits]
@@ -30,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import benchkit  # noqa: E402 - a sibling module, not a package
 
 from balsam_mp import api  # noqa: E402
+from balsam_mp.site.leader import RENEW_EVERY  # noqa: E402
+from balsam_mp.site.lease import LEASE_SECONDS  # noqa: E402
 
 
 def client(url: str, sites: list[str], jobs: int, done) -> None:
@@ -84,36 +88,59 @@ def bench_two_sites(work: Path, jobs: int, fast: bool = True) -> None:
           f"{'10,000' if fast else '20 (default)'}; load average {benchkit.load()})")
 
 
-def bench_takeover(work: Path, rounds: int = 5) -> None:
+def bench_takeover(work: Path, kills: int = 5, freezes: int = 3) -> None:
     bench = benchkit.Bench(work)
     hosts = {name: dict(bench.env, BALSAM_HOSTNAME=name) for name in ("login1", "login2")}
-    times = []
-    active, standby = "login1", "login2"
-    for host in (active, standby):
-        subprocess.run([sys.executable, "-m", "balsam_mp", "site", "start"],
-                                  env=hosts[host], check=True, capture_output=True)
-    for _ in range(rounds):
+    for env in hosts.values():
+        _balsam(env, "site", "start")
+    active = "login1"
+    killed, frozen, woken = [], [], []
+    for round_ in range(kills + freezes):
+        standby = "login2" if active == "login1" else "login1"
         pids = json.loads((bench.site / f"site.{active}.pid").read_text())
         supervisor = psutil.Process(pids["pid"])
         victims = [supervisor, *supervisor.children(recursive=True)]
+        freeze = round_ >= kills
         for process in victims:
-            process.send_signal(signal.SIGKILL)
-        killed = time.monotonic()
+            process.send_signal(signal.SIGSTOP if freeze else signal.SIGKILL)
+        began = time.monotonic()
         while not _booted(bench.site, standby):
             time.sleep(0.01)
-        times.append(time.monotonic() - killed)
-        psutil.wait_procs(victims, timeout=10)
-        subprocess.run([sys.executable, "-m", "balsam_mp", "site", "start"],
-                                  env=hosts[active], check=True, capture_output=True)
-        active, standby = standby, active
-    for host in hosts.values():
-        subprocess.run([sys.executable, "-m", "balsam_mp", "site", "stop"], env=host,
-                                  capture_output=True)
+        (frozen if freeze else killed).append(time.monotonic() - began)
+        if freeze:  # woken: it finds the lease gone and stands by, writing nothing
+            for process in victims:
+                process.send_signal(signal.SIGCONT)
+            began = time.monotonic()
+            while not _standing_by(bench.site, active):
+                time.sleep(0.01)
+            woken.append(time.monotonic() - began)
+        else:
+            psutil.wait_procs(victims, timeout=10)
+            _balsam(hosts[active], "site", "start")
+        active = standby
+    for env in hosts.values():
+        _balsam(env, "site", "stop")
     bench.emulator.stop()
     api.close()
     print(f"(j) standby takeover after SIGKILL of the active host: median "
-          f"{statistics.median(times):.2f} s, max {max(times):.2f} s (n={rounds}; "
-          f"load average {benchkit.load()})")
+          f"{statistics.median(killed):.2f} s, max {max(killed):.2f} s (n={kills}); after "
+          f"SIGSTOP: median {statistics.median(frozen):.2f} s, max {max(frozen):.2f} s "
+          f"(n={freezes}; lease {LEASE_SECONDS:g} s renewed every {RENEW_EVERY:g} s), the "
+          f"woken host on standby {statistics.median(woken):.2f} s after SIGCONT (load "
+          f"average {benchkit.load()})")
+
+
+def _balsam(env: dict, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "balsam_mp", *args], env=env, check=True,
+                   capture_output=True)
+
+
+def _standing_by(site: Path, host: str) -> bool:
+    try:
+        info = json.loads((site / f"site.{host}.pid").read_text())
+    except (FileNotFoundError, ValueError):
+        return False
+    return bool(info.get("standby")) and not info.get("workers")
 
 
 def _booted(site: Path, host: str) -> bool:

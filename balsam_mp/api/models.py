@@ -212,7 +212,7 @@ class EventLog(Model):
 
     @classmethod
     def _lookup(cls, name: str, op: str, value: Any) -> Any:
-        """from_state="CREATED" also finds creation events written before schema 5."""
+        """from_state="CREATED" also finds creation events written before schema 6."""
         values = [value] if isinstance(value, str) else value
         if name != "from_state" or op not in ("", "in") or \
                 not isinstance(values, (list, tuple, set, frozenset)) or CREATED not in values:
@@ -226,7 +226,7 @@ class EventLog(Model):
     def _convert(cls, row: dict[str, Any]) -> dict[str, Any]:
         from_state = row["from_state"]
         if from_state is None and row["job"] is not None and row["transfer_item"] is None:
-            from_state = CREATED  # written before schema 5: a job's creation
+            from_state = CREATED  # written before schema 6: a job's creation
         return {"id": row["id"], "job_id": row["job"], "transfer_item_id": row["transfer_item"],
                 "from_state": from_state, "to_state": row["to_state"],
                 "message": row["message"], "timestamp": row["timestamp"],

@@ -25,6 +25,7 @@ from balsam_mp.cli.globus import globus_login, globus_whoami
 from balsam_mp.cli.report import report
 from balsam_mp.cli.site_migrate import migrate
 from balsam_mp.cli.sitelist import list_sites
+from balsam_mp.site import lease as site_lease
 from balsam_mp.site import service
 from balsam_mp.site import status as site_status
 from balsam_mp.site.layout import init_site
@@ -97,9 +98,7 @@ def status(all_sites: bool, output_format: str) -> None:
             click.echo(json.dumps(reports if all_sites else reports[0], indent=2, default=str))
             return
         for report in reports:
-            held = "active (its supervisor holds the site lock)" if report["active"] \
-                else "not running (no supervisor holds the site lock)"
-            click.echo(f"site {report['site']}: {held}")
+            click.echo(f"site {report['site']}: {site_lease.database_line(report)}")
             _echo_work(report)
         return
     report = site_status.status(site_path(all_ok=True))
@@ -108,14 +107,7 @@ def status(all_sites: bool, output_format: str) -> None:
         if report["database_error"]:
             raise click.ClickException(report["database_error"])
         return
-    where = f"pid {report['pid']} on {report['host']}"
-    state = f"running ({where})" if report["running"] else "not running"
-    if report.get("standby"):
-        state = f"on standby ({where}): {report['standby']}"
-    elif report["elsewhere"]:
-        state = (f"running on host {report['host']} (pid {report['elsewhere']}), says its "
-                 "pidfile; run `balsam site status` there")
-    click.echo(f"site {report['site']}: {state}")
+    click.echo(f"site {report['site']}: {site_lease.state_line(report)}")
     for name, worker in report["workers"].items():
         if worker["state"] == "running":
             click.echo(f"  {name:<10} running (pid {worker['pid']})")

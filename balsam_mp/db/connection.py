@@ -25,6 +25,7 @@ from balsam_mp.db.failures import create_file, explain, present
 from balsam_mp.db.models import (
     ALL_MODELS,
     SCHEMA_VERSION,
+    Lease,
     Meta,
     RequestBudget,
     database_proxy,
@@ -268,9 +269,14 @@ def _event_data(db: Database) -> None:
     db.execute_sql('ALTER TABLE "log_event" ADD COLUMN "data" TEXT')
 
 
+def _lease(db: Database) -> None:
+    """v7: the site's leadership on PostgreSQL (lease, site/leader.py)."""
+    db.create_tables([Lease])
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {2: _split_batches, 3: _request_budget,
                                                      4: _interventions, 5: _task_times,
-                                                     6: _event_data}
+                                                     6: _event_data, 7: _lease}
 
 
 def _migrate(db: Database) -> None:

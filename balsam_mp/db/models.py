@@ -1,5 +1,6 @@
 """Tables a user can read with sqlite3: app, job, transfer_item, transfer_task, log_event
-(and request_budget, the workers' shared Globus request budget).
+(and request_budget, the workers' shared Globus request budget; lease, the site's
+leadership on PostgreSQL).
 
 States are text, times are ISO-8601 UTC text (sortable as strings), JSON is text.
 """
@@ -12,7 +13,7 @@ from typing import Any
 
 import peewee
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 database_proxy = peewee.DatabaseProxy()
 
 
@@ -164,4 +165,17 @@ class RequestBudget(BaseModel):
     updated = peewee.DoubleField()  # epoch seconds of the last refill
 
 
-ALL_MODELS = [Meta, App, Job, TransferTask, TransferItem, LogEvent, RequestBudget]
+class Lease(BaseModel):
+    """Which host runs the site's workers (PostgreSQL, site/leader.py): one row, id 1.
+    Times are epoch seconds of the database server's clock; unused on SQLite."""
+
+    id = peewee.IntegerField(primary_key=True)
+    epoch = peewee.BigIntegerField(default=0)  # +1 at each takeover: fences the old leader
+    host = peewee.TextField(null=True)
+    pid = peewee.IntegerField(null=True)  # its supervisor on that host
+    backend_pid = peewee.IntegerField(null=True)  # its server session (gone: lease free)
+    renewed_at = peewee.DoubleField(default=0.0)
+    expires_at = peewee.DoubleField(default=0.0)
+
+
+ALL_MODELS = [Meta, App, Job, TransferTask, TransferItem, LogEvent, RequestBudget, Lease]

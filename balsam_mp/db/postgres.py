@@ -20,7 +20,7 @@ import time
 
 import peewee
 
-from balsam_mp.db import sql_postgres
+from balsam_mp.db import fence, sql_postgres
 from balsam_mp.dburl import display_url
 from balsam_mp.errors import BalsamError, ForkSafetyError
 
@@ -91,6 +91,8 @@ class SitePostgres(peewee.PostgresqlDatabase):
             else "BEGIN"
         with peewee.__exception_wrapper__:
             self.cursor().execute(statement)
+        if lock_type != "DEFERRED":  # a worker writes only while its host holds the lease
+            fence.check(self)
 
     def _initialize_connection(self, conn) -> None:
         if self._listening:  # a reconnect listens again

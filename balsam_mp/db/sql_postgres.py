@@ -45,7 +45,7 @@ LONG_LOCKS = """
 # Deleting jobs checks that none of their items is in flight: their items are locked
 # first, so a claim taking them either commits before the check or passes over them.
 # Job creations of one site check and undo folders on disk, so they take turns: a
-# transaction lock on the site's schema (two int keys: apart from the leader's bigint)
+# transaction lock on the site's schema (two int keys)
 CREATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext(current_schema()), 0)"
 LOCK_ITEMS_OF_JOBS = ("SELECT id FROM transfer_item WHERE job_id IN ({ids}) ORDER BY id "
                       "FOR UPDATE")

@@ -96,3 +96,28 @@ def remove(site_path: Path, pid: int | None = None) -> None:
     current = read(site_path)
     if current is not None and (pid is None or current.pid == pid):
         path_of(site_path).unlink(missing_ok=True)
+
+
+# Since when this host's lease holder cannot reach the database (PostgreSQL): `site
+# status` says so while it cannot ask the database itself.
+def _outage_path(site_path: Path) -> Path:
+    return site_path / ".run" / f"outage{host_tag(True)}.json"
+
+
+def write_outage(site_path: Path, since: float, error: str) -> None:
+    permissions.make_folder(site_path / ".run", permissions.RUNTIME.folder)
+    permissions.write_file(_outage_path(site_path), json.dumps(
+        {"since": since, "error": error}), permissions.RUNTIME.file)
+
+
+def read_outage(site_path: Path) -> dict | None:
+    """{"since": epoch seconds, "error": its first line}, or None."""
+    try:
+        data = json.loads(_outage_path(site_path).read_text())
+        return {"since": float(data["since"]), "error": str(data["error"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def clear_outage(site_path: Path) -> None:
+    _outage_path(site_path).unlink(missing_ok=True)

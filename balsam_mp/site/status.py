@@ -20,7 +20,7 @@ from balsam_mp.db.locks import long_lock_holders
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
-from balsam_mp.site import leader, pidfile, upgrades, waits
+from balsam_mp.site import lease, pidfile, upgrades, waits
 from balsam_mp.site.crashes import read_halt
 from balsam_mp.site.supervisor import WORKERS
 from balsam_mp.states import Item, Task
@@ -59,20 +59,23 @@ def status(site_path: Path) -> dict:
     try:
         database = db.connect(db_path, site=site_name)
     except BalsamError as exc:
-        if note is None and halted is None:
+        if note is None and halted is None and not running:
             raise
         database = None  # still say whether the site runs, and why it halted
         if note is None:
-            database_error = str(exc)
+            database_error = lease.unreachable(site_path, exc) if running else str(exc)
         else:
             note = f"{note}; {exc}"
     if database is None:
-        report = dict(NOTHING_READ, actions=[], pending={}, locked=False)
-        sizes = _sizes(db_path, site_path / "logs")
+        report = dict(NOTHING_READ, actions=[], pending={}, locked=False, lease=None)
+        # a server that does not answer has no size to give
+        sizes = None if db.is_database_url(db_path) else _sizes(db_path, site_path / "logs")
     else:
         with database.atomic("DEFERRED"):  # one read snapshot for every number below
             report = _snapshot(site)
             sizes = _sizes(db_path, site_path / "logs")
+            report["lease"] = lease.read(database) if db.is_database_url(db_path) \
+                else None  # SQLite: one machine, no lease
     standby = info.standby if running else None
     workers = _workers(info) if running and not standby else {}
     actions = report.pop("actions")
@@ -120,12 +123,14 @@ def _mode_warnings(site_path: Path, site: Settings | None, db_path: Path | str) 
 def database_status(site: Settings) -> dict:
     """What a PostgreSQL database alone says of one of its sites (the API bound to it):
     for a machine without the site directory, and for `site status --all-sites`."""
-    with db.Job._meta.database.atomic("DEFERRED"):
+    database = db.Job._meta.database
+    with database.atomic("DEFERRED"):
         report = _snapshot(site)
-        active = leader.lock_held(site.site_name)
+        held = lease.read(database)
     actions = report.pop("actions")
     report.pop("pending"), report.pop("locked")
-    return {"site": site.site_name, "active": active, **report,
+    return {"site": site.site_name, "active": bool(held and held["live"]), "lease": held,
+            **report,
             "action_required": elide("; ".join(actions), 4 * LINE) or None}
 
 

@@ -5,7 +5,8 @@ is restarted with backoff and its death (exit code or signal) is logged; one tha
 at boot halts the supervisor. The supervisor never opens the database: workers open
 their own after the fork. SIGTERM/SIGINT stop the site; SIGHUP restarts the workers
 with freshly loaded settings (`balsam site sync`). On PostgreSQL it runs its workers
-only while its lock holder holds the site's lock (leader.py): else it is on standby.
+only while its lease holder holds the site's lease (leader.py), armed with the lease's
+epoch (db/fence.py): else it is on standby.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ import time
 from dataclasses import dataclass, field
 
 from balsam_mp import db, permissions, settings
+from balsam_mp.db import fence
 from balsam_mp.settings import Settings
 from balsam_mp.site import pidfile, syncs
 from balsam_mp.site.crashes import RestartPolicy, read_halt, read_note, record_death
-from balsam_mp.site.leader import Leadership
+from balsam_mp.site.leader import LOST, Leadership
 from balsam_mp.site.logs import configure_logging
 from balsam_mp.site.poller import Poller
 from balsam_mp.site.submitter import Submitter
-from balsam_mp.site.worker import BOOT_FAILURE, DATABASE_GONE, Worker, ready_file
+from balsam_mp.site.worker import BOOT_FAILURE, DATABASE_GONE, FENCED, Worker, ready_file
 
 WORKERS: dict[str, type[Worker]] = {"submitter": Submitter, "poller": Poller}
 STOP_TIMEOUT = 20.0  # seconds workers get to finish their step before SIGKILL
@@ -126,22 +128,23 @@ class Supervisor:
 
     def active(self) -> bool:
         """May the workers run here? Always on SQLite; on PostgreSQL while our holder
-        has the site's lock (a standby starts a holder again after one dies)."""
+        has the site's lease (a standby starts a holder again after one dies)."""
         if self.leader is None:
             return True
         if self.leader.pid == 0 and time.monotonic() >= self.leader.next_start:
             self.leader.start(in_child=self.lock_file.close)
-        if self.leader.held or not self.leader.poll():
-            return self.leader.held
-        self.log.info("holds the site lock of %s: starting the workers",
-                      self.settings.site_name)
-        self.write_pidfile()
-        return True
+        if self.leader.poll():
+            if self.leader.held:
+                self.log.info("%s holds the site lease of %s (epoch %d): starting the "
+                              "workers", pidfile.hostname(), self.settings.site_name,
+                              self.leader.epoch)
+            self.write_pidfile()
+        return self.leader.held
 
     def shutdown(self) -> None:
         self.stop_children()
         if self.leader is not None:
-            self.leader.stop()  # after the workers: the lock goes last
+            self.leader.stop()  # after the workers: the lease goes last
         pidfile.remove(self.settings.site_path, os.getpid())
         self.log.info("site stopped")
 
@@ -155,6 +158,7 @@ class Supervisor:
                 self.lock_file.close()  # the lock is the supervisor's alone
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 db.allow_connections()  # a new process: it opens its own connection
+                fence.arm(self.leader.epoch if self.leader else None)
                 configure_logging(self.settings, child.name)
                 code = WORKERS[child.name](self.settings).run()
             finally:
@@ -171,7 +175,7 @@ class Supervisor:
                 for name, c in self.children.items() if not c.pid and not self.stopping}
         standby = None
         if self.leader is not None and not self.leader.held:
-            standby = "another host holds the site lock"
+            standby = self.leader.standby
             down = {}
         pidfile.write(self.settings.site_path, running, down, self.per_host, standby,
                       self.settings.modes.file)
@@ -204,6 +208,14 @@ class Supervisor:
                             f"{child.name} found the site database gone")
         if self.stopping:
             return
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == FENCED and self.leader:
+            # before our holder noticed (it will, at its next renewal, and say to whom)
+            self.log.warning("%s found the site lease taken by another host: stopping the "
+                             "workers, on standby", child.name)
+            self.leader.step_down()
+            self.stop_children()
+            self.write_pidfile()
+            return
         now = time.monotonic()  # one reading: the death's time, its life and the restart
         delay = child.policy.after_death(now - child.started, now)
         child.restart_at = now + delay
@@ -216,9 +228,12 @@ class Supervisor:
             self.log.warning("%s; restarting in %.1fs", child.last_death, delay)
 
     def on_holder_exit(self, status: int) -> None:
+        lost = os.WIFEXITED(status) and os.WEXITSTATUS(status) == LOST  # it said why
         if self.leader.exited() and not self.stopping:
-            self.log.error("the site lock holder %s: the lock is lost; stopping the workers "
-                           "and waiting on standby", describe_exit(status))
+            if not lost:
+                self.log.error("the site lease holder %s: stopping the workers, on standby",
+                               describe_exit(status))
+        if not self.stopping:  # whoever found the lease gone first, no worker stays
             self.stop_children()
             self.write_pidfile()
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import peewee
 
 from balsam_mp import db, permissions
+from balsam_mp.db.fence import Fenced
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
 from balsam_mp.site import crashes, pidfile
@@ -25,6 +26,7 @@ from balsam_mp.site import crashes, pidfile
 BOOT_FAILURE = 3
 CRASHED = 1
 DATABASE_GONE = 4  # site.db was deleted or replaced under us: the site halts
+FENCED = 5  # another host took the site's lease: this one stops, its supervisor stands by
 FILE_CHECK_PERIOD = 0.5  # seconds between checks that site.db is still the file we opened
 FIRST_TICK = 0.002  # seconds between cheap checks for new work, right after some work...
 IDLE_TICK = 0.05  # ...growing to this while nothing happens
@@ -34,6 +36,11 @@ def ready_file(settings: Settings, name: str) -> Path:
     """Written by a worker once it has booted: `site start` waits for both."""
     folder = permissions.make_folder(settings.site_path / ".run", permissions.RUNTIME.folder)
     return folder / f"{name}{pidfile.host_tag(bool(settings.database_url))}.ready"
+
+
+def one_line(exc: Exception) -> str:
+    """A driver's multi-line message (libpq's hints) as one log line."""
+    return " ".join(str(exc).split())
 
 
 class Worker:
@@ -59,6 +66,8 @@ class Worker:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         try:
             self.initialize()
+        except Fenced as exc:
+            return self.fenced(exc)
         except Exception as exc:
             self.log.error("%s failed to start: %s", self.name, exc)
             if not isinstance(exc, BalsamError):
@@ -78,6 +87,8 @@ class Worker:
                 self.log.error("%s: halting the site: %s", self.name, gone)
                 crashes.write_halt(self.settings, gone)
                 return DATABASE_GONE
+        except Fenced as exc:
+            return self.fenced(exc)
         except Exception as exc:  # a bug or an unforeseen failure: say what, then die
             self.log.exception("%s crashed", self.name)
             crashes.write_note(self.settings, self.name, exc)
@@ -86,6 +97,10 @@ class Worker:
             self.shutdown()
         self.log.info("%s stopped", self.name)
         return 0
+
+    def fenced(self, exc: Fenced) -> int:
+        self.log.warning("%s: %s; stopping without writing", self.name, exc)
+        return FENCED
 
     def initialize(self) -> None:
         self.database = db.connect(self.settings.database, site=self.settings.site_name,
@@ -144,7 +159,8 @@ class Worker:
                     self.idle()  # waits on the database too (LISTEN on PostgreSQL)
             except (BalsamError, peewee.OperationalError, peewee.InterfaceError) as exc:
                 self._error_backoff = min(30.0, max(0.5, self._error_backoff * 2))
-                self.log.warning("%s: %s; retrying in %.1fs", self.name, exc, self._error_backoff)
+                self.log.warning("%s: %s; retrying in %.1fs", self.name, one_line(exc),
+                                 self._error_backoff)
                 self.sleep(self._error_backoff)
                 self._reconnect()
         if not self.stopping:
@@ -177,7 +193,8 @@ class Worker:
         try:
             self.database.reconnect_if_broken()
         except peewee.OperationalError as exc:
-            self.log.warning("%s: cannot reconnect to the database: %s", self.name, exc)
+            self.log.warning("%s: cannot reconnect to the database: %s", self.name,
+                             one_line(exc))
 
     def sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

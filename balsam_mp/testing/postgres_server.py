@@ -137,10 +137,18 @@ class PostgresServer:
 
     def restart(self) -> None:
         """Stop the server at once (every session is cut) and start it again."""
-        data = str(self.folder / "data")
-        self._run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop", timeout=60)
-        self._run("pg_ctl", "-D", data, "-w", "-t", "60", "-l", str(self.folder / "server.log"),
-                  "-o", self._options, "start")
+        self.halt()
+        self.resume()
+
+    def halt(self) -> None:
+        """Stop the server at once (an outage: every session is cut, none is let in)."""
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop",
+                  timeout=60)
+
+    def resume(self) -> None:
+        """Start a halted server again, on the same port."""
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-w", "-t", "60", "-l",
+                  str(self.folder / "server.log"), "-o", self._options, "start")
 
     def stop(self) -> None:
         if self.folder is None:

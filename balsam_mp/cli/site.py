@@ -152,6 +152,13 @@ def _echo_work(report: dict) -> None:
     elif sizes:
         click.echo(f"disk: site.db {_size(sizes['database'])}, WAL {_size(sizes['wal'])}, "
                    f"logs {_size(sizes['logs'])}")
+    slots = report.get("connections")  # PostgreSQL: the server's, every site's
+    if slots:
+        role = f"; role {slots['role']}: {slots['role_in_use']} of {slots['role_limit']}" \
+            if slots["role_limit"] >= 0 else ""
+        click.echo(f"database connections: {slots['in_use']} of {slots['max_connections']} "
+                   f"in use, {slots['free']} free ({slots['reserved']} reserved for "
+                   f"superusers){role}; a site needs 3")
     if report["last_error"]:
         click.echo(f"last error: {report['last_error']}")
     if report["action_required"]:

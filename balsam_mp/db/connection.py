@@ -162,15 +162,19 @@ def allow_connections() -> None:
 
 
 def connect(target: Path | str, *, site: str | None = None, synchronous: str = "NORMAL",
-            create: bool = False, file_mode: int = 0o600) -> Database:
+            create: bool = False, file_mode: int = 0o600, role: str = "client",
+            shared: bool = False) -> Database:
     """Open the site database for this process and bind the models to it: a SQLite file
     (one site), or a postgresql:// URL and the `site` whose schema to use (`create` then
     makes the schema and its tables unless they exist). A new SQLite file gets
-    `file_mode`, and SQLite gives its -wal and -shm files the mode of the database."""
+    `file_mode`, and SQLite gives its -wal and -shm files the mode of the database.
+    PostgreSQL: `role` names the session (application_name `balsam_mp ROLE`); a
+    `shared` connection serves every thread of the process (a worker's, see
+    SitePostgres)."""
     if _forbidden_reason is not None:
         raise ForkSafetyError(f"no database connection allowed here: {_forbidden_reason}")
     if is_database_url(target):
-        database = open_postgres(str(target), site)
+        database = open_postgres(str(target), site, role=role, shared=shared)
         database_proxy.initialize(database)
         try:
             if create and not database.table_exists(Meta._meta.table_name):

@@ -18,6 +18,7 @@ from balsam_mp import db, permissions, settings
 from balsam_mp.db.bulk import dialect, run
 from balsam_mp.db.locks import long_lock_holders
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
+from balsam_mp.db.postgres import SitePostgres, connection_headroom
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
 from balsam_mp.site import leader, pidfile, upgrades, waits
@@ -73,6 +74,8 @@ def status(site_path: Path) -> dict:
         with database.atomic("DEFERRED"):  # one read snapshot for every number below
             report = _snapshot(site)
             sizes = _sizes(db_path, site_path / "logs")
+            if isinstance(database, SitePostgres):  # the server's slots left to open
+                report["connections"] = connection_headroom(database)
     standby = info.standby if running else None
     workers = _workers(info) if running and not standby else {}
     actions = report.pop("actions")

@@ -26,7 +26,7 @@ from balsam_mp.api.jobs import JobSpec, create_jobs
 from balsam_mp.api.model import Model
 from balsam_mp.api.models import CHOICES, EventLog
 from balsam_mp.api.query import Manager, QuerySet, guarded
-from balsam_mp.api.site import connect, current_settings, transaction
+from balsam_mp.api.site import connect, current_settings, retried, transaction
 from balsam_mp.db import jobs as job_db
 from balsam_mp.db.bulk import value_list
 from balsam_mp.errors import ValidationError
@@ -211,9 +211,13 @@ class Job(Model):
             if name not in WRITABLE:
                 raise ValidationError(f"update: Job has no writable field {name!r} "
                                       f"(writable: {', '.join(WRITABLE)})")
-        with transaction():
-            rows = guarded(lambda: list(query._query(db.Job.id, db.Job.state).tuples()))
+        def write() -> list[tuple[int, str]]:  # run again whole after a deadlock
+            rows = guarded(lambda: list(job_db.locked(query._query(db.Job.id, db.Job.state))
+                                        .tuples()))  # locked in id order, then read
             _write(rows, fields)
+            return rows
+
+        rows = retried(write)
         ids = [job_id for job_id, _ in rows]
         return list(QuerySet(cls, where=(db.Job.id.in_(value_list(ids)),)))
 
@@ -223,8 +227,8 @@ class Job(Model):
             return [row[0] for row in query._query(db.Job.id).where(
                 db.Job.id.in_(value_list(ids))).tuples()]
 
-        with transaction():
-            return guarded(lambda: job_db.delete_jobs(query._ids(), still_matching))
+        return retried(lambda: guarded(lambda: job_db.delete_jobs(query._ids(),
+                                                                  still_matching)))
 
 
 def _write(rows: list[tuple[int, str]], fields: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -20,6 +21,8 @@ from balsam_mp.cli.common import (
     site_path,
 )
 from balsam_mp.cli.globus import globus_login, globus_whoami
+from balsam_mp.dburl import DATABASE_URL_ENV, display_url
+from balsam_mp.settings import SETTINGS_FILE
 from balsam_mp.site import service
 from balsam_mp.site import status as site_status
 from balsam_mp.site.layout import init_site
@@ -38,8 +41,12 @@ def site() -> None:
                    "(the password from ~/.pgpass or $PGPASSWORD).")
 def init(path: Path, name: str | None, database_url: str | None) -> None:
     """Create a site at PATH from the site template."""
-    settings = init_site(path, name, database_url)
+    from_env = os.environ.get(DATABASE_URL_ENV) if database_url is None else None
+    settings = init_site(path, name, database_url or from_env or None)
     click.echo(f"created site {settings.site_name!r} at {settings.site_path}")
+    if from_env:  # written down: cron and a new shell run without the variable
+        click.echo(f"database_url {display_url(from_env)} (from ${DATABASE_URL_ENV}) "
+                   f"written into {settings.site_path / SETTINGS_FILE}")
     click.echo(f"next: export BALSAM_SITE_PATH={settings.site_path}; balsam app sync")
 
 

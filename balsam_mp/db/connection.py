@@ -30,7 +30,7 @@ from balsam_mp.db.models import (
     database_proxy,
 )
 from balsam_mp.db.postgres import SitePostgres, open_postgres
-from balsam_mp.dburl import SCHEME, display_url
+from balsam_mp.dburl import SCHEME, display_url, hide_secrets
 from balsam_mp.errors import BalsamError, DatabaseFailure, ForkSafetyError
 
 _forbidden_reason: str | None = None
@@ -190,7 +190,8 @@ def connect(target: Path | str, *, site: str | None = None, synchronous: str = "
         except peewee.ProgrammingError as exc:  # e.g. no CREATE right on the database
             database.close()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            raise BalsamError(f"{display_url(str(target))}: site {site!r}: {first}") from None
+            raise BalsamError(f"{display_url(str(target))}: site {site!r}: "
+                              f"{hide_secrets(first, str(target))}") from None
         except BaseException:
             database.close()
             raise

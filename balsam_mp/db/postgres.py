@@ -24,7 +24,7 @@ import time
 import peewee
 
 from balsam_mp.db import sql_postgres
-from balsam_mp.dburl import display_url
+from balsam_mp.dburl import check_database_url, display_url, hide_secrets
 from balsam_mp.errors import BalsamError, ForkSafetyError
 
 WATCHED_TABLES = ("job", "transfer_item", "transfer_task")
@@ -148,8 +148,12 @@ class SitePostgres(peewee.PostgresqlDatabase):
             conn.execute(sql_postgres.WORKER_LOCK_TIMEOUT)
 
     def create_site_schema(self) -> None:
-        """The site's schema, where create_tables() then puts its tables."""
-        self.execute_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        """The site's schema, where create_tables() then puts its tables. One that an
+        administrator made (owned by this role) is used as it is: PostgreSQL checks the
+        database's CREATE right before it looks for the schema, even with IF NOT EXISTS."""
+        if not self.execute_sql("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname "
+                                "= %s)", (self.schema,)).fetchone()[0]:
+            self.execute_sql(f'CREATE SCHEMA "{self.schema}"')
 
     def install_schema_hooks(self) -> None:
         """Triggers that NOTIFY the site's workers of every commit to the watched tables."""
@@ -200,12 +204,14 @@ def open_postgres(url: str, site: str | None, role: str = "client",
         raise BalsamError(f"{display_url(url)}: a PostgreSQL database holds many sites; "
                           "name one (site_name in settings.yml, or site= / "
                           "$BALSAM_SITE_NAME for a client)")
+    check_database_url(url, "database_url")  # a password never reaches the driver
     database = SitePostgres(url, site, role=role, shared=shared)
     try:
         database.connect()
     except (peewee.DatabaseError, peewee.InterfaceError) as exc:  # e.g. a bad URI parameter
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BalsamError(f"{display_url(url)}: cannot connect to PostgreSQL: {first}") from None
+        raise BalsamError(f"{display_url(url)}: cannot connect to PostgreSQL: "
+                          f"{hide_secrets(first, url)}") from None
     return database
 
 

@@ -64,6 +64,29 @@ def test_the_budget_from_many_threads_takes_the_workers_one_connection(
 
 
 @ON_POSTGRES
+def test_a_thread_never_runs_inside_the_main_threads_transaction(site):
+    """The budget, taken from a send thread, waits for the worker's transaction (opened
+    through the models, as the workers do) to end, then takes in its own: a rollback of
+    the worker's undoes nothing of it."""
+    api.close()
+    worker = db.connect(site.database_url, site=site.site_name, role="poller", shared=True)
+    budget = RequestBudget(site.database_url, "globus/test", 100.0, site=site.site_name)
+    taken = threading.Event()
+    thread = threading.Thread(target=lambda: (budget.take(1), taken.set()))
+    with db.LogEvent._meta.database.atomic() as transaction:
+        db.LogEvent.create(job=None, to_state="TEST", message="rolled back")
+        thread.start()
+        assert not taken.wait(0.3), "the thread's statements ran inside our transaction"
+        transaction.rollback()
+    assert taken.wait(10)
+    thread.join()
+    assert worker.execute_sql("SELECT count(*) FROM request_budget").fetchone()[0] == 1
+    assert not db.LogEvent.select().where(db.LogEvent.to_state == "TEST").exists()
+    budget.close()
+    worker.close()
+
+
+@ON_POSTGRES
 def test_a_busy_site_holds_at_most_three_connections(sitekit, postgres_server, database_url):
     kit = sitekit(transfers="  transfer_batch_size: 100\n")
     schema = schema_of(api.current_settings().site_name)

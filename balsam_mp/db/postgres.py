@@ -166,7 +166,8 @@ class SitePostgres(peewee.PostgresqlDatabase):
 
     def listen(self) -> None:
         self._listening = True
-        self.connection().execute(f"LISTEN {self.channel}")
+        with self.lock:
+            self.connection().execute(f"LISTEN {self.channel}")
 
     def wait_for_change(self, timeout: float) -> bool:
         """True once another session commits to the watched tables, False after
@@ -174,7 +175,7 @@ class SitePostgres(peewee.PostgresqlDatabase):
         conn = self.connection()
         mine = conn.info.backend_pid
         deadline = time.monotonic() + timeout
-        with peewee.__exception_wrapper__:
+        with self.lock, peewee.__exception_wrapper__:  # a worker's wait is a tick long
             for note in conn.notifies(timeout=max(0.0, deadline - time.monotonic())):
                 if note.pid != mine:
                     return True

@@ -40,6 +40,8 @@ def check_database_url(url: Any, where: str = DATABASE_URL_ENV) -> str:
         query = {key.lower() for key in urllib.parse.parse_qs(parts.query)}
     except ValueError as exc:
         raise SettingsError(f"{where}: {shown!r} is not a valid URL: {exc}") from None
+    # a `:` before the last `@` may be a password holding `/`, `?` or `#` (which end the
+    # user part for a parser): refused as one, whatever else it could be
     if password is not None or "password" in query or _secret_span(url) is not None:
         raise SettingsError(f"{where}: the URL carries a password; remove it and put it in "
                             "~/.pgpass (chmod 600) or $PGPASSWORD, so it is never stored "

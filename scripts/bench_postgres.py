@@ -8,9 +8,12 @@
       (median of 5); then SIGSTOP every process of the active one (a hung host whose
       sessions stay open): time until the standby's workers run, and after SIGCONT
       until the woken host stands by (median of 3)
+  (k) job creation side by side: `Job.objects.bulk_create` of 10,000 jobs (1 in + 1 out
+      each, so 20,000 transfer items) on SQLite, then on PostgreSQL, in this process;
+      median of 3 rounds each, every round into a fresh site
 
 Items/s on PostgreSQL next to SQLite: scripts/bench_site.py --only b [--postgres].
-Run: .venv/bin/python scripts/bench_postgres.py [--only ij] [--jobs N] [--default-limits]
+Run: .venv/bin/python scripts/bench_postgres.py [--only ijk] [--jobs N] [--default-limits]
 """
 
 from __future__ import annotations
@@ -88,6 +91,49 @@ def bench_two_sites(work: Path, jobs: int, fast: bool = True) -> None:
           f"{'10,000' if fast else '20 (default)'}; load average {benchkit.load()})")
 
 
+def bench_create(work: Path, jobs: int, rounds: int = 3) -> None:
+    from balsam_mp.site.layout import init_site
+
+    specs = [{"app": "MySim", "workdir": f"w/{n}",
+              "transfers": {"input_file": f"laptop:/in/{n}.dat",
+                            "result": f"laptop:/out/{n}.dat"}} for n in range(jobs)]
+    from balsam_mp.api import jobs as creation
+
+    seconds: dict[str, list[float]] = {"SQLite": [], "PostgreSQL": []}
+    database: dict[str, list[float]] = {"SQLite": [], "PostgreSQL": []}  # its transaction
+    commit = creation._commit
+
+    def timed(*args):
+        started = time.perf_counter()
+        try:
+            return commit(*args)
+        finally:
+            database[engine].append(time.perf_counter() - started)
+
+    creation._commit = timed
+    for n in range(rounds):
+        for engine in seconds:
+            url = benchkit.database_url(f"create_{work.name}_{n}".lower()) \
+                if engine == "PostgreSQL" else None
+            site = init_site(work / f"{engine}{n}", f"create{n}", database_url=url)
+            api.use_site(site.site_path)
+            api.App.sync()
+            started = time.perf_counter()
+            api.Job.objects.bulk_create([dict(spec) for spec in specs])
+            seconds[engine].append(time.perf_counter() - started)
+            api.close()
+    creation._commit = commit
+    sqlite, postgres = (statistics.median(v) for v in seconds.values())
+    in_sqlite, in_postgres = (statistics.median(v) for v in database.values())
+    pairs = zip(*seconds.values(), strict=True)
+    print(f"(k) bulk_create of {jobs:,} jobs (1 in + 1 out each), median of {rounds}: "
+          f"SQLite {sqlite:.2f} s, PostgreSQL {postgres:.2f} s = {postgres / sqlite:.2f} x; "
+          f"of which the transaction that writes the rows: {in_sqlite:.2f} s and "
+          f"{in_postgres:.2f} s = {in_postgres / in_sqlite:.2f} x "
+          f"(rounds: {', '.join(f'{a:.2f}/{b:.2f}' for a, b in pairs)}; "
+          f"load average {benchkit.load()})")
+
+
 def bench_takeover(work: Path, kills: int = 5, freezes: int = 3) -> None:
     bench = benchkit.Bench(work)
     hosts = {name: dict(bench.env, BALSAM_HOSTNAME=name) for name in ("login1", "login2")}
@@ -157,7 +203,7 @@ def _booted(site: Path, host: str) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="ij", help="which benchmarks, e.g. 'j'")
+    parser.add_argument("--only", default="ijk", help="which benchmarks, e.g. 'j'")
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs for (i)")
     parser.add_argument("--default-limits", action="store_true",
                         help="(i) at the default 20 Globus requests/s (else 10,000)")
@@ -170,6 +216,8 @@ def main() -> None:
                     bench_two_sites(Path(tmp), args.jobs, fast=not args.default_limits)
                 elif key == "j":
                     bench_takeover(Path(tmp))
+                elif key == "k":
+                    bench_create(Path(tmp), args.jobs)
     finally:
         server.stop()
 

@@ -29,7 +29,7 @@ from balsam_mp.api.jobwrite import FIXED, UpdateResult, update, write
 from balsam_mp.api.model import Model
 from balsam_mp.api.models import CHOICES, App, EventLog, site_lookup
 from balsam_mp.api.query import QuerySet, guarded
-from balsam_mp.api.site import connect, current_settings, transaction
+from balsam_mp.api.site import connect, current_settings, retried, transaction
 from balsam_mp.db import jobs as job_db
 from balsam_mp.db.bulk import value_list
 from balsam_mp.errors import BalsamError, ValidationError
@@ -251,8 +251,8 @@ class Job(Model):
             return [row[0] for row in query._query(db.Job.id).where(
                 db.Job.id.in_(value_list(ids))).tuples()]
 
-        with transaction():
-            return guarded(lambda: job_db.delete_jobs(query._ids(), still_matching))
+        return retried(lambda: guarded(lambda: job_db.delete_jobs(query._ids(),
+                                                                  still_matching)))
 
 
 def _create(objs: list[Job]) -> list[Job]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from balsam_mp import db, transitions
 from balsam_mp.api import inputs
 from balsam_mp.api.query import QuerySet, guarded
-from balsam_mp.api.site import transaction
+from balsam_mp.api.site import retried as in_retried_transaction
 from balsam_mp.db import controls
 from balsam_mp.db import jobs as job_db
 from balsam_mp.db.bulk import value_list
@@ -86,9 +86,13 @@ def update(query: QuerySet[Any], fields: dict[str, Any]) -> UpdateResult:
             raise ValidationError(f"update: Job has no writable field {name!r} "
                                   f"(writable: {', '.join(WRITABLE)})")
     event_data = fields.get("state_data") if "state" in fields else None
-    with transaction():
-        rows = guarded(lambda: list(query._query(db.Job.id, db.Job.state).tuples()))
-        retried = write(rows, fields, event_data, retry=True) if rows else {}
+
+    def body() -> tuple[list[tuple[int, str]], dict[int, str]]:  # again whole on a deadlock
+        rows = guarded(lambda: list(job_db.locked(query._query(db.Job.id, db.Job.state))
+                                    .tuples()))  # locked in id order, then read
+        return rows, (write(rows, fields, event_data, retry=True) if rows else {})
+
+    rows, retried = in_retried_transaction(body)
     ids = [job_id for job_id, _ in rows]
     return UpdateResult(list(QuerySet(query.model, where=(db.Job.id.in_(value_list(ids)),))),
                         retried)
@@ -106,17 +110,22 @@ def bulk_update(jobs: list[Job]) -> UpdateResult:
             groups.setdefault(key, (fields, event_data, []))[2].append(job)
     changed = [job for _, _, same in groups.values() for job in same]
     retried: dict[int, str] = {}
+
+    def body() -> None:  # run again whole on a deadlock
+        retried.clear()
+        ids = [job.id for job in changed]
+        found = dict(guarded(lambda: list(job_db.locked(db.Job.select(  # in id order
+            db.Job.id, db.Job.created_at).where(db.Job.id.in_(value_list(ids)))).tuples())))
+        gone = sorted({job.id for job in changed if found.get(job.id) != job.created_at})
+        if gone:
+            raise type(changed[0]).DoesNotExist(
+                f"bulk_update: job(s) {', '.join(map(str, gone))} no longer exist; "
+                "nothing was written")
+        for fields, event_data, same in groups.values():
+            rows = [(job.id, job._loaded["state"]) for job in same]
+            retried.update(write(rows, fields, event_data, retry=True))
+
     if changed:
-        with transaction():
-            found = dict(guarded(lambda: list(db.Job.select(db.Job.id, db.Job.created_at).where(
-                db.Job.id.in_(value_list([job.id for job in changed]))).tuples())))
-            gone = sorted({job.id for job in changed if found.get(job.id) != job.created_at})
-            if gone:
-                raise type(changed[0]).DoesNotExist(
-                    f"bulk_update: job(s) {', '.join(map(str, gone))} no longer exist; "
-                    "nothing was written")
-            for fields, event_data, same in groups.values():
-                rows = [(job.id, job._loaded["state"]) for job in same]
-                retried.update(write(rows, fields, event_data, retry=True))
+        in_retried_transaction(body)
         type(changed[0]).objects.bulk_refresh(changed)
     return UpdateResult(changed, retried)

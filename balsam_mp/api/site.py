@@ -11,17 +11,20 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import peewee
 
 from balsam_mp import db, settings
 from balsam_mp.db.failures import explain
 from balsam_mp.db.postgres import site_names as postgres_site_names
+from balsam_mp.db.retry import retry_transaction
 from balsam_mp.errors import BalsamError, ValidationError
 from balsam_mp.settings import Settings, TransferSettings
+
+T = TypeVar("T")
 
 SITE_NAME_ENV = "BALSAM_SITE_NAME"
 _site: dict[str, Any] = {"path": None, "settings": None, "db": None, "pid": None,
@@ -113,6 +116,15 @@ def transaction() -> Iterator[None]:
     try:
         with database().atomic():
             yield
+    except (peewee.PeeweeException, sqlite3.Error) as exc:
+        raise database_error(exc) from None
+
+
+def retried(body: Callable[[], T]) -> T:
+    """transaction() around `body`, run again whole if PostgreSQL aborts it to break a
+    deadlock or a serialization failure (db/retry.py): the user sees neither."""
+    try:
+        return retry_transaction(database(), body)
     except (peewee.PeeweeException, sqlite3.Error) as exc:
         raise database_error(exc) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -25,6 +26,8 @@ from balsam_mp.cli.globus import globus_login, globus_whoami
 from balsam_mp.cli.report import report
 from balsam_mp.cli.site_migrate import migrate
 from balsam_mp.cli.sitelist import list_sites
+from balsam_mp.dburl import DATABASE_URL_ENV, display_url
+from balsam_mp.settings import SETTINGS_FILE
 from balsam_mp.site import lease as site_lease
 from balsam_mp.site import service
 from balsam_mp.site import status as site_status
@@ -44,8 +47,12 @@ def site() -> None:
                    "(the password from ~/.pgpass or $PGPASSWORD).")
 def init(path: Path, name: str | None, database_url: str | None) -> None:
     """Create a site at PATH from the site template."""
-    settings = init_site(path, name, database_url)
+    from_env = os.environ.get(DATABASE_URL_ENV) if database_url is None else None
+    settings = init_site(path, name, database_url or from_env or None)
     click.echo(f"created site {settings.site_name!r} at {settings.site_path}")
+    if from_env:  # written down: cron and a new shell run without the variable
+        click.echo(f"database_url {display_url(from_env)} (from ${DATABASE_URL_ENV}) "
+                   f"written into {settings.site_path / SETTINGS_FILE}")
     click.echo(f"next: export BALSAM_SITE_PATH={settings.site_path}; balsam app sync")
 
 
@@ -150,6 +157,13 @@ def _echo_work(report: dict) -> None:
     elif sizes:
         click.echo(f"disk: site.db {_size(sizes['database'])}, WAL {_size(sizes['wal'])}, "
                    f"logs {_size(sizes['logs'])}")
+    slots = report.get("connections")  # PostgreSQL: the server's, every site's
+    if slots:
+        role = f"; role {slots['role']}: {slots['role_in_use']} of {slots['role_limit']}" \
+            if slots["role_limit"] >= 0 else ""
+        click.echo(f"database connections: {slots['in_use']} of {slots['max_connections']} "
+                   f"in use, {slots['free']} free ({slots['reserved']} reserved for "
+                   f"superusers){role}; a site needs 3")
     if report["last_error"]:
         click.echo(f"last error: {report['last_error']}")
     if report["action_required"]:

@@ -12,7 +12,11 @@ at 20 requests/s that is one short write transaction per request, and at 10,000/
 per 200 requests, not one per request.
 
 On PostgreSQL the bucket is a row of the site's schema, locked FOR UPDATE while a
-caller takes from it (the first caller inserts it full).
+caller takes from it (the first caller inserts it full). A worker takes it on its own
+connection, the one of its process (SitePostgres `shared`): its send and poll threads
+take their turn on it, a transaction at a time, so a site holds one connection per
+process however many threads send. Elsewhere (a client's `transfer cancel`) the budget
+opens one of its own.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import time
 from pathlib import Path
 
 from balsam_mp.db.failures import explain
+from balsam_mp.db.models import database_proxy
 from balsam_mp.db.postgres import SitePostgres
 
 log = logging.getLogger(__name__)
@@ -115,25 +120,35 @@ class RequestBudget:
                     raise explain(Path(self.database), exc) from exc  # a full disk: the
                 raise  # workers back off and retry, as for their own queries
 
-    def _take_postgres(self, wanted: int) -> tuple[int, float]:
-        """As on SQLite; errors (a restarted server) are peewee.OperationalError."""
+    def _postgres(self) -> SitePostgres:
+        """The process's shared connection to this site, else one of our own."""
+        process = database_proxy.obj
+        if isinstance(process, SitePostgres) and process.shared and \
+                process.owner_pid == os.getpid() and process.site == self.site and \
+                process.database == str(self.database):
+            return process
         if self._pg is None or self._pid != os.getpid():  # never one from before a fork
             assert self.site, "a PostgreSQL budget needs its site's name"
             self._pg, self._pid = SitePostgres(str(self.database), self.site), os.getpid()
-        self._pg.reconnect_if_broken()
-        with self._pg.atomic():
+        return self._pg
+
+    def _take_postgres(self, wanted: int) -> tuple[int, float]:
+        """As on SQLite; errors (a restarted server) are peewee.OperationalError."""
+        database = self._postgres()
+        database.reconnect_if_broken()
+        with database.atomic():
             # a row to lock: the first caller makes it full, the others wait on its lock
-            self._pg.execute_sql(
+            database.execute_sql(
                 "INSERT INTO request_budget (name, tokens, updated) VALUES (%s, %s, %s) "
                 "ON CONFLICT (name) DO NOTHING", (self.name, self.capacity, time.time()))
-            row = self._pg.execute_sql(
+            row = database.execute_sql(
                 "SELECT tokens, updated FROM request_budget WHERE name = %s FOR UPDATE",
                 (self.name,)).fetchone()
             now = time.time()
             tokens, updated = self._checked(row, now)
             tokens, granted = self._refill(tokens, updated, now, wanted)
             if granted >= 1 or updated > now:
-                self._pg.execute_sql(
+                database.execute_sql(
                     "UPDATE request_budget SET tokens = %s, updated = %s WHERE name = %s",
                     (tokens - granted, now, self.name))
         return self._answer(tokens, granted)

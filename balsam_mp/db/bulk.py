@@ -22,11 +22,23 @@ from balsam_mp.db.models import database_proxy
 
 
 def insert_rows(model: type[peewee.Model], rows: list[dict[str, Any]]) -> None:
-    """INSERT every row (dicts with the same keys) in the caller's transaction."""
-    if rows:
-        sql, values = _insert_statement(model, rows)
-        with _driver_errors(model._meta.database):
-            model._meta.database.cursor().executemany(sql, values)
+    """INSERT every row (dicts with the same keys) in the caller's transaction. On
+    PostgreSQL as one COPY: one statement, streamed, where executemany sends a statement
+    per row (each parsed by the server, each firing the NOTIFY trigger)."""
+    if not rows:
+        return
+    sql, values = _insert_statement(model, rows)
+    database = model._meta.database
+    with _driver_errors(database):
+        cursor = database.cursor()
+        if dialect().COPY_ROWS:
+            columns = sql[sql.index("("):sql.index(")") + 1]
+            with database.lock, cursor.copy(
+                    f'COPY "{model._meta.table_name}" {columns} FROM STDIN') as copy:
+                for row in values:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(sql, values)
 
 
 def insert_row(model: type[peewee.Model], row: dict[str, Any]) -> int:

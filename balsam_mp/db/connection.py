@@ -31,7 +31,7 @@ from balsam_mp.db.models import (
     database_proxy,
 )
 from balsam_mp.db.postgres import SitePostgres, open_postgres
-from balsam_mp.dburl import SCHEME, display_url
+from balsam_mp.dburl import SCHEME, display_url, hide_secrets
 from balsam_mp.errors import BalsamError, DatabaseFailure, ForkSafetyError
 
 _forbidden_reason: str | None = None
@@ -163,15 +163,19 @@ def allow_connections() -> None:
 
 
 def connect(target: Path | str, *, site: str | None = None, synchronous: str = "NORMAL",
-            create: bool = False, file_mode: int = 0o600) -> Database:
+            create: bool = False, file_mode: int = 0o600, role: str = "client",
+            shared: bool = False) -> Database:
     """Open the site database for this process and bind the models to it: a SQLite file
     (one site), or a postgresql:// URL and the `site` whose schema to use (`create` then
     makes the schema and its tables unless they exist). A new SQLite file gets
-    `file_mode`, and SQLite gives its -wal and -shm files the mode of the database."""
+    `file_mode`, and SQLite gives its -wal and -shm files the mode of the database.
+    PostgreSQL: `role` names the session (application_name `balsam_mp ROLE`); a
+    `shared` connection serves every thread of the process (a worker's, see
+    SitePostgres)."""
     if _forbidden_reason is not None:
         raise ForkSafetyError(f"no database connection allowed here: {_forbidden_reason}")
     if is_database_url(target):
-        database = open_postgres(str(target), site)
+        database = open_postgres(str(target), site, role=role, shared=shared)
         database_proxy.initialize(database)
         try:
             if create and not database.table_exists(Meta._meta.table_name):
@@ -187,7 +191,8 @@ def connect(target: Path | str, *, site: str | None = None, synchronous: str = "
         except peewee.ProgrammingError as exc:  # e.g. no CREATE right on the database
             database.close()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            raise BalsamError(f"{display_url(str(target))}: site {site!r}: {first}") from None
+            raise BalsamError(f"{display_url(str(target))}: site {site!r}: "
+                              f"{hide_secrets(first, str(target))}") from None
         except BaseException:
             database.close()
             raise

@@ -120,7 +120,7 @@ def move_jobs(job_ids: list[int], from_state: str, to_state: str, message: str =
         if not job_ids:
             return []
         params["ids"] = json.dumps(job_ids)
-    elif all_done:
+    else:  # in id order, as every writer: an UPDATE alone takes them in the plan's order
         lock_jobs(job_ids)
     moved = [job_id for (job_id,) in
              run(_MOVE.format(condition=condition, ids=ids), params).fetchall()]
@@ -207,6 +207,14 @@ def advance_stragglers(direction: str, job_ids: list[int] | None = None) -> list
     return skipped
 
 
+def locked(query: Any) -> Any:
+    """A select of jobs that also locks them, in id order (PostgreSQL): the user's bulk
+    writes read their jobs so, then two writers of the same jobs take turns, whatever
+    their filters (no deadlock), and the second reads what the first wrote (no
+    compare-and-set lost to the other). SQLite's write lock already covers it."""
+    return query.order_by(Job.id).for_update(of=Job) if dialect().LOCK_JOBS else query
+
+
 def lock_jobs(job_ids: list[int]) -> None:
     """Lock job rows (in id order) before reading them to write them back: on PostgreSQL
     writers run side by side, and a read-merge-write would lose the other's write. On
@@ -222,10 +230,10 @@ def write_fields(job_ids: list[int], values: dict[str, Any],
     key into what is stored (None removes a key), so keys the site wrote meanwhile
     (failed_files, failed_from) survive. Runs in the caller's transaction."""
     now = utcnow()
+    lock_jobs(job_ids)  # an UPDATE alone locks its rows in the plan's order: a deadlock
     if values:
         Job.update({**values, Job.updated_at: now}).where(Job.id.in_(value_list(job_ids))).execute()
     if state_data:
-        lock_jobs(job_ids)
         for job_id, stored in Job.select(Job.id, Job.state_data).where(
                 Job.id.in_(value_list(job_ids))).tuples():
             merged = {**(stored or {}), **state_data}
@@ -241,8 +249,8 @@ def delete_jobs(job_ids: list[int],
     locked (on PostgreSQL a worker may have moved one between the filter's read and
     now; SQLite's write lock already rules that out). Runs in the caller's transaction;
     returns how many were deleted."""
+    lock_jobs(job_ids)  # in id order, as every writer
     if dialect().LOCK_JOBS and still_matching is not None and job_ids:
-        lock_jobs(job_ids)
         job_ids = still_matching(job_ids)
     if not job_ids:
         return 0

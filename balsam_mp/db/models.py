@@ -14,7 +14,18 @@ from typing import Any
 import peewee
 
 SCHEMA_VERSION = 7
-database_proxy = peewee.DatabaseProxy()
+
+
+class _SiteProxy(peewee.DatabaseProxy):
+    """peewee's proxy opens a transaction on itself; this one asks the database, so a
+    PostgreSQL worker's connection shared by its threads holds its lock for the whole
+    transaction however it is opened (postgres.py SitePostgres.atomic)."""
+
+    def atomic(self, *args, **kwargs):
+        return self.obj.atomic(*args, **kwargs)
+
+
+database_proxy = _SiteProxy()
 
 
 def utcnow() -> dt.datetime:

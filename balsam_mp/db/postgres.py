@@ -14,14 +14,17 @@ every statement stays the same unqualified SQL as on SQLite.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import re
+import threading
 import time
 
 import peewee
 
 from balsam_mp.db import fence, sql_postgres
-from balsam_mp.dburl import display_url
+from balsam_mp.dburl import check_database_url, display_url, hide_secrets
 from balsam_mp.errors import BalsamError, ForkSafetyError
 
 WATCHED_TABLES = ("job", "transfer_item", "transfer_task")
@@ -44,6 +47,12 @@ _PENDING_INDEX = ("""
                   # the claim walks the index entries of items long claimed
                   "ALTER TABLE transfer_item SET (autovacuum_vacuum_scale_factor = 0.02, "
                   "autovacuum_analyze_scale_factor = 0.02)")
+# A worker's connection refused (no slot left: max_connections, a role's or database's
+# CONNECTION LIMIT) is asked for again with a short backoff, for up to this many seconds.
+# libpq reports no SQLSTATE for a refused connection (psycopg's sqlstate is None, see
+# psycopg issue #242), and messages are not parsed: so every refusal is asked for again,
+# which costs a worker nothing (it would retry at its next pass anyway).
+SLOTS_WAIT = 10.0
 MISSING_DRIVER = ("database_url names a PostgreSQL database but its driver is not "
                   "installed: pip install 'balsam_mp[postgres]' (psycopg 3)")
 
@@ -55,16 +64,29 @@ def schema_of(site_name: str) -> str:
 
 
 class SitePostgres(peewee.PostgresqlDatabase):
-    """PostgresqlDatabase that remembers the process that opened it."""
+    """PostgresqlDatabase that remembers the process that opened it.
+
+    `role` names the connection in pg_stat_activity (`balsam_mp submitter`). A
+    `shared` connection (a worker's) is the one connection of its process: its threads
+    (the request budget taken from a sender or poll thread) use it in turn, each
+    transaction whole under `lock`, so no statement of one thread ever runs inside
+    another's transaction. A client's connection stays one per thread (peewee's)."""
 
     dialect = sql_postgres
 
-    def __init__(self, url: str, site: str, **kwargs) -> None:
+    def __init__(self, url: str, site: str, role: str = "client", shared: bool = False,
+                 **kwargs) -> None:
         self.schema = schema_of(site)
-        super().__init__(url, prefer_psycopg3=True, application_name="balsam_mp",
+        super().__init__(url, prefer_psycopg3=True, application_name=f"balsam_mp {role}"[:63],
                          connect_timeout=10, options=f"-c search_path={self.schema}",
-                         prepare_threshold=None,
+                         prepare_threshold=None, thread_safe=not shared,
                          **kwargs)
+        self.shared = shared
+        # peewee's own connect/close lock (a no-op when not thread_safe) becomes ours
+        self.lock: contextlib.AbstractContextManager = threading.RLock() if shared \
+            else contextlib.nullcontext()
+        if shared:
+            self._lock = self.lock
         self.site = site
         self.channel = f"balsam_{self.schema}"
         self.owner_pid = os.getpid()
@@ -84,6 +106,33 @@ class SitePostgres(peewee.PostgresqlDatabase):
                 f"{os.getpid()}: open a new one after fork")
         return super().cursor(*args, **kwargs)
 
+    @contextlib.contextmanager
+    def atomic(self, *args, **kwargs):
+        """peewee's atomic(), the whole of it under the connection's lock when shared."""
+        with self.lock, super().atomic(*args, **kwargs) as transaction:
+            yield transaction
+
+    def execute_sql(self, sql, params=None):
+        with self.lock:  # outside a transaction: between two of another thread's
+            return super().execute_sql(sql, params)
+
+    def _connect(self):
+        """A worker's connection refused is asked for again with a short backoff, for up
+        to SLOTS_WAIT (within its pass): a slot frees as soon as another session (a
+        `site status`, a client) ends. A client's refusal is said at once."""
+        deadline, pause = time.monotonic() + SLOTS_WAIT, 0.05
+        while True:
+            try:
+                return super()._connect()
+            except Exception as exc:
+                import psycopg  # only on PostgreSQL: the driver is an extra
+
+                if not self.shared or not isinstance(exc, psycopg.OperationalError) or \
+                        time.monotonic() > deadline:
+                    raise
+            time.sleep(pause * random.uniform(0.5, 1.0))  # jitter: sites do not march
+            pause = min(pause * 2, 1.0)
+
     def begin(self, lock_type: str | None = None) -> None:
         """atomic() writes in READ COMMITTED; atomic("DEFERRED") (a reader that wants one
         snapshot for many queries, as `site status`) gets REPEATABLE READ."""
@@ -101,8 +150,12 @@ class SitePostgres(peewee.PostgresqlDatabase):
             conn.execute(sql_postgres.WORKER_LOCK_TIMEOUT)
 
     def create_site_schema(self) -> None:
-        """The site's schema, where create_tables() then puts its tables."""
-        self.execute_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        """The site's schema, where create_tables() then puts its tables. One that an
+        administrator made (owned by this role) is used as it is: PostgreSQL checks the
+        database's CREATE right before it looks for the schema, even with IF NOT EXISTS."""
+        if not self.execute_sql("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname "
+                                "= %s)", (self.schema,)).fetchone()[0]:
+            self.execute_sql(f'CREATE SCHEMA "{self.schema}"')
 
     def install_schema_hooks(self) -> None:
         """Triggers that NOTIFY the site's workers of every commit to the watched tables."""
@@ -115,7 +168,8 @@ class SitePostgres(peewee.PostgresqlDatabase):
 
     def listen(self) -> None:
         self._listening = True
-        self.connection().execute(f"LISTEN {self.channel}")
+        with self.lock:
+            self.connection().execute(f"LISTEN {self.channel}")
 
     def wait_for_change(self, timeout: float) -> bool:
         """True once another session commits to the watched tables, False after
@@ -123,7 +177,7 @@ class SitePostgres(peewee.PostgresqlDatabase):
         conn = self.connection()
         mine = conn.info.backend_pid
         deadline = time.monotonic() + timeout
-        with peewee.__exception_wrapper__:
+        with self.lock, peewee.__exception_wrapper__:  # a worker's wait is a tick long
             for note in conn.notifies(timeout=max(0.0, deadline - time.monotonic())):
                 if note.pid != mine:
                     return True
@@ -136,13 +190,15 @@ class SitePostgres(peewee.PostgresqlDatabase):
 
     def reconnect_if_broken(self) -> None:
         """After a lost connection (server restart, network), open a new one."""
-        if not self.is_closed() and not self.is_connection_usable():
-            self.close()
-        if self.is_closed():
-            self.connect()
+        with self.lock:
+            if not self.is_closed() and not self.is_connection_usable():
+                self.close()
+            if self.is_closed():
+                self.connect()
 
 
-def open_postgres(url: str, site: str | None) -> SitePostgres:
+def open_postgres(url: str, site: str | None, role: str = "client",
+                  shared: bool = False) -> SitePostgres:
     try:
         import psycopg  # noqa: F401 - only to say clearly that the extra is missing
     except ImportError:
@@ -151,12 +207,14 @@ def open_postgres(url: str, site: str | None) -> SitePostgres:
         raise BalsamError(f"{display_url(url)}: a PostgreSQL database holds many sites; "
                           "name one (site_name in settings.yml, or site= / "
                           "$BALSAM_SITE_NAME for a client)")
-    database = SitePostgres(url, site)
+    check_database_url(url, "database_url")  # a password never reaches the driver
+    database = SitePostgres(url, site, role=role, shared=shared)
     try:
         database.connect()
     except (peewee.DatabaseError, peewee.InterfaceError) as exc:  # e.g. a bad URI parameter
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BalsamError(f"{display_url(url)}: cannot connect to PostgreSQL: {first}") from None
+        raise BalsamError(f"{display_url(url)}: cannot connect to PostgreSQL: "
+                          f"{hide_secrets(first, url)}") from None
     return database
 
 
@@ -185,3 +243,27 @@ def site_names(url: str) -> list[str]:
         return sorted(found)
     finally:
         database.close()
+
+
+# Slots: what max_connections leaves to ordinary roles once superuser_reserved_connections
+# (and PostgreSQL 16's reserved_connections) are set aside, and the role's own limit
+_CONNECTIONS = """
+    SELECT current_setting('max_connections')::int,
+        current_setting('superuser_reserved_connections')::int
+            + coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0),
+        (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),
+        r.rolname, r.rolconnlimit,
+        (SELECT count(*) FROM pg_stat_activity
+         WHERE backend_type = 'client backend' AND usename = r.rolname)
+    FROM pg_roles AS r WHERE r.rolname = current_user"""
+
+
+def connection_headroom(database: SitePostgres) -> dict:
+    """The server's connections: in use, its limit, reserved, free for an ordinary role,
+    and this role's limit (-1: none) and use. A site holds 3 (two workers, a leader)."""
+    most, reserved, used, role, limit, mine = database.execute_sql(_CONNECTIONS).fetchone()
+    free = max(0, most - reserved - used)
+    if limit >= 0:
+        free = min(free, max(0, limit - mine))
+    return {"max_connections": most, "reserved": reserved, "in_use": used, "free": free,
+            "role": role, "role_limit": limit, "role_in_use": mine}

@@ -73,3 +73,5 @@ def indexed_by(index: str) -> str:
 def named(sql: str) -> str:
     """`:name` -> `%(name)s` (psycopg's style); a literal % is doubled."""
     return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
+# Many rows at once: COPY (PostgreSQL), else executemany
+COPY_ROWS = True

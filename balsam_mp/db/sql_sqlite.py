@@ -39,3 +39,5 @@ def indexed_by(index: str) -> str:
     """Where SQLite's planner must be told the index (one that holds few rows, e.g. the
     batch_key index: only items waiting in split halves)."""
     return f"INDEXED BY {index}"
+# Many rows at once: COPY (PostgreSQL), else executemany
+COPY_ROWS = False

@@ -18,6 +18,7 @@ from balsam_mp import db, permissions, settings
 from balsam_mp.db.bulk import dialect, run
 from balsam_mp.db.locks import long_lock_holders
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
+from balsam_mp.db.postgres import SitePostgres, connection_headroom
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
 from balsam_mp.site import lease, pidfile, upgrades, waits
@@ -76,6 +77,8 @@ def status(site_path: Path) -> dict:
             sizes = _sizes(db_path, site_path / "logs")
             report["lease"] = lease.read(database) if db.is_database_url(db_path) \
                 else None  # SQLite: one machine, no lease
+            if isinstance(database, SitePostgres):  # the server's slots left to open
+                report["connections"] = connection_headroom(database)
     standby = info.standby if running else None
     workers = _workers(info) if running and not standby else {}
     actions = report.pop("actions")

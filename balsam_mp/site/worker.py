@@ -103,8 +103,10 @@ class Worker:
         return FENCED
 
     def initialize(self) -> None:
+        # on PostgreSQL the one connection of this process: the request budget, taken
+        # from the send and poll threads, uses it too (db/budget.py)
         self.database = db.connect(self.settings.database, site=self.settings.site_name,
-                                   synchronous=self.synchronous)
+                                   synchronous=self.synchronous, role=self.name, shared=True)
         self.database.listen()
         if hasattr(self.database, "as_worker"):  # PostgreSQL: never wait long on a lock
             self.database.as_worker()

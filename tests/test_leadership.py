@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import signal
+import threading
 import time
 
 import psutil
@@ -147,11 +148,19 @@ def test_a_role_without_rights_on_the_schema_cannot_hold_the_site(sitekit, postg
                               "SELECT * FROM {}.lease FOR SHARE"):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     stranger.execute(statement.format(schema_of(name)))
+            # nor the one that job creations of a site used to take turns on
+            stranger.execute("SELECT pg_advisory_lock(hashtext(%s), 0)", (schema_of(name),))
+            made: list[list[int]] = []
+            creating = threading.Thread(target=lambda: made.append(
+                kit.make_jobs(2, prefix="more", stage_out=False)), daemon=True)
+            creating.start()
+            creating.join(timeout=20)
+            assert made, "a stranger's advisory lock held up job creation"
             text = kit.balsam("site", "status", "--all-sites").stdout
             assert f"site {name}: not running (no host has held the site lease yet)" in text
             started = kit.start().stdout
             assert "started (pid" in started and "standby" not in started
-            kit.wait_jobs(jobs, states.STAGED_IN)
+            kit.wait_jobs(jobs + made[0], states.STAGED_IN)
             text = kit.balsam("site", "status", "--all-sites").stdout
             assert f"site {name}: active on " in text
             kit.balsam("site", "stop")

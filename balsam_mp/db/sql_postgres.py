@@ -44,9 +44,10 @@ LONG_LOCKS = """
     ORDER BY a.xact_start"""
 # Deleting jobs checks that none of their items is in flight: their items are locked
 # first, so a claim taking them either commits before the check or passes over them.
-# Job creations of one site check and undo folders on disk, so they take turns: a
-# transaction lock on the site's schema (two int keys)
-CREATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext(current_schema()), 0)"
+# Job creations of one site check and undo folders on disk, so they take turns: a row
+# lock in the site's own schema, which only roles with rights there can take (an
+# advisory lock's key is anyone's)
+CREATION_LOCK = "SELECT 1 FROM meta WHERE key = 'schema_version' FOR UPDATE"
 LOCK_ITEMS_OF_JOBS = ("SELECT id FROM transfer_item WHERE job_id IN ({ids}) ORDER BY id "
                       "FOR UPDATE")
 

@@ -16,7 +16,9 @@ import pytest
 
 from balsam_mp import api
 from balsam_mp.api import Job
+from balsam_mp.api.site import database
 from balsam_mp.cli import main
+from balsam_mp.site import lease
 from balsam_mp.site.layout import init_site
 from tests.sitemoves import stage
 
@@ -277,6 +279,11 @@ def test_site_ls_and_site_selectors(site, database_url, tmp_path):
             "Error: --site other: no folder and no site of that name (this site is 'site'; "
             "a SQLite site holds only itself)")
         return
+    database().execute_sql(lease.ENSURE)  # this session takes the lease, as a holder does
+    assert database().execute_sql(lease.TAKE, {"host": "login9", "pid": os.getpid(),
+                                                   "ttl": lease.LEASE_SECONDS}).fetchone()
+    rows = json.loads(ok(balsam(site, "site", "ls", "--format", "json")))
+    assert [(r["name"], r["active"]) for r in rows] == [("other", False), ("site", True)]
     assert [(j["site"], j["workdir"]) for j in listed(site, "--site", "other")] == \
         [("other", "e/0")]
     assert len(listed(site, "--site", "other,site")) == 3

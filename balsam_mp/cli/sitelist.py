@@ -7,10 +7,11 @@ import os
 import click
 
 from balsam_mp import api, settings
+from balsam_mp.api.site import database
 from balsam_mp.cli.common import emit, format_option, open_site, site_option
 from balsam_mp.dburl import display_url
 from balsam_mp.errors import BalsamError
-from balsam_mp.site import leader, service
+from balsam_mp.site import lease, service
 
 
 @click.command(name="ls")
@@ -49,7 +50,8 @@ def _postgres_row(url: str, name: str) -> dict:
     try:
         site = api.use_database(url, name)
         api.connect()
-        return {**row, "path": str(site.site_path), "active": leader.lock_held(name),
+        held = lease.read(database())  # active: a host holds the site's live lease
+        return {**row, "path": str(site.site_path), "active": bool(held and held["live"]),
                 "jobs": api.Job.objects.count()}
     except BalsamError as exc:  # e.g. a site not started yet: it published no path
         return {**row, "path": f"({exc})", "active": False, "jobs": None}

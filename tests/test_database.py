@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from balsam_mp import api, db
-from balsam_mp.db import connection
+from balsam_mp.db import connection, schema
 from balsam_mp.errors import BalsamError, ForkSafetyError
 
 
@@ -73,7 +73,7 @@ def test_an_older_schema_is_migrated_through_the_hook(site, monkeypatch):
         f"update meta set value='{latest - 1}' where key='schema_version'")
     api.close()
     ran = []
-    monkeypatch.setitem(connection.MIGRATIONS, latest, lambda database: ran.append(database))
+    monkeypatch.setitem(schema.MIGRATIONS, latest, lambda database: ran.append(database))
     database = db.connect(site.database, site=site.site_name)
     assert len(ran) == 1
     version = database.execute_sql("select value from meta where key='schema_version'")

@@ -24,7 +24,7 @@ from typing import Any
 
 import peewee
 
-from balsam_mp.db import connection
+from balsam_mp.db import connection, schema
 from balsam_mp.db.failures import explain
 from balsam_mp.db.models import (
     App,
@@ -135,7 +135,7 @@ def copy(source: sqlite3.Connection, database: SitePostgres) -> Copied:
         with database.atomic():
             database.create_site_schema()
             # the path `site init` takes on PostgreSQL (tables, hooks, version, owner)
-            connection._create_schema(database)  # noqa: SLF001
+            schema.create_schema(database)
             for model in COPIED:
                 _copy_table(source, database, model)
             _copy_meta(source)

@@ -1,0 +1,96 @@
+"""probe22: Balsam's calls (#22) attacked by a hostile user: stale objects given to
+wait/as_completed, restarts of jobs that failed on a transfer by every route, bulk
+updates that must be all or none."""
+
+from __future__ import annotations
+
+import pytest
+
+from balsam_mp.api import Job, TransferItem
+from balsam_mp.errors import StateConflict
+from tests.sitemoves import claim, finish, make, stage
+from tests.test_cli import balsam
+
+
+def test_wait_reads_the_jobs_before_it_answers(site):
+    """A wait given objects read earlier answers from the database, not from them."""
+    jobs = make(2, out=False)
+    stale = list(Job.objects.order_by("id"))  # read READY
+    stage("in")
+    for job in Job.objects.all():
+        job.state = "FAILED"
+        job.save()
+    done, not_done = Job.objects.wait(stale, timeout=0)
+    assert (len(done), len(not_done)) == (2, 0)
+    assert [job.state for job in stale] == ["FAILED", "FAILED"]
+    stale = list(Job.objects.order_by("id"))
+    Job.objects.filter(id=jobs[0].id).update(state="RESTART_READY")
+    completed = Job.objects.as_completed(stale, timeout=0)
+    assert next(completed) is stale[1]  # job 0 was restarted: not done
+    with pytest.raises(TimeoutError):
+        next(completed)
+
+
+def test_wait_does_not_count_a_restarted_job_done(site):
+    make(1, out=False)
+    stage("in")
+    job = Job.objects.get()
+    job.state = "FAILED"
+    job.save()  # read FAILED: done
+    Job.objects.filter(id=job.id).update(state="RESTART_READY")  # another script restarts it
+    done, not_done = Job.objects.wait([job], timeout=0)
+    assert (done, [j.id for j in not_done]) == ([], [job.id])
+    with pytest.raises(TimeoutError):
+        list(Job.objects.as_completed([job], timeout=0))
+
+
+def failed_on_transfer() -> Job:
+    job = make(1, out=False)[0]
+    task = claim("in")
+    item = TransferItem.objects.get(job_id=job.id)
+    finish(task.task_id, failed_items=(item.id,))
+    job.refresh_from_db()
+    assert job.state == "FAILED"
+    return job
+
+
+def test_save_restart_ready_of_a_job_failed_on_a_transfer(site):
+    job = failed_on_transfer()
+    job.state = "RESTART_READY"
+    job.save()
+    assert job.state in ("READY", "RESTART_READY")
+    stage("in")
+    job.refresh_from_db()
+    assert job.state == "STAGED_IN"
+
+
+def test_cli_modify_restart_ready_of_a_job_failed_on_a_transfer(site):
+    job = failed_on_transfer()
+    result = balsam("job", "modify", str(job.id), "-s", "RESTART_READY", site=site.site_path)
+    assert result.returncode == 0, result.stderr
+    stage("in")
+    job.refresh_from_db()
+    assert job.state == "STAGED_IN"
+
+
+def test_bulk_update_conflict_rolls_back_the_retry_of_items(site):
+    failed = failed_on_transfer()
+    other = make(1, prefix="o", out=False)[0]  # read READY
+    stage("in")  # other: STAGED_IN meanwhile
+    failed.state = "RESTART_READY"
+    other.state = "FAILED"  # from READY, which it no longer is
+    with pytest.raises(StateConflict):
+        Job.objects.bulk_update([failed, other])
+    assert Job.objects.get(id=failed.id).state == "FAILED"
+    assert TransferItem.objects.get(job_id=failed.id).state == "error"
+
+
+def test_bulk_update_two_objects_of_one_job(site):
+    make(1, out=False)
+    stage("in")
+    first, second = Job.objects.get(), Job.objects.get()
+    first.state = "RUNNING"
+    second.state = "RUN_DONE"
+    with pytest.raises(StateConflict):
+        Job.objects.bulk_update([first, second])
+    assert Job.objects.get().state == "STAGED_IN"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from balsam_mp.api import Job, TransferItem
-from balsam_mp.errors import StateConflict
+from balsam_mp.api import App, ApplicationDefinition, Job, TransferItem
+from balsam_mp.errors import StateConflict, ValidationError
 from tests.sitemoves import claim, finish, make, stage
 from tests.test_cli import balsam
 
@@ -94,3 +94,16 @@ def test_bulk_update_two_objects_of_one_job(site):
     with pytest.raises(StateConflict):
         Job.objects.bulk_update([first, second])
     assert Job.objects.get().state == "STAGED_IN"
+
+
+@pytest.mark.parametrize("name", ["x.y", "", "2", "a b"])
+def test_an_app_name_no_job_could_name_is_refused_at_sync(site, name):
+    """probe22: MyApp.sync() registered type("x.y", ...) (then "unknown app 'x.y'
+    (registered: ... x.y ...)"), "" and "2" (read as an app id)."""
+    cls = type(name, (ApplicationDefinition,), {"transfers": {}})
+    with pytest.raises(ValidationError, match="is not a Python class name"):
+        cls.sync()
+    assert [app.name for app in App.objects.all()] == ["MySim"]
+    unicode = type("Ünï", (ApplicationDefinition,), {"transfers": {}})
+    assert unicode.sync().name == "Ünï"
+    assert Job.objects.create(workdir="u", app_id="Ünï").app == "Ünï"

@@ -107,3 +107,48 @@ def test_an_app_name_no_job_could_name_is_refused_at_sync(site, name):
     unicode = type("Ünï", (ApplicationDefinition,), {"transfers": {}})
     assert unicode.sync().name == "Ünï"
     assert Job.objects.create(workdir="u", app_id="Ünï").app == "Ünï"
+
+
+def test_bulk_restarts_racing_a_running_site_strand_nothing_and_send_nothing_twice(sitekit):
+    """A user's script restarts the FAILED jobs over and over while the site retries
+    their files (some still missing, some in flight), a stale bulk_update runs into
+    the site's moves, the poller is killed -9 mid-way; every job ends JOB_FINISHED and
+    no file moves twice."""
+    kit = sitekit(emulator_args=("--startup-delay", "0.2"),
+                  transfers="  transfer_batch_size: 5\n")
+    missing = {1, 4, 7, 11, 17}
+    ids = kit.make_jobs(20, stage_out=True, missing=missing)
+    stale = list(Job.objects.filter(id=ids).order_by("id"))  # READY
+    kit.start()
+    bad = [ids[n] for n in sorted(missing)]
+    kit.wait_jobs(bad, "FAILED")
+    restarts = 0
+    for round_ in range(6):  # restart while the files are still missing: they fail again
+        moved = Job.objects.filter(state="FAILED").update(state="RESTART_READY")
+        restarts += len(moved.retried)
+        assert not [j for j in moved if j.state == "RESTART_READY" and j.id in bad]
+        if round_ == 2:
+            kit.kill("poller")
+    assert restarts >= len(bad)
+    for job in stale:
+        job.tags = {"stale": "yes"}
+    stale[0].state = "FAILED"  # read READY: the site moved it since
+    with pytest.raises(StateConflict):
+        Job.objects.bulk_update(stale)
+    assert not Job.objects.filter(tags={"stale": "yes"}).exists()  # all or none
+    for n in missing:
+        (kit.remote / "in" / f"job{n}.dat").write_text(f"input of job{n}")
+    deadline_rounds = 0
+    while Job.objects.filter(id=ids, state="STAGED_IN").count() < len(ids):
+        Job.objects.filter(state="FAILED").update(state="RESTART_READY")
+        done, _ = Job.objects.wait(list(Job.objects.filter(id=bad)), timeout=0.5,
+                                   poll_interval=0.1)
+        deadline_rounds += 1
+        assert deadline_rounds < 120, kit.states()
+    kit.run_apps(ids)
+    done, not_done = Job.objects.wait(list(Job.objects.filter(id=ids)), timeout=60,
+                                      poll_interval=0.2)
+    assert not not_done and {j.state for j in done} == {"JOB_FINISHED"}
+    kit.assert_exactly_once()
+    for n in range(20):
+        assert (kit.remote / "out" / f"job{n}.dat").read_text() == f"output of job/{n}"

@@ -152,3 +152,12 @@ def test_bulk_restarts_racing_a_running_site_strand_nothing_and_send_nothing_twi
     kit.assert_exactly_once()
     for n in range(20):
         assert (kit.remote / "out" / f"job{n}.dat").read_text() == f"output of job/{n}"
+
+
+@pytest.mark.parametrize("name", ["all", "this", "ALL"])
+def test_a_site_cannot_take_the_name_of_a_site_selector(tmp_path, name):
+    """probe22: `site init -n all` made a site that `--site all` could never pick alone."""
+    result = balsam("site", "init", "-n", name, str(tmp_path / "s"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"site name '{name}' is what `--site {name.lower()}` means" in result.stderr
+    assert not (tmp_path / "s").exists()

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from balsam_mp.api import App, ApplicationDefinition, Job, TransferItem
+from balsam_mp.analytics import throughput_report
+from balsam_mp.api import App, ApplicationDefinition, EventLog, Job, TransferItem
 from balsam_mp.errors import StateConflict, ValidationError
+from balsam_mp.schemas import JobState
 from tests.sitemoves import claim, finish, make, stage
 from tests.test_cli import balsam
 
@@ -161,3 +163,15 @@ def test_a_site_cannot_take_the_name_of_a_site_selector(tmp_path, name):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"site name '{name}' is what `--site {name.lower()}` means" in result.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_throughput_report_refuses_a_state_that_is_no_job_state(site):
+    """probe22: a typo ("JOB_FINSHED") or an item state gave ([], []), an empty report."""
+    make(1, out=False)
+    stage("in")
+    assert len(throughput_report(EventLog.objects.all(), "STAGED_IN")[0]) == 1
+    assert len(throughput_report(EventLog.objects.all(), JobState.staged_in)[1]) == 1
+    for bad in ("JOB_FINSHED", "done", None, 3):
+        with pytest.raises(ValidationError, match="throughput_report: to_state: .* is not "
+                                                  "a job state"):
+            throughput_report(EventLog.objects.all(), bad)

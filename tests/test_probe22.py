@@ -10,6 +10,8 @@ from balsam_mp.analytics import throughput_report
 from balsam_mp.api import App, ApplicationDefinition, EventLog, Job, TransferItem
 from balsam_mp.errors import StateConflict, ValidationError
 from balsam_mp.schemas import JobState
+from balsam_mp.site import pidfile
+from tests.conftest import wait_for
 from tests.sitemoves import claim, finish, make, stage
 from tests.test_cli import balsam
 
@@ -131,6 +133,11 @@ def test_bulk_restarts_racing_a_running_site_strand_nothing_and_send_nothing_twi
         assert not [j for j in moved if j.state == "RESTART_READY" and j.id in bad]
         if round_ == 2:
             kit.kill("poller")
+        if round_ == 4:  # the whole site dies -9 mid-way and is started again
+            for role in ("submitter", "supervisor"):
+                kit.kill(role)
+            wait_for(lambda: not pidfile.read(kit.site).alive(), what="the site to be gone")
+            kit.start()
     assert restarts >= len(bad)
     for job in stale:
         job.tags = {"stale": "yes"}

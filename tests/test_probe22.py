@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from balsam_mp import db
 from balsam_mp.analytics import throughput_report
 from balsam_mp.api import App, ApplicationDefinition, EventLog, Job, TransferItem
+from balsam_mp.api import jobs as jobs_module
 from balsam_mp.errors import StateConflict, ValidationError
 from balsam_mp.schemas import JobState
 from balsam_mp.site import pidfile
@@ -182,3 +184,33 @@ def test_throughput_report_refuses_a_state_that_is_no_job_state(site):
         with pytest.raises(ValidationError, match="throughput_report: to_state: .* is not "
                                                   "a job state"):
             throughput_report(EventLog.objects.all(), bad)
+
+
+@pytest.mark.parametrize("change", ["removed", "slots"])
+def test_an_app_removed_or_changed_while_jobs_are_created(site, monkeypatch, change):
+    """probe22: `app rm` (or an `app sync` changing the slots) between the planning and
+    the commit of a job creation gave "site database: FOREIGN KEY constraint failed"
+    (or items made from the old slots)."""
+    class Racing(ApplicationDefinition):
+        transfers = {"input_file": {"direction": "in", "local_path": "in.dat"}}
+
+    Racing.sync()
+    planned = jobs_module._reject_used_workdirs
+
+    def meanwhile(workdirs):  # another process, between the plan and the commit
+        planned(workdirs)
+        if change == "removed":
+            db.App.delete().where(db.App.name == "Racing").execute()
+        else:
+            db.App.update(transfers={"other": {"direction": "in", "local_path": "o.dat",
+                                               "required": False, "recursive": False,
+                                               "description": ""}}).where(
+                db.App.name == "Racing").execute()
+
+    monkeypatch.setattr(jobs_module, "_reject_used_workdirs", meanwhile)
+    with pytest.raises(ValidationError,
+                       match="while its jobs were being created.*; nothing was created"):
+        Job.objects.create(workdir="r/1", app_id="Racing",
+                           transfers={"input_file": "laptop:/in/r.dat"})
+    assert Job.objects.count() == 0 and TransferItem.objects.count() == 0
+    assert not (site.data_path / "r" / "1").exists()

@@ -214,3 +214,27 @@ def test_an_app_removed_or_changed_while_jobs_are_created(site, monkeypatch, cha
                            transfers={"input_file": "laptop:/in/r.dat"})
     assert Job.objects.count() == 0 and TransferItem.objects.count() == 0
     assert not (site.data_path / "r" / "1").exists()
+
+
+class MySim(ApplicationDefinition):
+    """A user's own MySim, not synced: its input goes to mine.txt."""
+
+    transfers = {"input_file": {"direction": "in", "local_path": "mine.txt"}}
+
+
+def test_another_class_of_a_registered_name_is_not_silently_the_registered_app(site):
+    """probe22: Job(app_id=MySim) and MySim.submit() with a user's own class MySim took
+    SITE/apps' MySim, so the input was staged to input.dat, not mine.txt."""
+    for attempt in (lambda: Job.objects.create(workdir="m/1", app_id=MySim,
+                                               transfers={"input_file": "laptop:/x"}),
+                    lambda: MySim.submit("m/2", transfers={"input_file": "laptop:/x"})):
+        with pytest.raises(ValidationError, match="app class MySim is not the registered "
+                                                  "MySim \\(example.MySim\\): their transfer "
+                                                  "slots differ; call MySim.sync"):
+            attempt()
+    assert Job.objects.count() == 0
+    registered = ApplicationDefinition.load_by_name("MySim")  # the registered one: fine
+    registered.submit("m/3", transfers={"input_file": "laptop:/x"})
+    MySim.sync()  # now this class is MySim
+    job = MySim.submit("m/4", transfers={"input_file": "laptop:/x"})
+    assert str(TransferItem.objects.get(job_id=job.id).local_path) == "mine.txt"

@@ -57,7 +57,7 @@ class ApplicationDefinition:
 
             if not App.objects.filter(name=cls.__name__).exists():
                 cls.sync()  # registered by its first submit
-        job = Job(workdir=workdir, app=cls.__name__, transfers=transfers, tags=tags,
+        job = Job(workdir=workdir, app_id=cls, transfers=transfers, tags=tags,
                   parameters={**(parameters or {}), **more_parameters})
         if save:
             job.save()

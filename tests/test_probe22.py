@@ -238,3 +238,12 @@ def test_another_class_of_a_registered_name_is_not_silently_the_registered_app(s
     MySim.sync()  # now this class is MySim
     job = MySim.submit("m/4", transfers={"input_file": "laptop:/x"})
     assert str(TransferItem.objects.get(job_id=job.id).local_path) == "mine.txt"
+
+
+@pytest.mark.parametrize("selector", [",", " , ,"])
+def test_a_site_selector_of_commas_alone_is_an_error(site, selector):
+    """probe22: `job ls --site ,` listed no site and exited 0."""
+    result = balsam("job", "ls", "--site", selector, site=site.site_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == (f"Error: --site {selector!r} names no site (give "
+                                     "NAME[,NAME...], all, this or a folder)")

@@ -247,3 +247,11 @@ def test_a_site_selector_of_commas_alone_is_an_error(site, selector):
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip() == (f"Error: --site {selector!r} names no site (give "
                                      "NAME[,NAME...], all, this or a folder)")
+
+
+def test_job_ls_with_an_empty_app_is_an_error_not_every_job(site):
+    """probe22: `balsam job ls -a "$APP"` with $APP empty listed every job."""
+    make(1, out=False)
+    result = balsam("job", "ls", "-a", "", site=site.site_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "--app: unknown app '': no app has that id or name" in result.stderr

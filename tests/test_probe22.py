@@ -97,7 +97,7 @@ def test_bulk_update_two_objects_of_one_job(site):
     first, second = Job.objects.get(), Job.objects.get()
     first.state = "RUNNING"
     second.state = "RUN_DONE"
-    with pytest.raises(StateConflict):
+    with pytest.raises(ValidationError, match="given twice with different changes"):
         Job.objects.bulk_update([first, second])
     assert Job.objects.get().state == "STAGED_IN"
 
@@ -255,3 +255,16 @@ def test_job_ls_with_an_empty_app_is_an_error_not_every_job(site):
     result = balsam("job", "ls", "-a", "", site=site.site_path)
     assert result.returncode == 1 and result.stdout == ""
     assert "--app: unknown app '': no app has that id or name" in result.stderr
+
+
+def test_bulk_update_of_one_job_given_twice_with_different_changes(site):
+    """probe22: the last object's tags silently won over the first's."""
+    make(1, out=False)
+    first, second, same = Job.objects.get(), Job.objects.get(), Job.objects.get()
+    first.tags, second.tags, same.tags = {"x": "1"}, {"y": "2"}, {"x": "1"}
+    with pytest.raises(ValidationError, match="job 1 is given twice with different "
+                                              "changes; nothing was written"):
+        Job.objects.bulk_update([first, second])
+    assert Job.objects.get().tags == {"n": "0"}
+    Job.objects.bulk_update([first, same])  # the same change twice: written once
+    assert Job.objects.get().tags == {"x": "1"} == same.tags

@@ -18,6 +18,7 @@ from tests.sitemoves import claim, finish, make, stage
 from tests.test_cli import balsam
 
 
+@pytest.mark.engines
 def test_wait_reads_the_jobs_before_it_answers(site):
     """A wait given objects read earlier answers from the database, not from them."""
     jobs = make(2, out=False)
@@ -60,6 +61,7 @@ def failed_on_transfer() -> Job:
     return job
 
 
+@pytest.mark.engines
 def test_save_restart_ready_of_a_job_failed_on_a_transfer(site):
     job = failed_on_transfer()
     job.state = "RESTART_READY"
@@ -186,6 +188,7 @@ def test_throughput_report_refuses_a_state_that_is_no_job_state(site):
             throughput_report(EventLog.objects.all(), bad)
 
 
+@pytest.mark.engines
 @pytest.mark.parametrize("change", ["removed", "slots"])
 def test_an_app_removed_or_changed_while_jobs_are_created(site, monkeypatch, change):
     """probe22: `app rm` (or an `app sync` changing the slots) between the planning and
@@ -222,6 +225,7 @@ class MySim(ApplicationDefinition):
     transfers = {"input_file": {"direction": "in", "local_path": "mine.txt"}}
 
 
+@pytest.mark.engines
 def test_another_class_of_a_registered_name_is_not_silently_the_registered_app(site):
     """probe22: Job(app_id=MySim) and MySim.submit() with a user's own class MySim took
     SITE/apps' MySim, so the input was staged to input.dat, not mine.txt."""
@@ -257,6 +261,7 @@ def test_job_ls_with_an_empty_app_is_an_error_not_every_job(site):
     assert "--app: unknown app '': no app has that id or name" in result.stderr
 
 
+@pytest.mark.engines
 def test_bulk_update_of_one_job_given_twice_with_different_changes(site):
     """probe22: the last object's tags silently won over the first's."""
     make(1, out=False)

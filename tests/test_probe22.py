@@ -273,3 +273,21 @@ def test_bulk_update_of_one_job_given_twice_with_different_changes(site):
     assert Job.objects.get().tags == {"n": "0"}
     Job.objects.bulk_update([first, same])  # the same change twice: written once
     assert Job.objects.get().tags == {"x": "1"} == same.tags
+
+
+def test_as_completed_follows_a_running_site_each_job_once(sitekit):
+    """as_completed over jobs a running site stages in and out while the user's script
+    plays the app: each job is yielded once, JOB_FINISHED or FAILED (its input missing)."""
+    kit = sitekit(transfers="  transfer_batch_size: 4\n")
+    ids = kit.make_jobs(12, stage_out=True, missing={5})
+    jobs = list(Job.objects.filter(id=ids))
+    kit.start()
+    seen = []
+    completing = Job.objects.as_completed(jobs, timeout=120, poll_interval=0.05)
+    kit.wait_jobs([i for n, i in enumerate(ids) if n != 5], "STAGED_IN")
+    kit.run_apps([i for n, i in enumerate(ids) if n != 5])
+    for job in completing:
+        seen.append((job.id, job.state))
+    assert sorted(seen) == sorted((i, "FAILED" if n == 5 else "JOB_FINISHED")
+                                  for n, i in enumerate(ids))
+    kit.assert_exactly_once()

@@ -34,7 +34,7 @@ NAN = "transfers: {service_period: .nan}\n"
 CASES = [
     # -- command line ---------------------------------------------------------------------
     Case("option-unknown", ("job", "ls", "--colour", "red"), "No such option"),
-    Case("state-unknown", ("job", "ls", "--state", "DONE"), "'DONE' is not one of"),
+    Case("state-unknown", ("job", "ls", "--state", "DONE"), "'DONE' is not a job state"),
     Case("ls-tag-no-equals", ("job", "ls", "--tag", "colour"), "expected KEY=VALUE"),
     Case("site-missing", ("job", "ls", "--site", "/nonexistent/site"), "is not a balsam site",
          lambda: api.use_site("/nonexistent/site"), SiteNotFound),

@@ -121,6 +121,16 @@ def test_site_report_refuses_bad_input_in_one_line(site, tmp_path, args, message
     assert not list(tmp_path.glob("**/*.png")) and not list(tmp_path.glob("**/*.txt"))
 
 
+def test_a_span_back_before_year_one_is_everything(site, tmp_path):
+    """probe22: --since 99999999d fits a timedelta but not now minus it (was an
+    OverflowError traceback)."""
+    out = tmp_path / "r.png"
+    result = balsam(site, "site", "report", "--since", "99999999d", "-o", str(out),
+                    "--format", "json")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert '"since": null' in result.stdout and out.stat().st_size > 0
+
+
 def test_without_matplotlib_one_line_says_how_to_install_it(site, tmp_path):
     blocked = ("-c", "import sys; sys.modules['matplotlib'] = None; "
                      "from balsam_mp.cli import main; main(prog_name='balsam')")

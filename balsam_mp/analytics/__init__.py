@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from balsam_mp import db
+from balsam_mp import db, transitions
 from balsam_mp.api import EventLog, TransferTask
 from balsam_mp.api.query import Manager, QuerySet, guarded
 from balsam_mp.errors import ValidationError
@@ -48,7 +48,8 @@ def throughput_report(log_query: Any, to_state: Any = "JOB_FINISHED"
                       ) -> tuple[list[dt.datetime], list[int]]:
     """Balsam's throughput: the times (UTC, oldest first) at which the jobs of
     `log_query` (EventLog events) reached `to_state`, and the count so far at each."""
-    state = getattr(to_state, "value", to_state)  # Balsam's JobState enum, or its name
+    # Balsam's JobState enum, or its name; a typo is an error, not an empty report
+    state = transitions.check_state_name(to_state, "throughput_report: to_state")
     events = _query(log_query, EventLog, "throughput_report").filter(
         to_state=state, job_id__ne=None).order_by("timestamp", "id")
     # the timestamps alone: a million events would take a minute as EventLog objects

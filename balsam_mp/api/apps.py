@@ -57,7 +57,7 @@ class ApplicationDefinition:
 
             if not App.objects.filter(name=cls.__name__).exists():
                 cls.sync()  # registered by its first submit
-        job = Job(workdir=workdir, app=cls.__name__, transfers=transfers, tags=tags,
+        job = Job(workdir=workdir, app_id=cls, transfers=transfers, tags=tags,
                   parameters={**(parameters or {}), **more_parameters})
         if save:
             job.save()
@@ -74,6 +74,7 @@ class ApplicationDefinition:
         connect()
         source = cls.__dict__.get("_source_file") or _source_of(cls)
         where = f"{source}: app {cls.__name__}"
+        check_name(where, cls.__name__)
         check_site(where, cls.site, current_settings().site_name)
         slots = validate_slots(where, cls.transfers)
         _upsert([{"name": cls.__name__, "source_file": source,
@@ -118,6 +119,15 @@ def app_class(app: Any) -> type[ApplicationDefinition]:
         "__doc__": app.description, "description": app.description,
         "transfers": app.transfers, "__app_id__": app.id, "_source_file": app.source_file,
         "__module__": Path(app.source_file).stem or "balsam_site_apps"})
+
+
+def check_name(where: str, name: str) -> None:
+    """An app's name is its class's name, a Python identifier: a job names it as
+    "Name" or "module.Name", so "x.y", "" or "2" could never be named (or would read as
+    another app's id)."""
+    if not name.isidentifier():
+        raise ValidationError(f"{where}: {name!r} is not a Python class name; an app's name "
+                              "must be one (jobs name the app by it)")
 
 
 def check_site(where: str, site: Any, this_site: str) -> None:
@@ -208,6 +218,7 @@ def sync_apps(settings: Settings) -> list[str]:
     classes = load_app_classes(settings.apps_path)
     rows = []
     for name, (file, cls) in classes.items():
+        check_name(f"{file}: app {name}", name)
         check_site(f"{file}: app {name}", getattr(cls, "site", None), settings.site_name)
         slots = validate_slots(f"{file}: app {name}", cls.transfers)
         description = cls.description or (cls.__doc__ or "").strip()

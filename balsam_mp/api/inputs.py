@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Any
 
-from balsam_mp.api.apps import check_site
+from balsam_mp.api.apps import check_site, validate_slots
 from balsam_mp.api.jobspec import check_json, check_tags
 from balsam_mp.errors import ValidationError
 
@@ -26,7 +26,7 @@ def mapping(job: object, name: str, value: Any) -> dict[str, Any]:
 
 
 def app_name(where: str, job: Any, apps: dict[int, str], stems: dict[str, str],
-             site_name: str) -> str:
+             site_name: str, slots: dict[str, Any] | None = None) -> str:
     """The name of the app a job names, in any of Balsam's ways: app_id= an id, a name,
     an ApplicationDefinition subclass or an App; app_name= "Class" or "module.Class";
     app= (ours) a name. All that are given must agree. `apps`: id -> name of the
@@ -38,7 +38,7 @@ def app_name(where: str, job: Any, apps: dict[int, str], stems: dict[str, str],
     if not given:
         raise ValidationError(f"{where}: give app_id (an app's id, name or class), app_name "
                               "or app")
-    names = {key: _one_app(f"{where}: {key}", value, apps, stems, site_name)
+    names = {key: _one_app(f"{where}: {key}", value, apps, stems, site_name, slots)
              for key, value in given}
     if len(set(names.values())) > 1:
         shown_ = ", ".join(f"{key} is {name}" for key, name in names.items())
@@ -47,7 +47,7 @@ def app_name(where: str, job: Any, apps: dict[int, str], stems: dict[str, str],
 
 
 def _one_app(what: str, value: Any, apps: dict[int, str], stems: dict[str, str],
-             site_name: str) -> str:
+             site_name: str, slots: dict[str, Any] | None = None) -> str:
     def known() -> str:
         return ", ".join(f"{name} (id {i}, {stems[name]}.{name})"
                          for i, name in sorted(apps.items())) or \
@@ -65,6 +65,13 @@ def _one_app(what: str, value: Any, apps: dict[int, str], stems: dict[str, str],
         if name not in stems:
             raise ValidationError(f"{what}: app class {name} is not registered at this site: "
                                   f"call {name}.sync() first (registered: {known()})")
+        if slots is not None and name in slots and \
+                _moves(validate_slots(f"{what}: app class {name}", value.transfers)) != \
+                _moves(slots[name]):  # another class of that name: not silently that one
+            raise ValidationError(
+                f"{what}: app class {name} is not the registered {name} "
+                f"({stems[name]}.{name}): their transfer slots differ; call {name}.sync() "
+                "to register this class, or name the registered app by its name")
         return name
     if not isinstance(value, str):  # an App object: its name
         name = getattr(value, "name", None)
@@ -78,6 +85,12 @@ def _one_app(what: str, value: Any, apps: dict[int, str], stems: dict[str, str],
         raise ValidationError(f"{what}: {value!r}: app {name} is registered from module "
                               f"{stems[name]!r} (class path {stems[name]}.{name})")
     raise ValidationError(f"{what}: unknown app {value!r} (registered: {known()})")
+
+
+def _moves(slots: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    """What an app's slots make a job move (their descriptions aside)."""
+    return {name: (slot["direction"], slot["local_path"], slot["required"], slot["recursive"])
+            for name, slot in slots.items()}
 
 
 def workdir_text(where: str, workdir: Any) -> Any:

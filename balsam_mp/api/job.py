@@ -203,7 +203,7 @@ class Job(Model):
         with transaction():
             if not guarded(lambda: db.Job.select().where(self._same_row()).exists()):
                 raise self.DoesNotExist(f"job {self.id} no longer exists")
-            write([(self.id, self._loaded["state"])], fields, event_data)
+            write([(self.id, self._loaded["state"])], fields, event_data, retry=True)
         self.refresh_from_db()
 
     def _patch(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -259,16 +259,18 @@ def _create(objs: list[Job]) -> list[Job]:
     """Balsam's input forms -> JobSpec -> create_jobs; the objects become saved."""
     connect()
     registered = guarded(lambda: list(db.App.select(db.App.id, db.App.name,
-                                                     db.App.source_file).tuples()))
-    apps = {app_id: name for app_id, name, _ in registered}
-    stems = {name: Path(source).stem for _, name, source in registered}
+                                                     db.App.source_file,
+                                                     db.App.transfers).tuples()))
+    apps = {app_id: name for app_id, name, _, _ in registered}
+    stems = {name: Path(source).stem for _, name, source, _ in registered}
+    slots = {name: transfers for _, name, _, transfers in registered}
     site_name = current_settings().site_name
     specs = []
     for index, job in enumerate(objs):
         where = f"job {index}" if len(objs) > 1 else "job"
         if job.id is not None:
             raise ValidationError(f"{where}: job {job.id} is already saved")
-        specs.append(JobSpec(app=inputs.app_name(where, job, apps, stems, site_name),
+        specs.append(JobSpec(app=inputs.app_name(where, job, apps, stems, site_name, slots),
                              workdir=inputs.workdir_text(where, job.workdir),
                              transfers=inputs.transfer_texts(where, job._transfers),
                              # checked by create_jobs, whose messages name the workdir

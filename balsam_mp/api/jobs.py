@@ -97,6 +97,7 @@ def _commit(folders: Folders, planned: list) -> list[Job]:
     try:
         with db.atomic():
             lock_job_creation()
+            _recheck_apps([app for _, app, _ in planned])
             folders.recheck_found()
             insert_rows(Job, job_rows)
             ids = _ids_by_workdir([row["workdir"] for row in job_rows])
@@ -108,8 +109,9 @@ def _commit(folders: Folders, planned: list) -> list[Job]:
                                     "timestamp": now}
                                    for row in job_rows])
     except peewee.IntegrityError:
-        # another process committed one of these workdirs since we checked
+        # another process committed one of these workdirs, or removed an app, since
         _reject_used_workdirs([row["workdir"] for row in job_rows])
+        _recheck_apps([app for _, app, _ in planned])
         raise
     refresh_statistics(len(job_rows))
     return [Job(id=ids[row["workdir"]], **row) for row in job_rows]
@@ -256,3 +258,20 @@ def _reject_used_workdirs(workdirs: list[str]) -> None:
     used = Job.select(Job.workdir).where(Job.workdir.in_(value_list(workdirs))).first()
     if used is not None:
         raise ValidationError(f"job {used.workdir!r}: workdir is already used by another job")
+
+
+def _recheck_apps(apps: list[App]) -> None:
+    """The apps the jobs were planned with are still registered as they were read: an
+    `app rm` or an `app sync` that changed their slots meanwhile refuses the creation
+    whole (it was a FOREIGN KEY error, or items made from the old slots)."""
+    planned = {app.id: app for app in apps}
+    now = dict(App.select(App.id, App.transfers).where(
+        App.id.in_(value_list(sorted(planned)))).tuples())
+    for app_id, app in sorted(planned.items()):
+        if app_id not in now:
+            raise ValidationError(f"app {app.name} was removed while its jobs were being "
+                                  "created; nothing was created")
+        if now[app_id] != app.transfers:
+            raise ValidationError(f"app {app.name}'s transfer slots changed while its jobs "
+                                  "were being created (`app sync`); nothing was created: "
+                                  "create them again")

@@ -102,11 +102,15 @@ def bulk_update(jobs: list[Job]) -> UpdateResult:
     """Job.objects.bulk_update: each job's own changes, one transaction. Jobs with the
     same changes, read in the same state, are written together."""
     groups: dict[str, tuple[dict[str, Any], dict[str, Any] | None, list[Job]]] = {}
+    change_of: dict[int, str] = {}  # job id -> its change: one job given twice must agree
     for job in jobs:
         fields, event_data = job._patch()
         if fields:
             key = json.dumps([job._loaded["state"], fields, event_data], sort_keys=True,
                              default=str)
+            if change_of.setdefault(job.id, key) != key:  # type: ignore[arg-type]
+                raise ValidationError(f"bulk_update: job {job.id} is given twice with "
+                                      "different changes; nothing was written")
             groups.setdefault(key, (fields, event_data, []))[2].append(job)
     changed = [job for _, _, same in groups.values() for job in same]
     retried: dict[int, str] = {}

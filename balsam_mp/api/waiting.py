@@ -104,6 +104,7 @@ def wait(jobs: Any, job_class: type[Job], timeout: Any = None, poll_interval: An
         raise ValidationError(f"wait: return_when must be one of {', '.join(RETURN_WHEN)}, "
                               f"not {return_when!r}")
     deadline = _deadline(timeout)
+    bulk_refresh(jobs, job_class)  # objects read earlier may be stale either way
     done = [job for job in jobs if job.state in DONE_STATES]
     not_done = [job for job in jobs if job.state not in DONE_STATES]
 
@@ -131,6 +132,7 @@ def as_completed(jobs: Any, job_class: type[Job], timeout: Any = None,
 def _completing(jobs: list[Job], job_class: type[Job], timeout: float | None,
                 poll_interval: float) -> Iterator[Job]:
     deadline = _deadline(timeout)
+    bulk_refresh(jobs, job_class)  # objects read earlier may be stale either way
     pending = []
     for job in jobs:
         if job.state in DONE_STATES:

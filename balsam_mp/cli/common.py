@@ -213,6 +213,9 @@ def each_site(all_sites: bool) -> Iterator[str]:
     selector = site_selector()
     if selector and "," in selector:
         names = list(dict.fromkeys(n.strip() for n in selector.split(",") if n.strip()))
+        if not names:  # "--site ,": a typo, not "no site at all"
+            raise BalsamError(f"--site {selector!r} names no site (give NAME[,NAME...], "
+                              "all, this or a folder)")
         for name in names:
             _open_by_name(name)
             yield name

@@ -94,7 +94,7 @@ def list_jobs(tags: tuple[str, ...], state: str | None, exclude_state: str | Non
             query = query.filter(id=id_filter)
         if workdir:
             query = query.filter(workdir__contains=workdir)
-        if app_name:
+        if app_name is not None:  # -a "" (an empty $APP) names no app: not "any app"
             try:
                 query = query.filter(app_id=find_app(app_name)[0])
                 app_found = True

@@ -37,6 +37,15 @@ class Duration(click.ParamType):
             self.fail(f"{value!r} is too long a duration", param, ctx)
 
 
+def _since(span: dt.timedelta) -> dt.datetime | None:
+    """The start of the last `span`; None (everything) when it reaches back before
+    year 1, which a datetime cannot hold."""
+    try:
+        return dt.datetime.now(dt.timezone.utc) - span
+    except OverflowError:
+        return None
+
+
 @click.command()
 @site_option
 @click.option("--since", type=Duration(), metavar="DURATION",
@@ -54,7 +63,7 @@ def report(since: dt.timedelta | None, output: Path, output_format: str) -> None
     if plot.matplotlib_missing():  # before anything else: nothing read, nothing written
         raise click.ClickException(plot.INSTALL_HINT)
     settings = open_site()
-    start = None if since is None else dt.datetime.now(dt.timezone.utc) - since
+    start = None if since is None else _since(since)
     data = plot.gather(settings.site_name, start)
     plot.draw(data, output)
     summary = {"output": str(output), "site": settings.site_name,

@@ -44,6 +44,9 @@ def _build(staging: Path, site_name: str, database_url: str | None) -> None:
             os.chmod(os.path.join(folder, name), modes.file)
 
 
+SELECTORS = ("all", "this")  # --site all|this (cli.common) select sites, not one by name
+
+
 def init_site(path: Path, name: str | None = None,
               database_url: str | None = None) -> settings.Settings:
     """A new site directory; its database is site.db, or the tables are made in the
@@ -59,6 +62,9 @@ def init_site(path: Path, name: str | None = None,
         raise BalsamError(f"{path} exists and is not empty")
     site_name = path.name if name is None else name
     problem = settings.site_name_problem(site_name)
+    if site_name.lower() in SELECTORS:
+        problem = (f"site name {site_name!r} is what `--site {site_name.lower()}` means "
+                   "(Balsam's selector), so no command could pick this site by it")
     if problem:
         hint = "" if name is not None else " (it defaults to the folder's name; pass --name)"
         raise BalsamError(f"{problem}{hint}")

@@ -122,7 +122,7 @@ def test_site_report_refuses_bad_input_in_one_line(site, tmp_path, args, message
 
 
 def test_a_span_back_before_year_one_is_everything(site, tmp_path):
-    """probe22: --since 99999999d fits a timedelta but not now minus it (was an
+    """--since 99999999d fits a timedelta but not now minus it (was an
     OverflowError traceback)."""
     out = tmp_path / "r.png"
     result = balsam(site, "site", "report", "--since", "99999999d", "-o", str(out),

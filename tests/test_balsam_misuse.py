@@ -1,4 +1,4 @@
-"""probe22: Balsam's calls (#22) attacked by a hostile user: stale objects given to
+"""Balsam's calls (#22) attacked by a hostile user: stale objects given to
 wait/as_completed, restarts of jobs that failed on a transfer by every route, bulk
 updates that must be all or none."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -60,3 +62,15 @@ def test_site_sync_works_for_a_role_limited_to_four_connections(tmp_path, postgr
             kit.close()
         postgres_server.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         postgres_server.admin(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_site_init_names_the_variable_that_holds_a_refused_url(tmp_path):
+    """A URL from $BALSAM_DATABASE_URL was refused as if given as --database-url."""
+    env = dict(os.environ, BALSAM_DATABASE_URL="postgresql://u:S3cret@h/db")
+    result = subprocess.run([sys.executable, "-m", "balsam_mp", "site", "init",
+                             str(tmp_path / "s")], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0
+    assert "BALSAM_DATABASE_URL: the URL carries a password" in result.stderr
+    assert "--database-url" not in result.stderr and "S3cret" not in result.stderr
+    assert not (tmp_path / "s").exists()

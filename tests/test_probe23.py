@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
-from balsam_mp import api
+from balsam_mp import api, states
+from balsam_mp.db.postgres import SLOTS_WAIT, schema_of
 from balsam_mp.dburl import check_database_url, display_url
 from balsam_mp.errors import SettingsError
 from balsam_mp.site import pidfile
@@ -74,3 +76,49 @@ def test_site_init_names_the_variable_that_holds_a_refused_url(tmp_path):
     assert "BALSAM_DATABASE_URL: the URL carries a password" in result.stderr
     assert "--database-url" not in result.stderr and "S3cret" not in result.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_a_worker_refused_a_connection_at_boot_is_restarted_not_the_site_halted(
+        tmp_path, postgres_server):
+    """A worker whose connection fails as it boots (the server restarting, its session
+    ended by pg_terminate_backend, no slot left for longer than its 10 s wait) exited
+    as 'failed at boot': the supervisor halted the site for good, every standby too
+    once it took over and met the same (seen with pg_terminate_backend in a loop)."""
+    import psycopg
+
+    from tests.sitekit import SiteKit
+
+    role = name = f"boot_{os.getpid()}"
+    postgres_server.admin(f"CREATE ROLE {role} LOGIN PASSWORD '{postgres_server.password}' "
+                          "CONNECTION LIMIT 3")
+    postgres_server.admin(f'CREATE DATABASE "{name}" OWNER {role} TEMPLATE template0')
+    url = postgres_server.url(name).replace("balsam@", f"{role}@")
+    kit, held = None, []
+    try:
+        kit = SiteKit(tmp_path, database_url=url)
+        jobs = kit.make_jobs(20, stage_out=False)
+        kit_name = api.current_settings().site_name
+        api.close()
+        # two of the role's three slots taken: the lease holder gets the last one, and
+        # the workers are refused until these end
+        held = [psycopg.connect(url, password=postgres_server.password) for _ in range(2)]
+        threading.Timer(SLOTS_WAIT + 3, lambda: [conn.close() for conn in held]).start()
+        kit.start()
+        log = kit.site / "logs" / "supervisor.log"
+        wait_for(lambda: "restarting in" in log.read_text(), timeout=SLOTS_WAIT + 10,
+                 what="a worker refused at boot to be restarted")
+        assert "failed at boot" not in log.read_text()
+        with psycopg.connect(postgres_server.url(name), password=postgres_server.password,
+                             autocommit=True) as admin:  # the role's slots are the site's
+            wait_for(lambda: admin.execute(
+                f"SELECT count(*) FROM {schema_of(kit_name)}.job WHERE state = %s",
+                (states.STAGED_IN,)).fetchone()[0] == len(jobs), timeout=90, interval=0.2,
+                what="every job STAGED_IN")
+        assert pidfile.read(kit.site).alive()
+    finally:
+        for conn in held:
+            conn.close()
+        if kit is not None:
+            kit.close()
+        postgres_server.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        postgres_server.admin(f"DROP ROLE IF EXISTS {role}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -122,3 +124,32 @@ def test_a_worker_refused_a_connection_at_boot_is_restarted_not_the_site_halted(
             kit.close()
         postgres_server.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         postgres_server.admin(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_a_client_that_had_the_sqlite_site_open_across_a_migrate_is_refused(
+        tmp_path, empty_database):
+    """A script (a notebook) with the SQLite site open while it migrates went on writing
+    into the renamed backup, site.db.migrated-*: its jobs never reached PostgreSQL."""
+    from tests.test_migrate import balsam, sqlite_site
+
+    site = sqlite_site(tmp_path, jobs=3)
+    script = (f"import sys\nfrom balsam_mp import api\napi.use_site({str(site)!r})\n"
+              "print(api.Job.objects.count(), flush=True)\nsys.stdin.readline()\n"
+              "api.Job.objects.bulk_create([{'app': 'MySim', 'workdir': 'late', "
+              "'transfers': {'input_file': 'remote:/in/late.dat'}}])\n")
+    env = {k: v for k, v in os.environ.items() if k != "BALSAM_DATABASE_URL"}
+    client = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env)
+    try:
+        assert client.stdout.readline().strip() == "3"  # the site is open
+        moved = balsam(site, "site", "migrate", "--database-url", empty_database)
+        assert moved.returncode == 0, moved.stderr
+        _, err = client.communicate("\n", timeout=60)
+    finally:
+        client.kill()
+        client.wait()
+    assert client.returncode != 0 and "was moved or replaced since this process" in err
+    backup, = site.glob("site.db.migrated-*Z")  # not its -wal, -shm
+    with contextlib.closing(sqlite3.connect(backup)) as conn:
+        assert conn.execute("SELECT count(*) FROM job").fetchone()[0] == 3

@@ -153,3 +153,25 @@ def test_a_client_that_had_the_sqlite_site_open_across_a_migrate_is_refused(
     backup, = site.glob("site.db.migrated-*Z")  # not its -wal, -shm
     with contextlib.closing(sqlite3.connect(backup)) as conn:
         assert conn.execute("SELECT count(*) FROM job").fetchone()[0] == 3
+
+
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)
+def test_the_lease_holders_session_is_named_as_the_sites(sitekit, postgres_server,
+                                                         database_url):
+    """The holder's session showed in pg_stat_activity as `balsam_mp client`: an
+    administrator ending the clients' sessions ended the site's lease (a failover)."""
+    import psycopg
+
+    kit = sitekit()
+    api.close()
+    kit.start()
+    with psycopg.connect(postgres_server.url(database_url.rsplit("/", 1)[1]),
+                         password=postgres_server.password, autocommit=True) as admin:
+        def sessions() -> list[str]:
+            return sorted(row[0] for row in admin.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE application_name "
+                "LIKE 'balsam_mp%'").fetchall())
+
+        wait_for(lambda: len(sessions()) == 3, what="the site's three sessions")
+        assert sessions() == ["balsam_mp lease holder", "balsam_mp poller",
+                              "balsam_mp submitter"]

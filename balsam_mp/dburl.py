@@ -19,7 +19,10 @@ SCHEME = "postgresql://"  # as peewee and libpq read it: any other spelling is r
 
 # libpq's keyword form (host=... password=...): refused, and never shown with its password
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)", re.IGNORECASE)
-_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&#]*", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"((?:^|&)(?:ssl)?password=)[^&#]*", re.IGNORECASE)
+# a URL starts with its scheme: anything else (even holding `://` in a value) is read as
+# a keyword string, so its password is masked
+_URL_FORM = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def check_database_url(url: Any, where: str = DATABASE_URL_ENV) -> str:
@@ -30,7 +33,7 @@ def check_database_url(url: Any, where: str = DATABASE_URL_ENV) -> str:
         raise SettingsError(f"{where}: must be a postgresql://user@host:port/dbname URL, "
                             f"got {display_url(url) if isinstance(url, str) else url!r}")
     shown = display_url(url)
-    if "://" not in url and "=" in url:
+    if not _URL_FORM.match(url) and "=" in url:
         raise SettingsError(f"{where}: {shown!r} is a libpq keyword string; write it as a "
                             "URL, postgresql://user@host:port/dbname, with the password in "
                             "~/.pgpass (chmod 600) or $PGPASSWORD")
@@ -42,7 +45,8 @@ def check_database_url(url: Any, where: str = DATABASE_URL_ENV) -> str:
         raise SettingsError(f"{where}: {shown!r} is not a valid URL: {exc}") from None
     # a `:` before the last `@` may be a password holding `/`, `?` or `#` (which end the
     # user part for a parser): refused as one, whatever else it could be
-    if password is not None or "password" in query or _secret_span(url) is not None:
+    if password is not None or query & {"password", "sslpassword"} or \
+            _secret_span(url) is not None:
         raise SettingsError(f"{where}: the URL carries a password; remove it and put it in "
                             "~/.pgpass (chmod 600) or $PGPASSWORD, so it is never stored "
                             "in settings.yml nor shown in a process list")
@@ -76,7 +80,7 @@ def display_url(url: str) -> str:
     """The URL as shown in messages: never with a password, in the user part, the query
     or a libpq keyword string (settings refuse all three; a refused one is still shown
     masked)."""
-    if "://" not in url:
+    if not _URL_FORM.match(url):
         return _KEYWORD_PASSWORD.sub(r"\1***", url)
     span = _secret_span(url)
     if span is not None:

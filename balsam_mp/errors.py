@@ -38,5 +38,10 @@ class DatabaseFailure(BalsamError):
     The message names the file and the cause."""
 
 
+class DatabaseUnreachable(BalsamError):
+    """The PostgreSQL server refused or dropped the connection (down, restarting, no slot
+    left): a state that passes, unlike a bad setting."""
+
+
 class DiskFull(DatabaseFailure):
     """No space (or no quota) left where the site database is written."""

@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 SITE_NAME_ENV = "BALSAM_SITE_NAME"
 _site: dict[str, Any] = {"path": None, "settings": None, "db": None, "pid": None,
-                         "client": None, "directory": False}
+                         "client": None, "directory": False, "file": None}
 
 
 def use_site(path: str | os.PathLike | None) -> Settings:
@@ -102,6 +102,31 @@ def connect() -> None:
         _site["db"] = db.connect(current_settings().database,
                                   site=current_settings().site_name)
         _site["pid"] = os.getpid()
+        _site["file"] = _identity(current_settings().database)
+    _check_same_file()
+
+
+def _identity(database: Path | str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of a SQLite site's file; None on PostgreSQL or if it is gone."""
+    if db.is_database_url(database):
+        return None
+    try:
+        info = os.stat(database)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _check_same_file() -> None:
+    """A SQLite site's file moved away since this process opened it (`balsam site
+    migrate` renames it as a backup): refuse, or the write would land in the backup."""
+    if _site["file"] is None or _site["pid"] != os.getpid():
+        return
+    path = current_settings().database
+    if _identity(path) != _site["file"]:
+        raise BalsamError(f"{path} was moved or replaced since this process opened it (a "
+                          "`balsam site migrate` keeps it as site.db.migrated-*): open the "
+                          "site again (api.use_site, or a new process)")
 
 
 def database() -> peewee.Database:
@@ -115,6 +140,7 @@ def transaction() -> Iterator[None]:
     lock not coming within the timeout, reaches the user as a BalsamError."""
     try:
         with database().atomic():
+            _check_same_file()  # again, holding the write lock (a migrate held it)
             yield
     except (peewee.PeeweeException, sqlite3.Error) as exc:
         raise database_error(exc) from None
@@ -123,8 +149,12 @@ def transaction() -> Iterator[None]:
 def retried(body: Callable[[], T]) -> T:
     """transaction() around `body`, run again whole if PostgreSQL aborts it to break a
     deadlock or a serialization failure (db/retry.py): the user sees neither."""
+    def checked() -> T:
+        _check_same_file()  # again, holding the write lock (a migrate held it)
+        return body()
+
     try:
-        return retry_transaction(database(), body)
+        return retry_transaction(database(), checked)
     except (peewee.PeeweeException, sqlite3.Error) as exc:
         raise database_error(exc) from None
 
@@ -142,4 +172,4 @@ def database_error(exc: Exception) -> BalsamError:
 def close() -> None:
     if _site["db"] is not None and _site["pid"] == os.getpid():
         _site["db"].close()
-    _site.update(settings=None, db=None, pid=None)
+    _site.update(settings=None, db=None, pid=None, file=None)

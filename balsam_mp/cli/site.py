@@ -26,7 +26,7 @@ from balsam_mp.cli.globus import globus_login, globus_whoami
 from balsam_mp.cli.report import report
 from balsam_mp.cli.site_migrate import migrate
 from balsam_mp.cli.sitelist import list_sites
-from balsam_mp.dburl import DATABASE_URL_ENV, display_url
+from balsam_mp.dburl import DATABASE_URL_ENV, check_database_url, display_url
 from balsam_mp.settings import SETTINGS_FILE
 from balsam_mp.site import lease as site_lease
 from balsam_mp.site import service
@@ -48,6 +48,8 @@ def site() -> None:
 def init(path: Path, name: str | None, database_url: str | None) -> None:
     """Create a site at PATH from the site template."""
     from_env = os.environ.get(DATABASE_URL_ENV) if database_url is None else None
+    if from_env:  # a refusal names the variable the user set, not --database-url
+        check_database_url(from_env)
     settings = init_site(path, name, database_url or from_env or None)
     click.echo(f"created site {settings.site_name!r} at {settings.site_path}")
     if from_env:  # written down: cron and a new shell run without the variable

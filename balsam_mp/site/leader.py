@@ -195,7 +195,9 @@ class Holder:
     def connect(self) -> None:
         if self.database is not None:
             return
-        self.database = db.connect(self.settings.database_url, site=self.settings.site_name)
+        # named in pg_stat_activity as the site's, not as a client's session
+        self.database = db.connect(self.settings.database_url, site=self.settings.site_name,
+                                   role="lease holder")
         for statement in SESSION:
             self.database.execute_sql(statement)
         self.database.execute_sql(lease.ENSURE)

@@ -215,6 +215,7 @@ def sync(site_path) -> str:
     permissions.apply(site.site_path, site.permissions, site.database_file)
     api.use_site(site.site_path)
     api.App.sync()
+    api.close()  # its slot is the boot check's: a role limited to 4 connections syncs
     info = pidfile.read(site.site_path)
     if info is None or not info.alive():
         return "settings are valid and apps synced; the site is not running"

@@ -2,7 +2,9 @@
 
 Signal handlers only set flags; the loop acts on them between steps. A worker whose
 initialize() fails exits with BOOT_FAILURE so the supervisor halts instead of
-respawning it forever.
+respawning it forever; on PostgreSQL a lost or refused connection is not such a failure
+(the server restarts, or a session is ended): the worker exits as crashed and is
+started again.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import peewee
 
 from balsam_mp import db, permissions
 from balsam_mp.db.fence import Fenced
-from balsam_mp.errors import BalsamError
+from balsam_mp.errors import BalsamError, DatabaseUnreachable
 from balsam_mp.settings import Settings
 from balsam_mp.site import crashes, pidfile
 
@@ -27,6 +29,7 @@ BOOT_FAILURE = 3
 CRASHED = 1
 DATABASE_GONE = 4  # site.db was deleted or replaced under us: the site halts
 FENCED = 5  # another host took the site's lease: this one stops, its supervisor stands by
+_PASSING = (peewee.OperationalError, peewee.InterfaceError, DatabaseUnreachable)
 FILE_CHECK_PERIOD = 0.5  # seconds between checks that site.db is still the file we opened
 FIRST_TICK = 0.002  # seconds between cheap checks for new work, right after some work...
 IDLE_TICK = 0.05  # ...growing to this while nothing happens
@@ -69,6 +72,12 @@ class Worker:
         except Fenced as exc:
             return self.fenced(exc)
         except Exception as exc:
+            if self.settings.database_url and isinstance(exc, _PASSING):
+                # the server went away as we booted (a restart, pg_terminate_backend): the
+                # database was there for the lease a moment ago, so a restart, not a halt
+                self.log.warning("%s could not start, the database connection failed: %s; "
+                                 "starting again", self.name, _first_line(exc))
+                return CRASHED
             self.log.error("%s failed to start: %s", self.name, exc)
             if not isinstance(exc, BalsamError):
                 self.log.error("%s", traceback.format_exc())
@@ -211,3 +220,7 @@ class Worker:
     def shutdown(self) -> None:
         if self.database is not None:
             self.database.close()
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -1,4 +1,5 @@
-"""Hostile probes of issue 23 (PostgreSQL operations): each test is a case that broke."""
+"""PostgreSQL operations (issue 23) as a hostile operator tries them: each test is a case
+that broke."""
 
 from __future__ import annotations
 

@@ -1,13 +1,15 @@
-"""PostgreSQL connections: a site holds at most 3 (two workers and the leader), busy or
-idle; the request budget is taken on the worker's own connection; a slot refused for
-lack of room (SQLSTATE 53300) is asked for again, not a pass lost; `site status` shows
-the server's headroom."""
+"""PostgreSQL connections: a site holds at most 3 (two workers and the lease holder),
+busy or idle; the request budget is taken on the worker's own connection; a slot
+refused for lack of room is asked for again (libpq gives such a refusal no SQLSTATE),
+not a pass lost; `site status` shows the server's headroom."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -112,17 +114,30 @@ def test_a_busy_site_holds_at_most_three_connections(sitekit, postgres_server, d
         assert "a site needs 3" in status
 
 
-def test_a_role_limited_to_three_connections_stages_every_job(tmp_path, postgres_server):
+@contextlib.contextmanager
+def limited_role_site(tmp_path, postgres_server, limit: int) -> Iterator[tuple]:
+    """A site in a database of its own, owned by a role allowed `limit` connections; all
+    dropped at the end."""
     from tests.sitekit import SiteKit
 
-    role, name = f"lim3_{os.getpid()}", f"lim3_{os.getpid()}"
+    role = name = f"lim{limit}_{os.getpid()}"
     postgres_server.admin(f"CREATE ROLE {role} LOGIN PASSWORD '{postgres_server.password}' "
-                          "CONNECTION LIMIT 3")
+                          f"CONNECTION LIMIT {limit}")
     postgres_server.admin(f'CREATE DATABASE "{name}" OWNER {role} TEMPLATE template0')
     url = postgres_server.url(name).replace("balsam@", f"{role}@")
     kit = None
     try:
         kit = SiteKit(tmp_path, database_url=url)
+        yield kit, url
+    finally:
+        if kit is not None:
+            kit.close()
+        postgres_server.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        postgres_server.admin(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_a_role_limited_to_three_connections_stages_every_job(tmp_path, postgres_server):
+    with limited_role_site(tmp_path, postgres_server, 3) as (kit, url):
         schema = schema_of(api.current_settings().site_name)
         jobs = kit.make_jobs(1000, stage_out=False)
         api.close()  # the role's three slots are the site's
@@ -130,11 +145,6 @@ def test_a_role_limited_to_three_connections_stages_every_job(tmp_path, postgres
             kit.start()
             wait_for(lambda: staged(conn, schema) == len(jobs), timeout=90, interval=0.1,
                      what="1,000 jobs STAGED_IN with 3 connections")
-    finally:
-        if kit is not None:
-            kit.close()
-        postgres_server.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        postgres_server.admin(f"DROP ROLE IF EXISTS {role}")
 
 
 def test_a_workers_connection_refused_for_lack_of_slots_is_asked_for_again(postgres_server):

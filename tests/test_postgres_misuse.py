@@ -18,6 +18,7 @@ from balsam_mp.dburl import check_database_url, display_url
 from balsam_mp.errors import SettingsError
 from balsam_mp.site import pidfile
 from tests.conftest import wait_for
+from tests.test_pg_connections import limited_role_site
 
 
 @pytest.mark.parametrize("value", [
@@ -45,16 +46,7 @@ def test_site_sync_works_for_a_role_limited_to_four_connections(tmp_path, postgr
     """docs/postgresql.md: a role limited to 3 runs one site, 'give such a role 4 or
     more' for commands. `site sync` held its own connection while the supervisor's boot
     check asked for one more (the fifth): the sync was refused after 10 s."""
-    from tests.sitekit import SiteKit
-
-    role = name = f"lim4_{os.getpid()}"
-    postgres_server.admin(f"CREATE ROLE {role} LOGIN PASSWORD '{postgres_server.password}' "
-                          "CONNECTION LIMIT 4")
-    postgres_server.admin(f'CREATE DATABASE "{name}" OWNER {role} TEMPLATE template0')
-    url = postgres_server.url(name).replace("balsam@", f"{role}@")
-    kit = None
-    try:
-        kit = SiteKit(tmp_path, database_url=url)
+    with limited_role_site(tmp_path, postgres_server, 4) as (kit, _):
         api.close()  # the role's slots are the site's and the commands'
         kit.start()
         wait_for(lambda: len(getattr(pidfile.read(kit.site), "workers", None) or {}) == 2,
@@ -62,11 +54,6 @@ def test_site_sync_works_for_a_role_limited_to_four_connections(tmp_path, postgr
         synced = kit.balsam("site", "sync", check=False)
         assert synced.returncode == 0, synced.stderr
         assert "restarting the workers" in synced.stdout
-    finally:
-        if kit is not None:
-            kit.close()
-        postgres_server.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        postgres_server.admin(f"DROP ROLE IF EXISTS {role}")
 
 
 def test_site_init_names_the_variable_that_holds_a_refused_url(tmp_path):

@@ -5,6 +5,12 @@ and keeps its traceback.
 """
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (a driver adds query lines and hints), or its
+    type's name when it has none."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class BalsamError(Exception):
     """A user-facing error: its message says what is wrong and where."""
 

@@ -14,7 +14,14 @@ from balsam_mp import states
 from balsam_mp.states import Item
 
 
-class JobState(str, Enum):
+class _State(str, Enum):
+    """A state name that prints as itself (`print(JobState.failed)` -> FAILED)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class JobState(_State):
     created = states.CREATED
     awaiting_parents = states.AWAITING_PARENTS
     ready = states.READY
@@ -30,15 +37,12 @@ class JobState(str, Enum):
     job_finished = states.JOB_FINISHED
     failed = states.FAILED
 
-    def __str__(self) -> str:
-        return self.value
-
     @classmethod
     def is_valid(cls, state: str) -> bool:
         return state in cls._value2member_map_
 
 
-class TransferItemState(str, Enum):
+class TransferItemState(_State):
     awaiting_job = Item.AWAITING_JOB
     pending = Item.PENDING
     submitting = Item.SUBMITTING
@@ -46,9 +50,6 @@ class TransferItemState(str, Enum):
     inactive = Item.INACTIVE
     done = Item.DONE
     error = Item.ERROR
-
-    def __str__(self) -> str:
-        return self.value
 
 
 RUNNABLE_STATES = {JobState.preprocessed, JobState.restart_ready}

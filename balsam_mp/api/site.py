@@ -21,7 +21,7 @@ from balsam_mp import db, settings
 from balsam_mp.db.failures import explain
 from balsam_mp.db.postgres import site_names as postgres_site_names
 from balsam_mp.db.retry import retry_transaction
-from balsam_mp.errors import BalsamError, ValidationError
+from balsam_mp.errors import BalsamError, ValidationError, first_line
 from balsam_mp.settings import Settings, TransferSettings
 
 T = TypeVar("T")
@@ -165,7 +165,7 @@ def database_error(exc: Exception) -> BalsamError:
     database = current_settings().database
     if isinstance(exc, sqlite3.Error) and not db.is_database_url(database):
         return explain(Path(database), exc)
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first_line(exc)
     return BalsamError(f"site database: {first}")  # PostgreSQL adds the query's lines
 
 

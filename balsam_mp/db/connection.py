@@ -25,7 +25,7 @@ from balsam_mp.db.models import Meta, database_proxy
 from balsam_mp.db.postgres import SitePostgres, open_postgres
 from balsam_mp.db.schema import create_schema, migrate
 from balsam_mp.dburl import SCHEME, display_url, hide_secrets
-from balsam_mp.errors import BalsamError, DatabaseFailure, ForkSafetyError
+from balsam_mp.errors import BalsamError, DatabaseFailure, ForkSafetyError, first_line
 
 _forbidden_reason: str | None = None
 _FAILURES = (peewee.OperationalError, peewee.DatabaseError)
@@ -183,7 +183,7 @@ def connect(target: Path | str, *, site: str | None = None, synchronous: str = "
                         "use its directory (two login nodes share one)")
         except peewee.ProgrammingError as exc:  # e.g. no CREATE right on the database
             database.close()
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            first = first_line(exc)
             raise BalsamError(f"{display_url(str(target))}: site {site!r}: "
                               f"{hide_secrets(first, str(target))}") from None
         except BaseException:

@@ -25,7 +25,7 @@ import peewee
 
 from balsam_mp.db import fence, sql_postgres
 from balsam_mp.dburl import check_database_url, display_url, hide_secrets
-from balsam_mp.errors import BalsamError, DatabaseUnreachable, ForkSafetyError
+from balsam_mp.errors import BalsamError, DatabaseUnreachable, ForkSafetyError, first_line
 
 WATCHED_TABLES = ("job", "transfer_item", "transfer_task")
 _NOTIFY_FUNCTION = """
@@ -212,9 +212,9 @@ def open_postgres(url: str, site: str | None, role: str = "client",
     try:
         database.connect()
     except (peewee.DatabaseError, peewee.InterfaceError) as exc:  # e.g. a bad URI parameter
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise DatabaseUnreachable(f"{display_url(url)}: cannot connect to PostgreSQL: "
-                          f"{hide_secrets(first, url)}") from None
+                                  f"{hide_secrets(first, url)}") from None
     return database
 
 

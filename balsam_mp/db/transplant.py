@@ -39,7 +39,7 @@ from balsam_mp.db.models import (
     utcnow,
 )
 from balsam_mp.db.postgres import SitePostgres
-from balsam_mp.errors import BalsamError
+from balsam_mp.errors import BalsamError, first_line
 
 # in the order their foreign keys need; a table of the target not named here (e.g. the
 # leadership lease) is the new site's own and starts empty
@@ -93,7 +93,7 @@ def refuse_occupied(database: SitePostgres) -> None:
     try:
         _refuse_occupied(database)
     except (peewee.DatabaseError, peewee.InterfaceError) as exc:  # e.g. no right to read it
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise BalsamError(f"schema {database.schema}: cannot see what it holds: "
                           f"{first}") from None
 
@@ -146,7 +146,7 @@ def copy(source: sqlite3.Connection, database: SitePostgres) -> Copied:
             _reset_sequences(database)
             counts = _compare(database, expected)
     except (peewee.DatabaseError, peewee.InterfaceError) as exc:  # rolled back: say why
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise BalsamError(f"schema {database.schema}: the copy failed and was rolled back "
                           f"(nothing was written): {first}") from None
     with contextlib.suppress(peewee.DatabaseError, peewee.InterfaceError):

@@ -38,7 +38,7 @@ import time
 import peewee
 
 from balsam_mp import db
-from balsam_mp.errors import BalsamError
+from balsam_mp.errors import BalsamError, first_line
 from balsam_mp.settings import Settings
 from balsam_mp.site import lease, pidfile
 from balsam_mp.site.lease import LEASE_SECONDS
@@ -234,7 +234,7 @@ class Holder:
         """One line when the database is lost; the next pause (backing off)."""
         if self.outage_since is None:
             self.outage_since = time.time()
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             self.log.warning("site lease: database unreachable (%s); retrying every %g s "
                              "up to %g s", first, BACKOFF_FIRST, BACKOFF_MAX)
             with contextlib.suppress(OSError):

@@ -21,7 +21,7 @@ import peewee
 
 from balsam_mp import db, permissions
 from balsam_mp.db.fence import Fenced
-from balsam_mp.errors import BalsamError, DatabaseUnreachable
+from balsam_mp.errors import BalsamError, DatabaseUnreachable, first_line
 from balsam_mp.settings import Settings
 from balsam_mp.site import crashes, pidfile
 
@@ -76,7 +76,7 @@ class Worker:
                 # the server went away as we booted (a restart, pg_terminate_backend): the
                 # database was there for the lease a moment ago, so a restart, not a halt
                 self.log.warning("%s could not start, the database connection failed: %s; "
-                                 "starting again", self.name, _first_line(exc))
+                                 "starting again", self.name, first_line(exc))
                 return CRASHED
             self.log.error("%s failed to start: %s", self.name, exc)
             if not isinstance(exc, BalsamError):
@@ -220,7 +220,3 @@ class Worker:
     def shutdown(self) -> None:
         if self.database is not None:
             self.database.close()
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -10,7 +10,9 @@ import pytest
 from balsam_mp import api, db, itemmoves
 from balsam_mp.api import Job, TransferItem
 from balsam_mp.db import cancels, controls, outcomes, refusals
+from balsam_mp.site import controls as site_controls
 from balsam_mp.states import Item, Task
+from balsam_mp.transfer.base import TaskStatus, TransferBackend
 from tests.sitemoves import claim, fail_task, finish, make, stage
 
 RUN_AGAIN = ("FAILED", "RESTART_READY", "RUNNING", "RUN_DONE", "POSTPROCESSED")
@@ -245,3 +247,52 @@ def test_a_cancelled_batch_the_service_refuses_on_resend_is_not_split(site):
     assert not finished.halves and finished.failed == 2
     assert {i.state for i in TransferItem.objects.all() if i.direction == "in"} == {Item.ERROR}
     assert claim("in") is None
+
+
+class _ServiceThatEndsFirst(TransferBackend):
+    """The service ends the task as the cancel arrives, and the site's poller records
+    that end before the cancel's own poll sees it (the race a killed local runner
+    makes). Only the service is stood in for: the database and the cancel are real."""
+
+    def __init__(self, ended_as: str) -> None:
+        self.ended_as = ended_as
+
+    def get_submission_id(self) -> str:
+        raise AssertionError("a task already submitted is not sent again")
+
+    def submit(self, *args, **kwargs):
+        raise AssertionError("a task already submitted is not sent again")
+
+    def cancel(self, task_id: str) -> None:
+        local_id = int(task_id.removeprefix("remote-"))
+        code = "CANCELED" if self.ended_as == "FAILED" else None
+        progress = outcomes.Progress(self.ended_as, None, 0, 0, 0.0, code, "ended")
+        outcomes.finish_task(local_id, progress, [], api.current_settings().transfers)
+
+    def poll(self, task_ids: list[str]) -> dict[str, TaskStatus]:
+        return {t: TaskStatus(t, self.ended_as) for t in task_ids}
+
+    def failures(self, task_id: str, direction: str) -> list:
+        return []
+
+
+@pytest.mark.engines
+@pytest.mark.parametrize("ended_as", ["FAILED", "SUCCEEDED"])
+def test_a_cancel_the_poller_recorded_first_still_says_what_became_of_it(
+        site, monkeypatch, ended_as):
+    """Whichever of the poller and the cancel records the task's end, the user's output
+    says what became of it: cancelled (its items error "cancelled"), or finished."""
+    jobs = make(2)
+    task = claim("in")
+    monkeypatch.setattr(site_controls, "follow_task",
+                        lambda *args: _ServiceThatEndsFirst(ended_as))
+    [line], failed = site_controls.cancel(site, [str(task.task_id)])
+    assert failed == 0
+    states = {item(job.id, "in").state for job in jobs}
+    if ended_as == "FAILED":
+        assert "cancelled" in line and "recorded its end first" in line, line
+        assert states == {Item.ERROR}
+        assert all("cancelled" in item(job.id, "in").error for job in jobs)
+    else:
+        assert "had already finished" in line, line
+        assert states == {Item.DONE}

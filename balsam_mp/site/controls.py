@@ -84,8 +84,12 @@ def _cancel_one(settings: Settings, backend: TransferBackend, task: TransferTask
                                     results.file_failures(backend, task, status), policy,
                                     itemmoves.CANCEL)
     if finished == Finished():  # the poller recorded its end first, by the same rules
-        return (f"task {task.id} ({task.task_id}) ended {status.status} at the service; "
-                "the site recorded it first (see `balsam transfer ls`)")
+        if status.status == "SUCCEEDED":
+            return (f"task {task.id} ({task.task_id}) had already finished; the site "
+                    "recorded it first (see `balsam transfer ls`)")
+        return (f"task {task.id} ({task.task_id}) cancelled; the site recorded its end "
+                "first and marked its unfinished items error \"cancelled\" "
+                "(see `balsam transfer ls`)")
     if status.status == "SUCCEEDED":
         return (f"task {task.id} ({task.task_id}) had already finished: {finished.done} "
                 f"item(s) done, {finished.failed} failed")

@@ -197,7 +197,7 @@ def test_sqlite3_or_psql_reads_the_site_database(site):
 
 
 def test_app_class_submit(site):
-    from balsam_mp.api.apps import load_app_classes
+    from balsam_mp.api.appstore import load_app_classes
 
     my_sim = load_app_classes(site.apps_path)["MySim"][1]
     job = my_sim.submit("e/42", transfers={"input_file": "laptop:/d/42.dat"}, tags={"k": "v"})

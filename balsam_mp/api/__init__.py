@@ -14,7 +14,7 @@ $BALSAM_SITE_NAME. The database opens lazily, once per process.
 
 from __future__ import annotations
 
-from balsam_mp.api.apps import ApplicationDefinition
+from balsam_mp.api.appdef import ApplicationDefinition
 from balsam_mp.api.job import Job, JobManager
 from balsam_mp.api.model import Model, MultipleObjectsReturned
 from balsam_mp.api.models import App, EventLog, TransferItem, TransferTask

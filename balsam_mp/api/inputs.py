@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Any
 
-from balsam_mp.api.apps import check_site, validate_slots
+from balsam_mp.api.appcheck import check_site, validate_slots
 from balsam_mp.api.jobspec import check_json, check_tags
 from balsam_mp.errors import ValidationError
 

@@ -22,7 +22,7 @@ import peewee
 
 from balsam_mp import db
 from balsam_mp.api import inputs, waiting
-from balsam_mp.api.apps import check_site
+from balsam_mp.api.appcheck import check_site
 from balsam_mp.api.jobmanager import JobManager
 from balsam_mp.api.jobs import JobSpec, create_jobs
 from balsam_mp.api.jobwrite import FIXED, UpdateResult, update, write
@@ -61,7 +61,7 @@ class Job(Model):
     }
     _tracked = ("workdir", "app_id", "app", "state", "state_data", "tags", "parameters")
     _repr_fields = ("workdir", "state")
-    objects: ClassVar[JobManager]
+    objects: ClassVar[JobManager[Job]]
 
     workdir: Path
     app_id: int | None

@@ -8,10 +8,11 @@ state change is also the data of its event (EventLog.data), as in Balsam.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from balsam_mp import db, transitions
 from balsam_mp.api import inputs
+from balsam_mp.api.model import Model
 from balsam_mp.api.query import QuerySet, guarded
 from balsam_mp.api.site import retried as in_retried_transaction
 from balsam_mp.db import controls
@@ -19,9 +20,6 @@ from balsam_mp.db import jobs as job_db
 from balsam_mp.db.bulk import value_list
 from balsam_mp.errors import ValidationError
 from balsam_mp.states import FAILED, RESTART_READY
-
-if TYPE_CHECKING:
-    from balsam_mp.api.job import Job
 
 WRITABLE = ("tags", "parameters", "state_data", "state")
 SITE_KEYS = ("failed_from", "failed_files", "previous_failures")  # state_data the site owns
@@ -98,10 +96,10 @@ def update(query: QuerySet[Any], fields: dict[str, Any]) -> UpdateResult:
                         retried)
 
 
-def bulk_update(jobs: list[Job]) -> UpdateResult:
+def bulk_update(jobs: list[Model]) -> UpdateResult:
     """Job.objects.bulk_update: each job's own changes, one transaction. Jobs with the
     same changes, read in the same state, are written together."""
-    groups: dict[str, tuple[dict[str, Any], dict[str, Any] | None, list[Job]]] = {}
+    groups: dict[str, tuple[dict[str, Any], dict[str, Any] | None, list[Model]]] = {}
     change_of: dict[int, str] = {}  # job id -> its change: one job given twice must agree
     for job in jobs:
         fields, event_data = job._patch()

@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 import peewee
 
 from balsam_mp import db
-from balsam_mp.api.apps import check_site, remove_apps, sync_apps
+from balsam_mp.api.appcheck import check_site
+from balsam_mp.api.appstore import remove_apps, sync_apps
 from balsam_mp.api.model import Model
 from balsam_mp.api.query import QuerySet
 from balsam_mp.api.site import connect, current_settings

@@ -14,20 +14,18 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import peewee
 
+from balsam_mp.api.record import Record
 from balsam_mp.api.site import connect, database_error
 from balsam_mp.api.tagfilter import check_utf8, tag_filter
 from balsam_mp.db import bulk
 from balsam_mp.errors import ValidationError
 from balsam_mp.schemas import plain
 
-if TYPE_CHECKING:
-    from balsam_mp.api.model import Model
-
-T = TypeVar("T", bound="Model")
+T = TypeVar("T", bound=Record)
 
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     "ne": operator.ne, "lt": operator.lt, "lte": operator.le,

@@ -10,16 +10,16 @@ import concurrent.futures
 import math
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from balsam_mp import db
+from balsam_mp.api.model import Model
 from balsam_mp.api.query import guarded
 from balsam_mp.db.bulk import value_list
 from balsam_mp.errors import ValidationError
 from balsam_mp.states import FAILED, JOB_FINISHED
 
-if TYPE_CHECKING:
-    from balsam_mp.api.job import Job
+JobT = TypeVar("JobT", bound=Model)  # api/job.py's Job, which builds on this module
 
 DONE_STATES = frozenset({JOB_FINISHED, FAILED})
 RETURN_WHEN = ("ALL_COMPLETED", "FIRST_COMPLETED")  # concurrent.futures' names
@@ -30,7 +30,7 @@ class JobWaitResult(NamedTuple):
     not_done: list[Any]
 
 
-def saved_jobs(call: str, jobs: Any, job_class: type[Job]) -> list[Job]:
+def saved_jobs(call: str, jobs: Any, job_class: type[JobT]) -> list[JobT]:
     """The list of saved Job objects a helper was given, or one clear error."""
     if isinstance(jobs, (str, bytes, dict)) or not hasattr(jobs, "__iter__"):
         raise ValidationError(f"{call} takes a list of Job objects, not {jobs!r}")
@@ -43,9 +43,9 @@ def saved_jobs(call: str, jobs: Any, job_class: type[Job]) -> list[Job]:
     return jobs
 
 
-def bulk_refresh(jobs: list[Job], job_class: type[Job]) -> None:
+def bulk_refresh(jobs: list[JobT], job_class: type[JobT]) -> None:
     """Re-read every job in one query; none is changed if one no longer exists."""
-    by_id: dict[int, list[Job]] = {}
+    by_id: dict[int, list[JobT]] = {}
     for job in jobs:
         by_id.setdefault(job.id, []).append(job)  # type: ignore[arg-type]
     if not by_id:
@@ -94,7 +94,7 @@ def _deadline(timeout: float | None) -> float | None:
     return end if math.isfinite(end) else None  # a huge timeout: no deadline
 
 
-def wait(jobs: Any, job_class: type[Job], timeout: Any = None, poll_interval: Any = 1.0,
+def wait(jobs: Any, job_class: type[JobT], timeout: Any = None, poll_interval: Any = 1.0,
          return_when: str = "ALL_COMPLETED") -> JobWaitResult:
     """Balsam's Job.objects.wait: poll until all jobs are done (or, with
     return_when="FIRST_COMPLETED", any), or `timeout` seconds have passed."""
@@ -119,8 +119,8 @@ def wait(jobs: Any, job_class: type[Job], timeout: Any = None, poll_interval: An
     return JobWaitResult(done=done, not_done=not_done)
 
 
-def as_completed(jobs: Any, job_class: type[Job], timeout: Any = None,
-                 poll_interval: Any = 1.0) -> Iterator[Job]:
+def as_completed(jobs: Any, job_class: type[JobT], timeout: Any = None,
+                 poll_interval: Any = 1.0) -> Iterator[JobT]:
     """Balsam's Job.objects.as_completed: yield each job once it is done; a
     concurrent.futures.TimeoutError when `timeout` seconds pass first. The arguments
     are checked at the call, not at the first next()."""
@@ -129,8 +129,8 @@ def as_completed(jobs: Any, job_class: type[Job], timeout: Any = None,
     return _completing(jobs, job_class, timeout, poll_interval)
 
 
-def _completing(jobs: list[Job], job_class: type[Job], timeout: float | None,
-                poll_interval: float) -> Iterator[Job]:
+def _completing(jobs: list[JobT], job_class: type[JobT], timeout: float | None,
+                poll_interval: float) -> Iterator[JobT]:
     deadline = _deadline(timeout)
     bulk_refresh(jobs, job_class)  # objects read earlier may be stale either way
     pending = []

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from balsam_mp.testing.globus_emulator.auth import TRANSFER_SCOPE, data_access_scope
 from balsam_mp.testing.globus_emulator.request import ApiError, Request
-
-if TYPE_CHECKING:
-    from balsam_mp.testing.globus_emulator.server import Emulator
+from balsam_mp.testing.globus_emulator.state import Emulator
 
 
 def _oauth_error(error: str, message: str, status: int = 401) -> ApiError:

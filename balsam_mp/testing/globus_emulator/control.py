@@ -17,7 +17,8 @@ from globus_sdk.token_storage import SQLiteTokenStorage, TokenStorageData
 
 from balsam_mp.testing.globus_emulator import profiles
 from balsam_mp.testing.globus_emulator.knobs import Knobs
-from balsam_mp.testing.globus_emulator.server import Emulator, EmulatorHTTPServer
+from balsam_mp.testing.globus_emulator.server import EmulatorHTTPServer
+from balsam_mp.testing.globus_emulator.state import Emulator
 
 
 class EmulatorControl:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 from balsam_mp.testing.globus_emulator import admin
 from balsam_mp.testing.globus_emulator.faults import FaultRule
 from balsam_mp.testing.globus_emulator.request import Request, bad_request, not_found
-
-if TYPE_CHECKING:
-    from balsam_mp.testing.globus_emulator.server import Emulator
+from balsam_mp.testing.globus_emulator.state import Emulator
 
 
 def _body(req: Request) -> dict:

@@ -8,13 +8,9 @@ comes from.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from balsam_mp.testing.globus_emulator.request import ApiError, Request
+from balsam_mp.testing.globus_emulator.state import Emulator
 from balsam_mp.testing.globus_emulator.task import username_of
-
-if TYPE_CHECKING:
-    from balsam_mp.testing.globus_emulator.server import Emulator
 
 ORGANIZATION = "balsam_mp emulator"  # who runs these collections
 

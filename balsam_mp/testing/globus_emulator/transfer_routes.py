@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
-from typing import TYPE_CHECKING
 
 from balsam_mp.testing.globus_emulator import admin, submission
 from balsam_mp.testing.globus_emulator.auth import TRANSFER_SCOPE, data_access_scope
@@ -17,10 +16,8 @@ from balsam_mp.testing.globus_emulator.request import (
     not_found,
     request_id,
 )
+from balsam_mp.testing.globus_emulator.state import Emulator
 from balsam_mp.testing.globus_emulator.task import Task
-
-if TYPE_CHECKING:
-    from balsam_mp.testing.globus_emulator.server import Emulator
 
 
 def submission_id(emu: Emulator, req: Request) -> dict:

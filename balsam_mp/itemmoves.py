@@ -63,8 +63,9 @@ ITEM_MOVES: dict[str, dict[str, frozenset[str]]] = {
         Item.AWAITING_JOB: frozenset({Item.ERROR}),  # a stage-out whose job runs again
     },
     JOB_MOVE: {
-        Item.AWAITING_JOB: frozenset({Item.PENDING}),  # FAILED: its result is not sent
-        Item.PENDING: frozenset({Item.AWAITING_JOB, Item.DONE}),  # POSTPROCESSED again
+        Item.AWAITING_JOB: frozenset({Item.PENDING}),  # FAILED: nothing more of it is sent
+        # POSTPROCESSED again (out: a done result goes again too), READY again (in)
+        Item.PENDING: frozenset({Item.AWAITING_JOB, Item.DONE}),
     },
     DELETE: {
         _DELETED: frozenset({Item.AWAITING_JOB, Item.PENDING, Item.DONE, Item.ERROR}),

@@ -214,6 +214,15 @@ class Interventions(RuleBasedStateMachine):
         assert not leaving.exists()
 
     @invariant()
+    def a_failed_job_stages_nothing_new(self) -> None:
+        """While a job is FAILED, none of its stage-in items waits to go: they wait for
+        the job to be READY again (a retry or a restart)."""
+        waiting = db.TransferItem.select().join(db.Job).where(
+            db.Job.state == "FAILED", db.TransferItem.direction == "in",
+            db.TransferItem.state == Item.PENDING)
+        assert not waiting.exists()
+
+    @invariant()
     def staged_inputs_are_the_jobs_own(self) -> None:
         for job in Job.objects.filter(state=list(STAGED)):
             self.rig.runs["seen"].add(job.state)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from balsam_mp import itemmoves, states
 from balsam_mp.db.bulk import value_list
-from balsam_mp.db.jobs import advance_jobs, lock_jobs, release_stage_out, set_jobs_state
+from balsam_mp.db.jobs import (
+    advance_jobs,
+    lock_jobs,
+    release_stage_in,
+    release_stage_out,
+    set_jobs_state,
+)
 from balsam_mp.db.models import Job, LogEvent, TransferItem, utcnow
 from balsam_mp.errors import NotFound, ValidationError
 from balsam_mp.states import Item
@@ -72,6 +78,7 @@ def _revive(job_id: int, now) -> None:
     if job.state == states.POSTPROCESSED:
         release_stage_out([job_id], new_run=False)  # advances it if nothing is left to send
     elif job.state == states.READY:
+        release_stage_in([job_id])
         advance_jobs([job_id], "in")
 
 

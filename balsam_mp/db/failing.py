@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from balsam_mp import itemmoves, states, transitions
 from balsam_mp.db.bulk import insert_rows
-from balsam_mp.db.jobs import hold_stage_out, lock_jobs
+from balsam_mp.db.jobs import hold_unsent, lock_jobs
 from balsam_mp.db.models import Job, LogEvent, TransferItem, utcnow
 from balsam_mp.db.results import Failure, Finished
 from balsam_mp.settings import TransferSettings
@@ -148,7 +148,7 @@ def fail_job(job_id: int, files: list[dict], now: dt.datetime) -> None:
     changed = Job.update(state=states.FAILED, state_data=data, updated_at=now).where(
         Job.id == job_id, Job.state == job.state).execute()
     if changed:
-        hold_stage_out([job_id])
+        hold_unsent([job_id])
         LogEvent.create(job=job_id, from_state=job.state, to_state=states.FAILED,
                         message="; ".join(f"{f['remote']}: {f['reason']}" for f in files),
                         timestamp=now)

@@ -46,8 +46,9 @@ def set_jobs_state(job_ids: list[int], from_state: str, to_state: str,
     if to_state == states.POSTPROCESSED:
         release_stage_out(job_ids)
     elif to_state == states.FAILED:
-        hold_stage_out(job_ids)
+        hold_unsent(job_ids)
     elif to_state == states.READY:
+        release_stage_in(job_ids)
         advance_jobs(job_ids, "in")
 
 
@@ -159,18 +160,27 @@ def release_stage_out(job_ids: list[int], new_run: bool = True) -> None:
     advance_jobs(job_ids, "out")
 
 
-def hold_stage_out(job_ids: list[int]) -> None:
-    """Jobs just FAILED: their stage-out items not yet sent wait for the job's next
-    POSTPROCESSED (what a failed run left is not its result). Items in flight finish,
-    as what they are: a result sent before the failure (no longer one to send again)."""
+def hold_unsent(job_ids: list[int]) -> None:
+    """Jobs just FAILED send nothing more. Their stage-in items not yet sent wait for
+    the job to be READY again (a retry, or a restart whose stage-in was not done).
+    Their stage-out items not yet sent wait for the job's next POSTPROCESSED (what a
+    failed run left is not its result). Items in flight finish, as what they are: a
+    stage-out in flight is a result sent before the failure (not one to send again)."""
     now, ids = utcnow(), value_list(job_ids)
     TransferItem.update(state=Item.AWAITING_JOB, updated_at=now).where(
-        TransferItem.job.in_(ids), TransferItem.direction == "out",
+        TransferItem.job.in_(ids),
         TransferItem.state.in_(itemmoves.sources("item", itemmoves.JOB_MOVE,
                                                  Item.AWAITING_JOB))).execute()
     TransferItem.update(resend=False, updated_at=now).where(
         TransferItem.job.in_(ids), TransferItem.direction == "out",
         TransferItem.resend == True).execute()  # noqa: E712 (SQL, not Python)
+
+
+def release_stage_in(job_ids: list[int]) -> None:
+    """Jobs READY again: their stage-in items held while they were FAILED go out."""
+    TransferItem.update(state=Item.PENDING, not_before=None, updated_at=utcnow()).where(
+        TransferItem.job.in_(value_list(job_ids)), TransferItem.direction == "in",
+        TransferItem.state == Item.AWAITING_JOB).execute()
 
 
 def advance_jobs(job_ids: list[int], direction: str,

@@ -128,3 +128,12 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_cli_and_api_refuse_and_change_nothing(site, case):
     assert_refused(site.site_path, case)
+
+
+@pytest.mark.parametrize("host", ["../../elsewhere", "a/b", "login 02", "-x", "x" * 241])
+@pytest.mark.parametrize("command", [("site", "start"), ("site", "status"), ("site", "stop")])
+def test_a_host_name_that_is_no_host_name_is_refused(site, monkeypatch, host, command):
+    """$BALSAM_HOSTNAME names this host's pidfile (site.<host>.pid on PostgreSQL): a
+    name that could leave the site folder, or is none, is refused before anything runs."""
+    monkeypatch.setenv("BALSAM_HOSTNAME", host)
+    assert_refused(site.site_path, Case(f"host-{host}", command, "$BALSAM_HOSTNAME="))

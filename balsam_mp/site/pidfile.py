@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,13 +19,24 @@ from pathlib import Path
 import psutil
 
 from balsam_mp import permissions
+from balsam_mp.errors import ValidationError
 
 PIDFILE = "site.pid"
 HOST_ENV = "BALSAM_HOSTNAME"  # the name this login node goes by (default: its hostname)
 
 
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,239}")  # a host name: it names files
+
+
 def hostname() -> str:
-    return os.environ.get(HOST_ENV) or socket.gethostname()
+    given = os.environ.get(HOST_ENV)
+    if not given:
+        return socket.gethostname()
+    if not HOST_NAME.fullmatch(given) or ".." in given:
+        raise ValidationError(f"${HOST_ENV}={given!r} is not a host name (letters, digits, "
+                              "'.', '-' and '_', at most 240, no '..'); it names this "
+                              "host's pidfile")
+    return given
 
 
 def host_tag(per_host: bool) -> str:

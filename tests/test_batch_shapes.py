@@ -9,7 +9,7 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from balsam_mp import states
+from balsam_mp import api, states
 from balsam_mp.db.models import TransferTask
 from balsam_mp.site.batching import GLOBUS_ACTIVE_TASKS, auto_batch_size, slots
 from tests.conftest import wait_for
@@ -105,10 +105,14 @@ def test_a_stream_starts_its_tasks_one_by_one_while_others_run(sitekit):
 
 
 def test_a_backlog_arriving_while_a_task_runs_is_spread_over_the_free_slots(sitekit):
-    kit = sitekit(emulator_args=("--startup-delay", "2"), transfers=AUTO)
+    kit = sitekit(transfers=AUTO)
+    kit.emulator.knobs(max_active=0)  # Globus keeps every task: the first holds its slot
     kit.start()
     first = kit.make_jobs(1, prefix="first", stage_out=False)
     wait_for(lambda: len(kit.accepted()) == 1, what="the first task")
     backlog = kit.make_jobs(200, prefix="b", stage_out=False)  # one slot busy, two free
+    wait_for(lambda: api.TransferItem.objects.filter(state="active").count() == 201,
+             what="the backlog claimed")
+    kit.emulator.knobs(max_active=3)
     kit.wait_jobs(first + backlog, states.STAGED_IN)
     assert sizes(kit) == [1, 100, 100]  # one claim at a time, each for its share

@@ -63,10 +63,10 @@ def test_a_takeover_waits_for_a_fenced_transaction_and_ends_a_frozen_one(site,
     try:
         transaction = database.atomic()
         transaction.__enter__()  # the fence checked; the lease row held FOR SHARE
+        began = time.monotonic()  # the server's idle clock starts after the statement below
         api.Job.objects.bulk_create([JOB])
         with pytest.raises(psycopg.errors.LockNotAvailable):
             other.execute(lease.TAKE, {"host": "login2", "pid": 2, "ttl": 60})
-        began = time.monotonic()
 
         def taken() -> bool:
             try:

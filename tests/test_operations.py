@@ -163,3 +163,35 @@ def test_elide_keeps_both_ends():
     assert len(short) <= LINE and short.startswith("FILE_NOT_FOUND: /home/user/")
     assert short.endswith("input.dat") and "..." in short
     assert elide("short") == "short"
+
+
+def test_a_claim_whose_wait_just_ended_is_held_until_the_submitter_tries_it(site):
+    """Between the end of an alias's wait and the submitter's next try of its claim (at
+    its next pass, then the send), status says the claim is held and why, not that it
+    runs at the service (a snapshot in that gap said "1 active" and no reason)."""
+    import datetime as dt
+    import time
+
+    from balsam_mp import db
+    from balsam_mp.db import claims
+    from balsam_mp.db.claims import Group
+    from balsam_mp.site import waits
+    from tests.sitemoves import make
+
+    make(2)
+    claims.claim_batches([(Group("in", "laptop"), "local://", "local")], capacity=1,
+                         budget=100, batch_size=100, take_submission_id=lambda group: "sid",
+                         owner=claims.owner_id(), lease=60,
+                         deadline=db.utcnow() + dt.timedelta(hours=1))  # not sent yet
+    pidfile.write(site.site_path)  # this process stands in for the running site
+    reason = "Globus needs your data_access consent"
+
+    def group_after_wait_ended(ago: float) -> dict:
+        waits.write(site.site_path, {"laptop": {"reason": reason, "until": time.time() - ago}})
+        [group] = status(site.site_path)["groups"]
+        return {key: group[key] for key in ("active", "held", "waits_on")}
+
+    assert group_after_wait_ended(0.1) == {"active": 0, "held": 1, "waits_on": reason}
+    assert waits.retry_grace(site) == site.transfers.service_period + waits.SEND_WAIT
+    # no try came within the grace (the submitter is gone): the wait is over
+    assert group_after_wait_ended(waits.retry_grace(site) + 1)["waits_on"] is None

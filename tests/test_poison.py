@@ -133,7 +133,9 @@ def test_a_batch_refused_for_one_bad_path_is_split(sitekit):
 def test_a_stalled_task_cancelled_before_its_split_is_still_split(sitekit):
     """The poller cancels a stalled task, then dies before it records the split: the
     next poller finds the task CANCELED after a long fault and splits it all the same."""
-    kit = sitekit(transfers="  max_retries: 0\n  fault_timeout: 3\n")
+    # the first poller never gives up (however long `site stop` takes); the next one
+    # finds the fault older than fault_timeout
+    kit = sitekit(transfers="  max_retries: 0\n  fault_timeout: 600\n")
     kit.emulator.knobs(fault_retry=0.2)
     jobs = kit.make_jobs(4, stage_out=False)
     poisoned = api.Job.objects.get(id=jobs[1])
@@ -143,6 +145,8 @@ def test_a_stalled_task_cancelled_before_its_split_is_still_split(sitekit):
                     what="the fault to be recorded")
     kit.balsam("site", "stop")
     assert "split round" not in (kit.site / "logs" / "poller.log").read_text()
+    settings = kit.site / "settings.yml"
+    settings.write_text(settings.read_text().replace("fault_timeout: 600", "fault_timeout: 3"))
     kit.emulator.fail_task(task.task_id, "CANCELED", "canceled by the user")
     wait_for(lambda: (utcnow() - task.fault_since).total_seconds() > 3.5, timeout=10)
     kit.start()

@@ -92,11 +92,22 @@ def test_a_worker_refused_a_connection_at_boot_is_restarted_not_the_site_halted(
         # two of the role's three slots taken: the lease holder gets the last one, and
         # the workers are refused until these end
         held = [psycopg.connect(url, password=postgres_server.password) for _ in range(2)]
-        threading.Timer(SLOTS_WAIT + 3, lambda: [conn.close() for conn in held]).start()
-        kit.start()
         log = kit.site / "logs" / "supervisor.log"
-        wait_for(lambda: "restarting in" in log.read_text(), timeout=SLOTS_WAIT + 10,
-                 what="a worker refused at boot to be restarted")
+
+        def release_once_restarted() -> None:
+            """The slots free once a refused worker was restarted, however long the site
+            took to start (a timer could free them before the refusal)."""
+            try:
+                wait_for(lambda: log.exists() and "restarting in" in log.read_text(),
+                         timeout=SLOTS_WAIT + 20, what="a refused worker to be restarted")
+            finally:
+                for conn in held:
+                    conn.close()
+        releaser = threading.Thread(target=release_once_restarted, daemon=True)
+        releaser.start()
+        kit.start()  # ready once a worker's restart found a slot
+        releaser.join(timeout=60)
+        assert "restarting in" in log.read_text()
         assert "failed at boot" not in log.read_text()
         with psycopg.connect(postgres_server.url(name), password=postgres_server.password,
                              autocommit=True) as admin:  # the role's slots are the site's

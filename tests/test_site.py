@@ -244,7 +244,9 @@ def test_new_work_wakes_the_idle_workers_at_once(sitekit):
     data_version; PostgreSQL: LISTEN/NOTIFY), not on their timer."""
     kit = sitekit(transfers="  service_period: 30\n")
     kit.start()
+    # a worker that slept out its timer instead would take 30 s: 20 s tells the two apart
+    # and leaves a loaded machine room to boot, submit and copy
     first = kit.make_jobs(1, prefix="warm", stage_out=False)  # both workers past boot
-    kit.wait_jobs(first, states.STAGED_IN, timeout=10)
+    kit.wait_jobs(first, states.STAGED_IN, timeout=20)
     jobs = kit.make_jobs(3, stage_out=False)
-    kit.wait_jobs(jobs, states.STAGED_IN, timeout=5)
+    kit.wait_jobs(jobs, states.STAGED_IN, timeout=20)

@@ -91,8 +91,8 @@ def status(site_path: Path) -> dict:
         actions.insert(0, database_error)
     if halted:
         actions.insert(0, halted)
-    report["groups"] = waits.groups(report["tasks_in_flight"], site,
-                                    waits.read(site_path) if running else {},
+    held = waits.read(site_path, waits.retry_grace(site)) if running else {}
+    report["groups"] = waits.groups(report["tasks_in_flight"], site, held,
                                     report.pop("pending"), report.pop("locked"))
     actions += _mode_warnings(site_path, site, db_path)
     actions += upgrades.notes(site_path / settings.SETTINGS_FILE)

@@ -31,7 +31,6 @@ from balsam_mp.transfer.base import (
 )
 
 SENDERS = 8  # concurrent requests to each transfer service
-SEND_WAIT = 5.0  # seconds a pass waits for its sends; a slower answer is handled later
 CRASH_HOOK = "BALSAM_MP_TEST_CRASH_AFTER_SUBMIT"  # tests: a file whose existence means "die"
 
 
@@ -168,11 +167,12 @@ class Submitter(Worker):
         # the ids for the next batches arrive while these are in flight
         for location in {self.locations[claim.alias] for claim in batch}:
             self.submission_ids[id(location.backend)].fetch_ahead(self.slots)
-        wait([future for _, future in new.values()], timeout=SEND_WAIT)
+        wait([future for _, future in new.values()], timeout=waits.SEND_WAIT)
         self.collect()
         slow = {claim.alias for claim, future in new.values() if not future.done()}
         if slow:  # answered later (collect); meanwhile these aliases take no new work
-            self.hold(slow, RetryableError(f"no answer from the service within {SEND_WAIT:g} s"))
+            self.hold(slow, RetryableError(
+                f"no answer from the service within {waits.SEND_WAIT:g} s"))
 
     def collect(self) -> None:
         """Handle the sends that have been answered: record the tasks made, make aliases

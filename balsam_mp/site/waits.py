@@ -16,6 +16,7 @@ from balsam_mp.settings import Settings
 from balsam_mp.site import batching
 
 FILE = "waits.json"
+SEND_WAIT = 5.0  # seconds a submitter's pass waits for its sends (a slower answer: later)
 
 
 def write(site_path: Path, waits: dict[str, dict]) -> None:
@@ -29,8 +30,9 @@ def write(site_path: Path, waits: dict[str, dict]) -> None:
     os.replace(temp, path)
 
 
-def read(site_path: Path) -> dict[str, dict]:
-    """The waits still current; none if the file is missing or unreadable."""
+def read(site_path: Path, grace: float = 0.0) -> dict[str, dict]:
+    """The waits still current, or ended less than `grace` seconds ago; none if the file
+    is missing or unreadable."""
     try:
         waits = json.loads((site_path / ".run" / FILE).read_text())
     except (OSError, ValueError):
@@ -38,7 +40,15 @@ def read(site_path: Path) -> dict[str, dict]:
     now = time.time()
     return {alias: wait for alias, wait in waits.items()
             if isinstance(wait, dict) and isinstance(wait.get("until"), (int, float))
-            and wait["until"] > now}
+            and wait["until"] + grace > now}
+
+
+def retry_grace(site: Settings | None) -> float:
+    """How long after its wait ends an alias's claims may still be unsent: the submitter
+    tries them at its next pass (within service_period) and waits SEND_WAIT for the
+    answer; then it clears the wait or holds the alias again. Until then they are held,
+    not running at the service."""
+    return (site.transfers.service_period if site is not None else 0.0) + SEND_WAIT
 
 
 def groups(in_flight: list[dict], site: Settings | None, waits: dict[str, dict],

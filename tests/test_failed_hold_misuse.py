@@ -1,0 +1,83 @@
+"""Hostile timings around "a FAILED job stages nothing new": a job failed while its
+stage-in items are in flight, whose task then fails (retried, split), must not find
+them pending afterwards; they wait (awaiting_job) for the job's retry or restart."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from balsam_mp import api, db
+from balsam_mp.api import Job, TransferItem
+from balsam_mp.db import claims, refusals
+from balsam_mp.states import Item
+from tests.sitemoves import claim, fail_task, finish, make
+
+
+def inputs(job_id: int) -> list[str]:
+    return [i.state for i in TransferItem.objects.filter(job_id=job_id, direction="in")
+            .order_by("id")]
+
+
+def failed_jobs_waiting() -> list[int]:
+    return [i.id for i in db.TransferItem.select().join(db.Job).where(
+        db.Job.state == "FAILED", db.TransferItem.direction == "in",
+        db.TransferItem.state == Item.PENDING)]
+
+
+@pytest.mark.engines
+def test_an_input_retried_after_its_job_failed_waits_for_the_job(site):
+    """The user fails a job while its input is in flight; the task then fails as a
+    whole (ENDPOINT_ERROR: retried with backoff). The input must not go out again for
+    the FAILED job; a restart sends it."""
+    [job] = make(1)
+    task = claim("in")
+    Job.objects.set_state(job.id, "READY", "FAILED")
+    fail_task(task.task_id, "ENDPOINT_ERROR")
+    assert failed_jobs_waiting() == []
+    assert inputs(job.id) == [Item.AWAITING_JOB]
+    Job.objects.filter(id=job.id).update(state="RESTART_READY")
+    assert Job.objects.get(id=job.id).state == "READY"
+    assert inputs(job.id) == [Item.PENDING]
+    db.TransferItem.update(not_before=None).execute()
+    finish(claim("in").task_id)
+    assert Job.objects.get(id=job.id).state == "STAGED_IN"
+
+
+@pytest.mark.engines
+def test_a_split_half_of_a_failed_job_waits_for_the_job(site):
+    """A batch of two jobs' inputs fails as a whole (split in halves) after the user
+    failed one job: that job's half waits; the other job's half goes."""
+    first, second = make(2)
+    task = claim("in")
+    Job.objects.set_state(first.id, "READY", "FAILED")
+    fail_task(task.task_id, "GENERAL_ERROR")
+    assert failed_jobs_waiting() == []
+    assert inputs(first.id) == [Item.AWAITING_JOB]
+    assert inputs(second.id) == [Item.PENDING]
+    finish(claim("in").task_id)
+    assert Job.objects.get(id=second.id).state == "STAGED_IN"
+    assert claim("in") is None
+    Job.objects.set_state(first.id, "FAILED", "READY")
+    finish(claim("in").task_id)
+    assert Job.objects.get(id=first.id).state == "STAGED_IN"
+
+
+@pytest.mark.engines
+@pytest.mark.parametrize("code", ["BAD_REQUEST", "ENDPOINT_ERROR"])
+def test_a_failed_jobs_input_the_service_refused_waits_for_the_job(site, code):
+    """Failed while its batch is being submitted (claimed, not yet accepted): the
+    service refuses the batch (split, or retried); the failed job's input waits."""
+    first, second = make(2)
+    owner = claims.owner_id()
+    [found] = claims.claim_batches(
+        [(claims.Group("in", "laptop"), "local://", "local")], capacity=1, budget=10,
+        batch_size=10, take_submission_id=lambda g: "sid-x", owner=owner, lease=60,
+        deadline=db.utcnow() + dt.timedelta(hours=1))
+    assert inputs(first.id) == [Item.SUBMITTING]
+    Job.objects.set_state(first.id, "READY", "FAILED")
+    refusals.abandon(found, code, "refused", api.current_settings().transfers)
+    assert failed_jobs_waiting() == []
+    assert inputs(first.id) == [Item.AWAITING_JOB]
+    assert inputs(second.id) == [Item.PENDING]

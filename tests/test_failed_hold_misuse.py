@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+import psutil
 import pytest
 
 from balsam_mp import api, db
 from balsam_mp.api import Job, TransferItem
 from balsam_mp.db import claims, refusals
 from balsam_mp.states import Item
+from tests.conftest import wait_for
 from tests.sitemoves import claim, fail_task, finish, make
 
 
@@ -81,3 +83,32 @@ def test_a_failed_jobs_input_the_service_refused_waits_for_the_job(site, code):
     assert failed_jobs_waiting() == []
     assert inputs(first.id) == [Item.AWAITING_JOB]
     assert inputs(second.id) == [Item.PENDING]
+
+
+@pytest.mark.engines
+def test_a_real_site_holds_a_failed_jobs_input_its_task_failed_through_a_kill(sitekit):
+    """The real site and Globus emulator: two jobs' inputs in one task; the user fails
+    one job; the service fails the task as a whole; the site is killed -9 and started
+    again. The other job stages in; the failed job's input is never sent again until
+    the user restarts it, then it lands once."""
+    kit = sitekit(emulator_args=("--startup-delay", "30"))
+    kit.start()
+    first, second = kit.make_jobs(2, stage_out=False)
+    wait_for(lambda: len(kit.accepted()) == 1, what="the batch to be accepted")
+    [remote_id] = kit.emulator.tasks()
+    Job.objects.set_state(first, "READY", "FAILED")
+    kit.emulator.knobs(startup_delay=0.0)
+    kit.emulator.fail_task(remote_id, "GENERAL_ERROR", "the endpoint broke")
+    wait_for(lambda: inputs(first) == [Item.AWAITING_JOB], what="the input to be held")
+    kit.wait_jobs([second], "STAGED_IN")
+    victims = [psutil.Process(pid) for pid in kit.pids().values()]
+    for victim in victims:  # kill -9 of the whole site at once
+        victim.kill()
+    psutil.wait_procs(victims, timeout=10)
+    kit.start()
+    sent = len(kit.accepted())
+    assert failed_jobs_waiting() == [] and inputs(first) == [Item.AWAITING_JOB]
+    Job.objects.filter(id=first).update(state="RESTART_READY")
+    kit.wait_jobs([first], "STAGED_IN")
+    assert len(kit.accepted()) == sent + 1
+    kit.assert_exactly_once()

@@ -112,3 +112,22 @@ def test_a_real_site_holds_a_failed_jobs_input_its_task_failed_through_a_kill(si
     kit.wait_jobs([first], "STAGED_IN")
     assert len(kit.accepted()) == sent + 1
     kit.assert_exactly_once()
+
+
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)
+@pytest.mark.parametrize("code", ["ENDPOINT_ERROR", "GENERAL_ERROR"])  # retried, split
+def test_a_restart_racing_the_pollers_retry_leaves_the_input_to_go(site, code):
+    """PostgreSQL, writers side by side: the user's FAILED -> READY is not yet committed
+    when the poller records that the input's task failed (to be retried). The poller
+    must read the job's state after the user's commit: the input goes (pending), it
+    is not held for a job that is READY again (stuck there for ever)."""
+    from balsam_mp.db.jobs import set_jobs_state
+    from tests.test_job_locks import interleave
+
+    job, other = make(2, out=False)
+    task = claim("in")
+    Job.objects.set_state(job.id, "READY", "FAILED")
+    interleave(lambda: set_jobs_state([job.id], "FAILED", "READY"),
+               lambda: fail_task(task.task_id, code))
+    assert Job.objects.get(id=job.id).state == "READY"
+    assert inputs(job.id) == inputs(other.id) == [Item.PENDING]

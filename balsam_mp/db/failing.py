@@ -72,6 +72,8 @@ def _park_earlier_runs(rows: list[tuple[int, int]], reason: str, now: dt.datetim
     instead of going round again; the items of a FAILED job wait for it to be READY
     (or POSTPROCESSED) again. Returns the other rows."""
     ids = [r[0] for r in rows]
+    lock_jobs(sorted({job_id for (job_id,) in TransferItem.select(TransferItem.job).where(
+        TransferItem.id.in_(ids)).tuples()}))  # their states hold till we commit
     earlier = [item_id for (item_id,) in TransferItem.select(TransferItem.id).join(Job).where(
         TransferItem.id.in_(ids), TransferItem.direction == "out",
         Job.state.in_(list(RUNS_AGAIN))).tuples()]
@@ -100,6 +102,7 @@ def fail_items(failures: Iterable[Failure], policy: TransferSettings,
         return
     items = {i.id: i for i in TransferItem.select().where(
         TransferItem.id.in_([f.item_id for f in failures]))}
+    lock_jobs(sorted({i.job_id for i in items.values()}))  # their states hold till we commit
     job_states = dict(Job.select(Job.id, Job.state).where(
         Job.id.in_(list({i.job_id for i in items.values()}))).tuples())
     failed_jobs: dict[int, list[dict]] = {}

@@ -131,3 +131,18 @@ def test_a_restart_racing_the_pollers_retry_leaves_the_input_to_go(site, code):
                lambda: fail_task(task.task_id, code))
     assert Job.objects.get(id=job.id).state == "READY"
     assert inputs(job.id) == inputs(other.id) == [Item.PENDING]
+
+
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)
+def test_a_fail_racing_the_pollers_retry_holds_the_input(site):
+    """The other way round: the user's READY -> FAILED is not yet committed when the
+    poller records the input's task failed: the input waits, it is not retried."""
+    from balsam_mp.db.jobs import set_jobs_state
+    from tests.test_job_locks import interleave
+
+    [job] = make(1, out=False)
+    task = claim("in")
+    interleave(lambda: set_jobs_state([job.id], "READY", "FAILED"),
+               lambda: fail_task(task.task_id, "ENDPOINT_ERROR"))
+    assert Job.objects.get(id=job.id).state == "FAILED"
+    assert inputs(job.id) == [Item.AWAITING_JOB]

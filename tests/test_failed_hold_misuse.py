@@ -5,6 +5,8 @@ them pending afterwards; they wait (awaiting_job) for the job's retry or restart
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 
 import psutil
 import pytest
@@ -146,3 +148,25 @@ def test_a_fail_racing_the_pollers_retry_holds_the_input(site):
                lambda: fail_task(task.task_id, "ENDPOINT_ERROR"))
     assert Job.objects.get(id=job.id).state == "FAILED"
     assert inputs(job.id) == [Item.AWAITING_JOB]
+
+
+def test_a_retry_of_an_input_held_for_its_failed_job_says_how_to_release_it(site):
+    """A careless user retries the held input itself: refused, changing nothing, with
+    the way out (restart the job), not only "not in state error"."""
+    from balsam_mp.db import controls
+
+    [job] = make(1, out=False)
+    Job.objects.set_state(job.id, "READY", "FAILED")
+    [held] = TransferItem.objects.filter(job_id=job.id)
+    with pytest.raises(api.ValidationError) as refused:
+        controls.retry_items([held.id])
+    message = str(refused.value)
+    assert f"job {job.id}" in message and "FAILED" in message, message
+    assert f"balsam job modify {job.id} -s RESTART_READY" in message, message
+    assert inputs(job.id) == [Item.AWAITING_JOB]
+    command = message.split("`")[1].split()[1:]  # the command the message gives
+    done = subprocess.run([sys.executable, "-m", "balsam_mp", *command],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert Job.objects.get(id=job.id).state == "READY"
+    assert inputs(job.id) == [Item.PENDING]

@@ -170,3 +170,21 @@ def test_a_retry_of_an_input_held_for_its_failed_job_says_how_to_release_it(site
     assert done.returncode == 0, done.stderr
     assert Job.objects.get(id=job.id).state == "READY"
     assert inputs(job.id) == [Item.PENDING]
+
+
+def test_a_restarted_jobs_held_input_gets_its_retries_afresh(site):
+    """An input that spent its retries on a flaky endpoint, then was held when the user
+    failed its job: the restart stages it in again with retries afresh (as `transfer
+    retry` gives a failed item), not failing the job on its first hiccup."""
+    [job] = make(1, out=False)
+    for _ in range(site.transfers.max_retries):
+        db.TransferItem.update(not_before=None).execute()
+        fail_task(claim("in").task_id, "ENDPOINT_ERROR")
+    assert inputs(job.id) == [Item.PENDING]  # retries spent: the next failure is final
+    Job.objects.set_state(job.id, "READY", "FAILED")
+    Job.objects.filter(id=job.id).update(state="RESTART_READY")
+    assert Job.objects.get(id=job.id).state == "READY"
+    db.TransferItem.update(not_before=None).execute()
+    fail_task(claim("in").task_id, "ENDPOINT_ERROR")
+    assert Job.objects.get(id=job.id).state == "READY"  # retried, not failed
+    assert inputs(job.id) == [Item.PENDING]

@@ -188,3 +188,24 @@ def test_a_restarted_jobs_held_input_gets_its_retries_afresh(site):
     fail_task(claim("in").task_id, "ENDPOINT_ERROR")
     assert Job.objects.get(id=job.id).state == "READY"  # retried, not failed
     assert inputs(job.id) == [Item.PENDING]
+
+
+@pytest.mark.engines
+def test_a_failed_jobs_result_whose_task_failed_waits_for_its_next_postprocessed(site):
+    """The stage-out side: a result in flight when the user fails the job, whose task
+    then fails (to be retried), waits for the job's next POSTPROCESSED."""
+    from tests.sitemoves import stage
+
+    [job] = make(1)
+    stage("in")
+    Job.objects.set_state(job.id, "STAGED_IN", "POSTPROCESSED")
+    task = claim("out")
+    Job.objects.set_state(job.id, "POSTPROCESSED", "FAILED")
+    fail_task(task.task_id, "ENDPOINT_ERROR")
+    [result] = TransferItem.objects.filter(job_id=job.id, direction="out")
+    assert result.state == Item.AWAITING_JOB
+    assert claim("out") is None
+    for before, after in (("FAILED", "RESTART_READY"), ("RESTART_READY", "POSTPROCESSED")):
+        Job.objects.set_state(job.id, before, after)
+    finish(claim("out").task_id)
+    assert Job.objects.get(id=job.id).state == "JOB_FINISHED"

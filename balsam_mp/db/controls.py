@@ -32,7 +32,8 @@ def retry_items(item_ids: list[int] | None) -> list[int]:
             if not_failed:
                 raise ValidationError(
                     f"transfer item(s) {', '.join(map(str, not_failed))} are not in state "
-                    "error; only failed items can be retried")
+                    "error; only failed items can be retried" + _held_hint(
+                        [rows[i] for i in not_failed]))
             query = query.where(TransferItem.id.in_(item_ids))
         items = list(query)
         now = utcnow()
@@ -50,6 +51,18 @@ def retry_items(item_ids: list[int] | None) -> list[int]:
         for job_id in sorted({item.job_id for item in items}):  # locked in id order
             _revive(job_id, now)
     return [item.id for item in items]
+
+
+def _held_hint(items: list[TransferItem]) -> str:
+    """Why an item waits for its FAILED job, and how to let it go (restart the job)."""
+    held = [i for i in items if i.state == Item.AWAITING_JOB and i.direction == "in"]
+    failed = sorted({job_id for (job_id,) in Job.select(Job.id).where(
+        Job.id.in_([i.job_id for i in held]), Job.state == states.FAILED).tuples()})
+    if not failed:
+        return ""
+    ids = " ".join(map(str, failed))
+    return (f"; held for FAILED job {', '.join(map(str, failed))}: a job's inputs wait "
+            f"until it is READY again (`balsam job modify {ids} -s RESTART_READY`)")
 
 
 def _revive(job_id: int, now) -> None:

@@ -28,6 +28,8 @@ PERMANENT_CODES = frozenset({"FILE_NOT_FOUND", "PERMISSION_DENIED", "BAD_REQUEST
 RUNS_AGAIN = frozenset({states.READY, states.STAGED_IN, states.PREPROCESSED, states.RUNNING,
                         states.RUN_DONE, states.RUN_ERROR, states.RUN_TIMEOUT,
                         states.RESTART_READY})
+# Why an item of a FAILED job is not retried now (hold_unsent: it sends nothing new).
+HELD = "its job is FAILED: retried when the job is READY or POSTPROCESSED again"
 # Whole-task failures that no one file causes (a cancel, time, the endpoint, the disk):
 # their items are retried as they were. Any other whole-task failure of a batch splits it.
 TASK_WIDE_CODES = frozenset({"CANCELED", "CANCELED_BY_USER", "CANCELED_BY_ADMIN", "EXPIRED",
@@ -67,19 +69,24 @@ def _park_earlier_runs(rows: list[tuple[int, int]], reason: str, now: dt.datetim
                        actor: str) -> list[tuple[int, int]]:
     """Of a failed batch's (item id, split round) rows, the stage-outs whose job runs
     again carry an earlier run's result: they wait for the job's next POSTPROCESSED
-    instead of going round again. Returns the other rows."""
-    parked = [item_id for item_id, job_id in TransferItem.select(
-        TransferItem.id, TransferItem.job).join(Job).where(
-        TransferItem.id.in_([r[0] for r in rows]), TransferItem.direction == "out",
+    instead of going round again; the items of a FAILED job wait for it to be READY
+    (or POSTPROCESSED) again. Returns the other rows."""
+    ids = [r[0] for r in rows]
+    lock_jobs(sorted({job_id for (job_id,) in TransferItem.select(TransferItem.job).where(
+        TransferItem.id.in_(ids)).tuples()}))  # their states hold till we commit
+    earlier = [item_id for (item_id,) in TransferItem.select(TransferItem.id).join(Job).where(
+        TransferItem.id.in_(ids), TransferItem.direction == "out",
         Job.state.in_(list(RUNS_AGAIN))).tuples()]
-    if parked:
-        TransferItem.update(state=Item.AWAITING_JOB, transfer_task=None, task_id=None,
-                            error=f"{reason} (an earlier run's result; not retried)",
-                            updated_at=now).where(
-            TransferItem.id.in_(parked),
-            TransferItem.state.in_(itemmoves.sources("item", actor, Item.AWAITING_JOB))
-        ).execute()
-    return [row for row in rows if row[0] not in parked]
+    failed = [item_id for (item_id,) in TransferItem.select(TransferItem.id).join(Job).where(
+        TransferItem.id.in_(ids), Job.state == states.FAILED).tuples()]
+    for parked, why in ((earlier, "an earlier run's result; not retried"), (failed, HELD)):
+        if parked:
+            TransferItem.update(state=Item.AWAITING_JOB, transfer_task=None, task_id=None,
+                                error=f"{reason} ({why})", updated_at=now).where(
+                TransferItem.id.in_(parked),
+                TransferItem.state.in_(itemmoves.sources("item", actor, Item.AWAITING_JOB))
+            ).execute()
+    return [row for row in rows if row[0] not in earlier and row[0] not in failed]
 
 
 def fail_items(failures: Iterable[Failure], policy: TransferSettings,
@@ -95,6 +102,7 @@ def fail_items(failures: Iterable[Failure], policy: TransferSettings,
         return
     items = {i.id: i for i in TransferItem.select().where(
         TransferItem.id.in_([f.item_id for f in failures]))}
+    lock_jobs(sorted({i.job_id for i in items.values()}))  # their states hold till we commit
     job_states = dict(Job.select(Job.id, Job.state).where(
         Job.id.in_(list({i.job_id for i in items.values()}))).tuples())
     failed_jobs: dict[int, list[dict]] = {}
@@ -111,6 +119,8 @@ def fail_items(failures: Iterable[Failure], policy: TransferSettings,
             retry = False
             update.update(state=Item.AWAITING_JOB, attempts=0,
                           error=f"{reason} (an earlier run's result; not retried)")
+        elif retry and job_states.get(item.job_id) == states.FAILED:
+            update.update(state=Item.AWAITING_JOB, error=f"{reason} ({HELD})")
         elif retry:
             delay = min(policy.retry_backoff_max, policy.retry_backoff * 2 ** item.attempts)
             update.update(state=Item.PENDING,

@@ -177,8 +177,10 @@ def hold_unsent(job_ids: list[int]) -> None:
 
 
 def release_stage_in(job_ids: list[int]) -> None:
-    """Jobs READY again: their stage-in items held while they were FAILED go out."""
-    TransferItem.update(state=Item.PENDING, not_before=None, updated_at=utcnow()).where(
+    """Jobs READY again: their stage-in items held while they were FAILED go out, with
+    their retries afresh (a restart stages in again, as `transfer retry` does)."""
+    TransferItem.update(state=Item.PENDING, attempts=0, not_before=None, error=None,
+                        updated_at=utcnow()).where(
         TransferItem.job.in_(value_list(job_ids)), TransferItem.direction == "in",
         TransferItem.state == Item.AWAITING_JOB).execute()
 

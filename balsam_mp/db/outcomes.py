@@ -115,7 +115,7 @@ def finish_task(task_id: int, progress: Progress, failures: list[Failure],
         closed = run(_CLOSE_TASK.format(task_from=task_from), params).fetchall()
         if not closed:
             return Finished()  # another poller got here first: nothing to do twice
-        resend_stale(task_id, now, actor)
+        resent = resend_stale(task_id, now, actor)
         solo: set[int] = set()
         if final == Task.FAILED:
             code = progress.fatal_code or "FAILED"
@@ -139,12 +139,12 @@ def finish_task(task_id: int, progress: Progress, failures: list[Failure],
             advance_jobs(list(dict.fromkeys(job_id for job_id, _ in done)), done[0][1],
                          skipped)
     return Finished(len(done), len(failures), skipped=tuple(skipped or ()),
-                    direction=done[0][1] if done else "in")
+                    direction=done[0][1] if done else "in", resent=resent)
 
 
-def resend_stale(task_id: int, now: dt.datetime, actor: str) -> None:
+def resend_stale(task_id: int, now: dt.datetime, actor: str) -> int:
     """Items of an ending task that carry an older run's result go out again (pending).
-    Runs inside the caller's transaction."""
+    Runs inside the caller's transaction; returns how many."""
     pending_from, params = states_in("from", itemmoves.sources("item", actor, Item.PENDING))
     rows = run(_RESEND.format(pending_from=pending_from), {
         **params, "task": task_id, "pending": Item.PENDING, "now": iso(now), "yes": True,
@@ -153,5 +153,6 @@ def resend_stale(task_id: int, now: dt.datetime, actor: str) -> None:
         {"job": job_id, "transfer_item": item_id, "to_state": Item.PENDING, "timestamp": now,
          "message": "its job ran again while it was in flight: the new result goes out"}
         for item_id, job_id in rows])
+    return len(rows)
 
 

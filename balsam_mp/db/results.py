@@ -58,6 +58,7 @@ class Finished:
     split_round: int = 0  # the round those halves belong to (1 = the first split)
     skipped: tuple[int, ...] = ()  # jobs to advance later: another session held them
     direction: str = "in"
+    resent: int = 0  # stage-outs that carried an earlier run's result: they go out again
 
 
 def describe(progress: Progress) -> str | None:

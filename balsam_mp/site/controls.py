@@ -88,13 +88,16 @@ def _cancel_one(settings: Settings, backend: TransferBackend, task: TransferTask
             return (f"task {task.id} ({task.task_id}) had already finished; the site "
                     "recorded it first (see `balsam transfer ls`)")
         return (f"task {task.id} ({task.task_id}) cancelled; the site recorded its end "
-                "first and marked its unfinished items error \"cancelled\" "
-                "(see `balsam transfer ls`)")
+                "first: its unfinished items end error \"cancelled\", but a stage-out "
+                "carrying an earlier run's result goes out again with the new one (see "
+                "`balsam transfer ls`)")
+    again = (f", {finished.resent} sent again (an earlier run's result: the job's new "
+             "one goes out)") if finished.resent else ""
     if status.status == "SUCCEEDED":
         return (f"task {task.id} ({task.task_id}) had already finished: {finished.done} "
-                f"item(s) done, {finished.failed} failed")
+                f"item(s) done, {finished.failed} failed{again}")
     return (f"task {task.id} ({task.task_id}) cancelled; {finished.failed} item(s) marked "
-            f"error, {finished.done} done")
+            f"error, {finished.done} done{again}")
 
 
 def _wait_until_ended(backend: TransferBackend, remote_id: str) -> TaskStatus | None:

@@ -25,7 +25,11 @@ PIDFILE = "site.pid"
 HOST_ENV = "BALSAM_HOSTNAME"  # the name this login node goes by (default: its hostname)
 
 
-HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,239}")  # a host name: it names files
+# Every file named after it must fit in NAME_MAX (255 bytes): the longest is the partial
+# file permissions.write_file writes first, ".submitter.<host>.ready.<pid>" (host + 25);
+# 200 leaves room for longer worker names.
+HOST_MAX = 200
+HOST_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{HOST_MAX - 1}}}")  # names files
 
 
 def hostname() -> str:
@@ -34,7 +38,7 @@ def hostname() -> str:
         return socket.gethostname()
     if not HOST_NAME.fullmatch(given) or ".." in given:
         raise ValidationError(f"${HOST_ENV}={given!r} is not a host name (letters, digits, "
-                              "'.', '-' and '_', at most 240, no '..'); it names this "
+                              f"'.', '-' and '_', at most {HOST_MAX}, no '..'); it names this "
                               "host's pidfile")
     return given
 

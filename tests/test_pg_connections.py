@@ -154,8 +154,8 @@ def test_a_workers_connection_refused_for_lack_of_slots_is_asked_for_again(postg
     url = postgres_server.url("postgres").replace("balsam@", f"{role}@")
     try:
         taken = psycopg.connect(url, password=postgres_server.password)
+        started = time.monotonic()  # before the timer: the slot frees 0.5 s after it at least
         threading.Timer(0.5, taken.close).start()  # the slot frees in half a second
-        started = time.monotonic()
         database = SitePostgres(url, "x", role="poller", shared=True)
         database.connect()  # refused at first (53300): asked for again, not an error
         assert database.execute_sql("SELECT 1").fetchone() == (1,)

@@ -10,7 +10,7 @@ from balsam_mp import db
 from balsam_mp.api import ApplicationDefinition, Job, TransferItem
 from balsam_mp.db import controls
 from balsam_mp.states import Item
-from tests.sitemoves import claim, finish, make
+from tests.sitemoves import claim, finish, make, stage
 
 
 def inputs(job_id: int) -> list[str]:
@@ -76,3 +76,48 @@ def test_a_failed_job_with_held_inputs_can_be_deleted(site):
     Job.objects.set_state(job.id, "READY", "FAILED")
     Job.objects.filter(id=job.id).delete()
     assert TransferItem.objects.filter(job_id=job.id).count() == 0
+
+
+def fail_result_for_good(job_id: int, by_user: bool) -> None:
+    """A staged-in job POSTPROCESSED, its result in flight; the user FAILs it (by_user)
+    or not, then the result fails for good at the service."""
+    stage("in")
+    Job.objects.set_state(job_id, "STAGED_IN", "POSTPROCESSED")
+    task = claim("out")
+    if by_user:
+        Job.objects.set_state(job_id, "POSTPROCESSED", "FAILED")
+    [(item_id, *_)] = task.items
+    finish(task.task_id, failed_items=(item_id,), code="PERMISSION_DENIED")
+    assert Job.objects.get(id=job_id).state == "FAILED"
+    assert TransferItem.objects.get(id=item_id).state == Item.ERROR
+
+
+@pytest.mark.engines
+def test_a_restart_of_a_job_the_user_failed_runs_it_again_not_its_rejected_result(site):
+    """The user failed the run whose result then failed for good: RESTART_READY runs the
+    job again, and only the next run's result goes out."""
+    [job] = make(1)
+    fail_result_for_good(job.id, by_user=True)
+    result = Job.objects.filter(id=job.id).update(state="RESTART_READY")
+    assert result.retried == {}  # restarted as asked, nothing resent
+    assert Job.objects.get(id=job.id).state == "RESTART_READY"
+    [out] = TransferItem.objects.filter(job_id=job.id, direction="out")
+    assert out.state == Item.AWAITING_JOB and claim("out") is None
+    assert "failed_files" not in Job.objects.get(id=job.id).state_data
+    for before, after in (("RESTART_READY", "RUNNING"), ("RUNNING", "RUN_DONE"),
+                          ("RUN_DONE", "POSTPROCESSED")):
+        Job.objects.set_state(job.id, before, after)
+    finish(claim("out").task_id)
+    assert Job.objects.get(id=job.id).state == "JOB_FINISHED"
+
+
+@pytest.mark.engines
+def test_a_restart_of_a_job_the_site_failed_on_its_result_sends_that_result_again(site):
+    """The run was fine and only its upload failed (the site failed the job): the
+    restart retries the upload (POSTPROCESSED), as before."""
+    [job] = make(1)
+    fail_result_for_good(job.id, by_user=False)
+    result = Job.objects.filter(id=job.id).update(state="RESTART_READY")
+    assert result.retried == {job.id: "POSTPROCESSED"}
+    finish(claim("out").task_id)
+    assert Job.objects.get(id=job.id).state == "JOB_FINISHED"

@@ -104,6 +104,7 @@ def retry_failed_jobs(job_ids: list[int]) -> dict[int, str]:
     left for the caller's move to RESTART_READY)."""
     lock_jobs(job_ids)
     ids = value_list(job_ids)
+    _hold_rejected_results(job_ids)
     failed_items = [item_id for (item_id,) in TransferItem.select(TransferItem.id).join(Job)
                     .where(TransferItem.job.in_(ids), TransferItem.state == Item.ERROR,
                            Job.state == states.FAILED).tuples()]
@@ -120,3 +121,34 @@ def retry_failed_jobs(job_ids: list[int]) -> dict[int, str]:
                    "sent to RESTART_READY: its stage-in is not done; staged in again")
     return dict(Job.select(Job.id, Job.state).where(
         Job.id.in_(value_list(sorted(held)))).tuples())
+
+
+def _hold_rejected_results(job_ids: list[int]) -> None:
+    """Of FAILED jobs the user failed (the site's failure records `failed_from`), the
+    stage-outs that then failed for good carry the run the user rejected: a restart
+    runs the job again, so they wait for its next POSTPROCESSED instead of resending
+    that run's result. Runs in the caller's transaction, the jobs locked."""
+    rejected = [job_id for job_id, data in Job.select(Job.id, Job.state_data).where(
+        Job.id.in_(value_list(job_ids)), Job.state == states.FAILED).tuples()
+        if "failed_from" not in (data or {})]
+    if not rejected:
+        return
+    now = utcnow()
+    items = list(TransferItem.select(TransferItem.id, TransferItem.job).where(
+        TransferItem.job.in_(value_list(rejected)), TransferItem.direction == "out",
+        TransferItem.state == Item.ERROR).tuples())
+    TransferItem.update(state=Item.AWAITING_JOB, attempts=0, not_before=None, error=None,
+                        updated_at=now).where(
+        TransferItem.id.in_(value_list([item_id for item_id, _ in items])),
+        TransferItem.state.in_(itemmoves.sources("item", itemmoves.RETRY,
+                                                 Item.AWAITING_JOB))).execute()
+    for job_id in sorted({job_id for _, job_id in items}):
+        data = dict(Job.get_by_id(job_id).state_data or {})
+        data["previous_failures"] = data.get("previous_failures", []) + \
+            data.pop("failed_files", [])
+        Job.update(state_data=data, updated_at=now).where(Job.id == job_id).execute()
+    for item_id, job_id in items:
+        LogEvent.create(job=job_id, transfer_item=item_id, from_state=Item.ERROR,
+                        to_state=Item.AWAITING_JOB, timestamp=now,
+                        message="its job was failed by the user and restarted: the next "
+                                "run's result goes out")

@@ -53,16 +53,24 @@ def status_text(kit, env: dict) -> str:
     return kit.balsam("site", "status", env=env, check=False).stdout
 
 
-@pytest.mark.parametrize("engine", ["postgres"], indirect=True)
-def test_a_frozen_leader_is_replaced_then_writes_nothing_and_stands_by(sitekit):
+def two_hosts_busy(sitekit, jobs: int) -> tuple:
+    """login1 active with work in flight at Globus, login2 started on standby: the kit,
+    the jobs, login1's and login2's environments, and what login2's start said."""
     kit = sitekit(emulator_args=("--startup-delay", "0.2"),
                   transfers="  transfer_batch_size: 10\n  claim_lease: 5\n")
-    jobs = kit.make_jobs(200, stage_out=False)
+    made = kit.make_jobs(jobs, stage_out=False)
     login1, login2 = hosts(kit)
     kit.start(env=login1)
     wait_for(lambda: booted(kit, "login1"), what="login1's workers")
-    assert "started on standby" in kit.start(env=login2).stdout
+    said = kit.start(env=login2).stdout
     wait_for(lambda: len(kit.accepted()) >= 3, what="work in flight on login1")
+    return kit, made, login1, login2, said
+
+
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)
+def test_a_frozen_leader_is_replaced_then_writes_nothing_and_stands_by(sitekit):
+    kit, jobs, login1, login2, said = two_hosts_busy(sitekit, 200)
+    assert "started on standby" in said
 
     frozen = signal_host(kit, "login1", signal.SIGSTOP)  # a hung mount: sessions stay open
     try:
@@ -95,14 +103,7 @@ def test_a_frozen_leader_is_replaced_then_writes_nothing_and_stands_by(sitekit):
 def test_running_workers_whose_lease_moved_stop_before_writing(sitekit):
     """Only the lease holder hangs: the workers run on, find the lease moved at their
     next transaction, and stop; their supervisor stands by before the holder wakes."""
-    kit = sitekit(emulator_args=("--startup-delay", "0.2"),
-                  transfers="  transfer_batch_size: 10\n  claim_lease: 5\n")
-    jobs = kit.make_jobs(300, stage_out=False)
-    login1, login2 = hosts(kit)
-    kit.start(env=login1)
-    wait_for(lambda: booted(kit, "login1"), what="login1's workers")
-    kit.start(env=login2)
-    wait_for(lambda: len(kit.accepted()) >= 3, what="work in flight on login1")
+    kit, jobs, login1, login2, _ = two_hosts_busy(sitekit, 300)
     info = host_pidfile(kit, "login1")
     workers = set(info["workers"].values())
     holder, = (p for p in psutil.Process(info["pid"]).children() if p.pid not in workers)

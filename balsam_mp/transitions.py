@@ -13,9 +13,8 @@ JOB_FINISHED is final.
 
 from __future__ import annotations
 
-from enum import Enum
-
 from balsam_mp.errors import ValidationError
+from balsam_mp.schemas import plain
 from balsam_mp.states import (
     AWAITING_PARENTS,
     CREATED,
@@ -78,7 +77,7 @@ FINAL = frozenset({JOB_FINISHED})
 def check_state_name(state: object, where: str = "state") -> str:
     """One of Balsam's 14 job states (a name, or balsam_mp.schemas.JobState), or a
     ValidationError listing them; returns the name."""
-    state = getattr(state, "value", state) if isinstance(state, Enum) else state
+    state = plain(state)
     if not isinstance(state, str) or state not in JOB_STATES:
         raise ValidationError(f"{where}: {state!r} is not a job state "
                               f"(one of {', '.join(JOB_STATES)})")

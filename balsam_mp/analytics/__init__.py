@@ -26,7 +26,7 @@ from balsam_mp.api.query import Manager, QuerySet, guarded
 from balsam_mp.errors import ValidationError
 from balsam_mp.states import Task
 
-__all__ = ["TaskSpan", "TransferSeries", "task_timeline", "throughput_report",
+__all__ = ["TaskSpan", "TransferSeries", "human_size", "task_timeline", "throughput_report",
            "transfer_throughput"]
 
 ENDED = (Task.SUCCEEDED, Task.FAILED)
@@ -126,3 +126,12 @@ def transfer_throughput(task_query: Any = None, interval: Any = dt.timedelta(min
         group.files[slot] += span.files
         group.bytes[slot] += span.bytes
     return dict(sorted(series.items()))
+
+
+def human_size(size: float) -> str:
+    """Bytes as B, kB, MB or GB (powers of 1000), as reports and `site status` show them."""
+    for unit in ("B", "kB", "MB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"

@@ -13,6 +13,7 @@ from pathlib import Path
 from balsam_mp.analytics import (
     TaskSpan,
     TransferSeries,
+    human_size,
     task_timeline,
     throughput_report,
     transfer_throughput,
@@ -103,7 +104,7 @@ def _title(report: Report) -> str:
     moved = sum(sum(s.bytes) for s in report.moved.values())
     since = f" since {report.since:%Y-%m-%d %H:%M:%S} UTC" if report.since else ""
     return (f"site {report.site}{since}: {finished} jobs finished, "
-            f"{len(report.spans)} transfer tasks, {files} files ({_size(moved)}) moved")
+            f"{len(report.spans)} transfer tasks, {files} files ({human_size(moved)}) moved")
 
 
 def _save(figure, output: Path, suffix: str) -> None:
@@ -162,7 +163,7 @@ def _moved(files_axis, bytes_axis, report: Report) -> None:
     files_base = bytes_base = None
     for (direction, alias), series in report.moved.items():
         label = f"{direction} {alias}: {sum(series.files)} files, " \
-                f"{_size(sum(series.bytes))}"
+                f"{human_size(sum(series.bytes))}"
         scaled = [b / scale for b in series.bytes]
         style = {"width": width, "align": "edge", "label": label, "alpha": 0.85,
                  "color": _COLORS.get(direction) if len(report.moved) <= 2 else None}
@@ -235,9 +236,3 @@ def _duration(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
-def _size(size: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} GB"

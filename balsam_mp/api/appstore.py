@@ -34,13 +34,20 @@ class AppClass:
 def register(cls: type[AppClass], site_name: str) -> None:
     """Register (or update) one app class, wherever it was defined."""
     source = cls.__dict__.get("_source_file") or _source_of(cls)
+    _upsert([_app_row(source, cls, site_name)])
+
+
+def _app_row(source: str, cls: type[AppClass], site_name: str) -> dict[str, Any]:
+    """An app class checked, as its row in the app table."""
     where = f"{source}: app {cls.__name__}"
     check_name(where, cls.__name__)
     check_site(where, cls.site, site_name)
     slots = validate_slots(where, cls.transfers)
-    _upsert([{"name": cls.__name__, "source_file": source,
-              "description": cls.description or (cls.__doc__ or "").strip(),
-              "transfers": slots, "updated_at": utcnow()}])
+    description = cls.description or (cls.__doc__ or "").strip()
+    if not isinstance(description, str):
+        raise ValidationError(f"{where}: description must be a string")
+    return {"name": cls.__name__, "source_file": source, "description": description,
+            "transfers": slots, "updated_at": utcnow()}
 
 
 def _source_of(cls: type) -> str:
@@ -78,16 +85,7 @@ def load_app_classes(apps_path: Path) -> dict[str, tuple[Path, type[AppClass]]]:
 def sync_apps(settings: Settings) -> list[str]:
     """Register or update every app of the site; all or nothing."""
     classes = load_app_classes(settings.apps_path)
-    rows = []
-    for name, (file, cls) in classes.items():
-        check_name(f"{file}: app {name}", name)
-        check_site(f"{file}: app {name}", getattr(cls, "site", None), settings.site_name)
-        slots = validate_slots(f"{file}: app {name}", cls.transfers)
-        description = cls.description or (cls.__doc__ or "").strip()
-        if not isinstance(description, str):
-            raise ValidationError(f"{file}: app {name}: description must be a string")
-        rows.append({"name": name, "source_file": str(file), "description": description,
-                     "transfers": slots, "updated_at": utcnow()})
+    rows = [_app_row(str(file), cls, settings.site_name) for file, cls in classes.values()]
     _upsert(rows, forget_from=settings.apps_path)
     return sorted(classes)
 

@@ -203,7 +203,7 @@ class Job(Model):
         with transaction():
             if not guarded(lambda: db.Job.select().where(self._same_row()).exists()):
                 raise self.DoesNotExist(f"job {self.id} no longer exists")
-            write([(self.id, self._loaded["state"])], fields, event_data, retry=True)
+            write([(self.id, self._loaded["state"])], fields, event_data)
         self.refresh_from_db()
 
     def _patch(self) -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from balsam_mp.api.paths import shown
 from balsam_mp.errors import ValidationError
+from balsam_mp.schemas import plain
 
 
 @dataclass
@@ -24,8 +24,7 @@ class JobSpec:
 def tag_text(what: str, value: Any) -> str:
     """A tag key or value as Balsam's client stores it: numbers and booleans become
     their str (1 -> "1", True -> "True"); anything else but a str is refused."""
-    if isinstance(value, Enum):
-        value = value.value
+    value = plain(value)
     if isinstance(value, float) and not math.isfinite(value):
         raise ValidationError(f"{what}: {value!r} is not a number a tag can hold")
     if isinstance(value, (bool, int, float)):

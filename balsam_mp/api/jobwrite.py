@@ -41,10 +41,10 @@ class UpdateResult(list):
 
 
 def write(rows: list[tuple[int, str]], fields: dict[str, Any],
-          event_data: dict[str, Any] | None = None, retry: bool = False) -> dict[int, str]:
+          event_data: dict[str, Any] | None = None) -> dict[int, str]:
     """Write `fields` on jobs (id, state they were read in), in the caller's
-    transaction. retry: FAILED jobs sent to RESTART_READY that a transfer holds are
-    retried instead (returned: id -> the state each went to)."""
+    transaction. FAILED jobs sent to RESTART_READY that a transfer holds are retried
+    instead (returned: id -> the state each went to)."""
     values = {getattr(db.Job, name): inputs.mapping(rows[0][0] if len(rows) == 1 else "update",
                                               name, fields[name])
               for name in ("tags", "parameters") if name in fields}
@@ -60,7 +60,7 @@ def write(rows: list[tuple[int, str]], fields: dict[str, Any],
     ids = [job_id for job_id, _ in rows]
     guarded(lambda: job_db.write_fields(ids, values, patch))
     retried: dict[int, str] = {}
-    if retry and target == RESTART_READY:
+    if target == RESTART_READY:
         failed = [job_id for job_id, state in rows if state == FAILED]
         retried = guarded(lambda: controls.retry_failed_jobs(failed)) if failed else {}
     read_in: dict[str, list[int]] = {}  # one compare-and-set per state the jobs were in
@@ -88,7 +88,7 @@ def update(query: QuerySet[Any], fields: dict[str, Any]) -> UpdateResult:
     def body() -> tuple[list[tuple[int, str]], dict[int, str]]:  # again whole on a deadlock
         rows = guarded(lambda: list(job_db.locked(query._query(db.Job.id, db.Job.state))
                                     .tuples()))  # locked in id order, then read
-        return rows, (write(rows, fields, event_data, retry=True) if rows else {})
+        return rows, (write(rows, fields, event_data) if rows else {})
 
     rows, retried = in_retried_transaction(body)
     ids = [job_id for job_id, _ in rows]
@@ -125,7 +125,7 @@ def bulk_update(jobs: list[Model]) -> UpdateResult:
                 "nothing was written")
         for fields, event_data, same in groups.values():
             rows = [(job.id, job._loaded["state"]) for job in same]
-            retried.update(write(rows, fields, event_data, retry=True))
+            retried.update(write(rows, fields, event_data))
 
     if changed:
         in_retried_transaction(body)

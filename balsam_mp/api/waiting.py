@@ -17,11 +17,10 @@ from balsam_mp.api.model import Model
 from balsam_mp.api.query import guarded
 from balsam_mp.db.bulk import value_list
 from balsam_mp.errors import ValidationError
-from balsam_mp.states import FAILED, JOB_FINISHED
+from balsam_mp.schemas import DONE_STATES
 
 JobT = TypeVar("JobT", bound=Model)  # api/job.py's Job, which builds on this module
 
-DONE_STATES = frozenset({JOB_FINISHED, FAILED})
 RETURN_WHEN = ("ALL_COMPLETED", "FIRST_COMPLETED")  # concurrent.futures' names
 
 

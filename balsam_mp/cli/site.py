@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from balsam_mp import api
+from balsam_mp.analytics import human_size
 from balsam_mp.cli.common import (
     ALL,
     BalsamGroup,
@@ -154,11 +155,11 @@ def _echo_work(report: dict) -> None:
         click.echo(f"  {group['direction']:>3} {group['alias']}: {counts}{waits_on}")
     sizes = report.get("sizes")  # none from the database alone
     if sizes and sizes["wal"] is None:
-        click.echo(f"disk: logs {_size(sizes['logs'])}; the PostgreSQL database, every "
-                   f"site in it: {_size(sizes['database'])}")
+        click.echo(f"disk: logs {human_size(sizes['logs'])}; the PostgreSQL database, every "
+                   f"site in it: {human_size(sizes['database'])}")
     elif sizes:
-        click.echo(f"disk: site.db {_size(sizes['database'])}, WAL {_size(sizes['wal'])}, "
-                   f"logs {_size(sizes['logs'])}")
+        click.echo(f"disk: site.db {human_size(sizes['database'])}, "
+                   f"WAL {human_size(sizes['wal'])}, logs {human_size(sizes['logs'])}")
     slots = report.get("connections")  # PostgreSQL: the server's, every site's
     if slots:
         role = f"; role {slots['role']}: {slots['role_in_use']} of {slots['role_limit']}" \
@@ -180,14 +181,6 @@ def _duration(seconds: float) -> str:
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def _size(size: float) -> str:
-    for unit in ("B", "kB", "MB"):
-        if size < 1000:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} GB"
 
 
 site.add_command(report)

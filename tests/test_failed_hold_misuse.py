@@ -14,7 +14,7 @@ import pytest
 from balsam_mp import api, db
 from balsam_mp.api import Job, TransferItem
 from balsam_mp.db import claims, refusals
-from balsam_mp.states import Item
+from balsam_mp.states import Item, Task
 from tests.conftest import wait_for
 from tests.sitemoves import claim, fail_task, finish, make
 
@@ -209,3 +209,41 @@ def test_a_failed_jobs_result_whose_task_failed_waits_for_its_next_postprocessed
         Job.objects.set_state(job.id, before, after)
     finish(claim("out").task_id)
     assert Job.objects.get(id=job.id).state == "JOB_FINISHED"
+
+
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)
+def test_a_job_another_session_holds_defers_the_pollers_failure_not_waits(site):
+    """A user's idle session holds a job's row: the poller's pass neither waits on it
+    nor guesses its state. Nothing is written (the task stays in flight) and the next
+    poll, once the session lets go, records the end."""
+    import threading
+
+    from balsam_mp.db import outcomes
+
+    [job] = make(1, out=False)
+    task = claim("in")
+    database = db.Job._meta.database
+    held, release = threading.Event(), threading.Event()
+
+    def idle_session() -> None:
+        with database.atomic():
+            db.Job.select().where(db.Job.id == job.id).for_update().execute()
+            held.set()
+            release.wait(timeout=30)
+        database.close()
+
+    holder = threading.Thread(target=idle_session)
+    holder.start()
+    try:
+        assert held.wait(timeout=30)
+        progress = outcomes.Progress("FAILED", None, 0, 0, 0.0, "ENDPOINT_ERROR", "broken")
+        policy = api.current_settings().transfers
+        finished = outcomes.finish_task(task.task_id, progress, [], policy, skip_locked=True)
+        assert finished.deferred
+        assert db.TransferTask.get_by_id(task.task_id).state == Task.ACTIVE
+        assert inputs(job.id) == [Item.ACTIVE]
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    finished = outcomes.finish_task(task.task_id, progress, [], policy, skip_locked=True)
+    assert not finished.deferred and inputs(job.id) == [Item.PENDING]  # retried

@@ -37,13 +37,13 @@ TASK_WIDE_CODES = frozenset({"CANCELED", "CANCELED_BY_USER", "CANCELED_BY_ADMIN"
 
 
 def split_batch(task_id: int, rows: list[tuple[int, int]], reason: str,
-                now: dt.datetime, actor: str = itemmoves.POLLER) -> Finished:
+                now: dt.datetime, actor: str = itemmoves.POLLER, wait: bool = True) -> Finished:
     """Each half of a failed batch goes back to pending as a batch of its own (its items
     share a batch_key, which the claim keeps together and apart from other items), at
     once and without spending a retry: within log2(batch) rounds the good items are
     through and the culprit stands alone. Each half gets a fresh submission id from the
     normal claim. Runs inside the caller's transaction."""
-    rows = _park_earlier_runs(rows, reason, now, actor)
+    rows = _park_earlier_runs(rows, reason, now, actor, wait)
     if not rows:
         return Finished()
     middle = (len(rows) + 1) // 2
@@ -66,14 +66,14 @@ def split_batch(task_id: int, rows: list[tuple[int, int]], reason: str,
 
 
 def _park_earlier_runs(rows: list[tuple[int, int]], reason: str, now: dt.datetime,
-                       actor: str) -> list[tuple[int, int]]:
+                       actor: str, wait: bool) -> list[tuple[int, int]]:
     """Of a failed batch's (item id, split round) rows, the stage-outs whose job runs
     again carry an earlier run's result: they wait for the job's next POSTPROCESSED
     instead of going round again; the items of a FAILED job wait for it to be READY
     (or POSTPROCESSED) again. Returns the other rows."""
     ids = [r[0] for r in rows]
     lock_jobs(sorted({job_id for (job_id,) in TransferItem.select(TransferItem.job).where(
-        TransferItem.id.in_(ids)).tuples()}))  # their states hold till we commit
+        TransferItem.id.in_(ids)).tuples()}), wait)  # their states hold till we commit
     earlier = [item_id for (item_id,) in TransferItem.select(TransferItem.id).join(Job).where(
         TransferItem.id.in_(ids), TransferItem.direction == "out",
         Job.state.in_(list(RUNS_AGAIN))).tuples()]
@@ -91,18 +91,18 @@ def _park_earlier_runs(rows: list[tuple[int, int]], reason: str, now: dt.datetim
 
 def fail_items(failures: Iterable[Failure], policy: TransferSettings,
                now: dt.datetime | None = None, solo: set[int] = frozenset(),
-               actor: str = itemmoves.POLLER) -> None:
+               actor: str = itemmoves.POLLER, wait: bool = True) -> None:
     """Retry each failed item with backoff, or, when retries are spent or pointless,
     mark it `error` and fail its job with the reason. Items in `solo` (a batch's
     culprit) are retried, now or by `transfer retry`, in a batch of their own.
-    Runs inside the caller's transaction."""
+    Runs inside the caller's transaction; wait: see lock_jobs."""
     now = now or utcnow()
     failures = list(failures)
     if not failures:
         return
     items = {i.id: i for i in TransferItem.select().where(
         TransferItem.id.in_([f.item_id for f in failures]))}
-    lock_jobs(sorted({i.job_id for i in items.values()}))  # their states hold till we commit
+    lock_jobs(sorted({i.job_id for i in items.values()}), wait)  # states hold till we commit
     job_states = dict(Job.select(Job.id, Job.state).where(
         Job.id.in_(list({i.job_id for i in items.values()}))).tuples())
     failed_jobs: dict[int, list[dict]] = {}

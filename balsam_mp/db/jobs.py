@@ -227,13 +227,25 @@ def locked(query: Any) -> Any:
     return query.order_by(Job.id).for_update(of=Job) if dialect().LOCK_JOBS else query
 
 
-def lock_jobs(job_ids: list[int]) -> None:
+class JobsHeld(Exception):
+    """Jobs another database session holds: a worker's pass leaves this work to its next
+    pass (its transaction rolled back) rather than wait on a stranger's lock."""
+
+
+def lock_jobs(job_ids: list[int], wait: bool = True) -> None:
     """Lock job rows (in id order) before reading them to write them back: on PostgreSQL
     writers run side by side, and a read-merge-write would lose the other's write. On
-    SQLite the transaction's write lock already covers it."""
-    if job_ids and dialect().LOCK_JOBS:
-        ids = dialect().ID_LIST.format(param=":ids")
-        run(dialect().LOCK_JOBS.format(ids=ids), {"ids": json.dumps(sorted(job_ids))})
+    SQLite the transaction's write lock already covers it. wait=False (the poller's
+    pass): JobsHeld at once if another session holds one of them."""
+    if not job_ids or not dialect().LOCK_JOBS:
+        return
+    ids = dialect().ID_LIST.format(param=":ids")
+    params = {"ids": json.dumps(sorted(set(job_ids)))}
+    if wait:
+        run(dialect().LOCK_JOBS.format(ids=ids), params)
+    elif len(run(dialect().LOCK_FREE_JOBS.format(ids=ids), params).fetchall()) < \
+            len(set(job_ids)):
+        raise JobsHeld("a job is held by another database session")
 
 
 def write_fields(job_ids: list[int], values: dict[str, Any],

@@ -11,7 +11,7 @@ import datetime as dt
 from balsam_mp import itemmoves
 from balsam_mp.db.bulk import insert_rows, run, states_in
 from balsam_mp.db.failing import TASK_WIDE_CODES, fail_items, split_batch
-from balsam_mp.db.jobs import advance_jobs
+from balsam_mp.db.jobs import JobsHeld, advance_jobs
 from balsam_mp.db.models import LogEvent, TransferItem, TransferTask, iso, utcnow
 from balsam_mp.db.results import Failure, Finished, Progress, describe
 from balsam_mp.settings import TransferSettings
@@ -101,7 +101,17 @@ def finish_task(task_id: int, progress: Progress, failures: list[Failure],
     instead: each half goes back to pending as its own batch (see `split_batch`). A task
     a user asked to cancel that failed, however (its runner killed, the service's
     cancel), fails its items for good as "cancelled"; one that succeeded keeps its files.
-    skip_locked: jobs another session holds are not waited for: Finished.skipped."""
+    skip_locked (the poller): jobs another session holds are not waited for. Those
+    moving on are Finished.skipped; if failing an item needs one, nothing is written
+    (Finished.deferred) and the next poll records the end."""
+    try:
+        return _finish_task(task_id, progress, failures, policy, actor, skip_locked)
+    except JobsHeld:
+        return Finished(deferred=True)
+
+
+def _finish_task(task_id: int, progress: Progress, failures: list[Failure],
+                 policy: TransferSettings, actor: str, skip_locked: bool) -> Finished:
     now = utcnow()
     final = Task.SUCCEEDED if progress.status == "SUCCEEDED" else Task.FAILED
     task_from, task_params = states_in("task_from", itemmoves.sources("task", actor, final))
@@ -126,13 +136,15 @@ def finish_task(task_id: int, progress: Progress, failures: list[Failure],
                 TransferItem.transfer_task == task_id,
                 TransferItem.state.in_(Item.IN_FLIGHT)).order_by(TransferItem.id).tuples())
             if len(rows) > 1 and code not in TASK_WIDE_CODES:
-                return split_batch(task_id, rows, f"{code}: {reason}", now, actor)
+                return split_batch(task_id, rows, f"{code}: {reason}", now, actor,
+                                   wait=not skip_locked)
             if len(rows) == 1 and rows[0][1] and code not in TASK_WIDE_CODES:
                 # the culprit, alone after its batch was split: it stays alone
                 reason += f" (isolated after {rows[0][1]} split round(s))"
                 solo.add(rows[0][0])
             failures = [Failure(item_id, code, reason) for item_id, _ in rows]
-        fail_items(failures, policy, now, solo, actor)  # detaches them: the update below skips them
+        # detaches them: the update below skips them
+        fail_items(failures, policy, now, solo, actor, wait=not skip_locked)
         done = run(_ITEMS_DONE.format(done_from=done_from), params).fetchall()
         skipped: list[int] | None = [] if skip_locked else None
         if done:

@@ -59,6 +59,7 @@ class Finished:
     skipped: tuple[int, ...] = ()  # jobs to advance later: another session held them
     direction: str = "in"
     resent: int = 0  # stage-outs that carried an earlier run's result: they go out again
+    deferred: bool = False  # nothing written: another session held a job (next pass)
 
 
 def describe(progress: Progress) -> str | None:

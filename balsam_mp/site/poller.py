@@ -187,6 +187,10 @@ class Poller(Worker):
         return True
 
     def report(self, task: TransferTask, progress: Progress, finished: Finished) -> None:
+        if finished.deferred:
+            self.log.warning("task %s ended; a job of it is held by another database "
+                             "session: its end is recorded at the next poll", task.task_id)
+            return
         if finished.skipped:
             self.stragglers[finished.direction].update(finished.skipped)
             self.log.warning("task %s: job(s) %s held by another database session; moved "

@@ -11,6 +11,11 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def one_line(exc: BaseException) -> str:
+    """An error's whole multi-line message (a driver's hints) as one line."""
+    return " ".join(str(exc).split())
+
+
 class BalsamError(Exception):
     """A user-facing error: its message says what is wrong and where."""
 

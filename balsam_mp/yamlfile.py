@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from balsam_mp.errors import SettingsError
+from balsam_mp.errors import SettingsError, one_line
 
 
 class _DuplicateKey(yaml.YAMLError):
@@ -53,4 +53,4 @@ def _one_line(exc: yaml.YAMLError) -> str:
     if mark is not None:
         context = f" ({exc.context})" if getattr(exc, "context", None) else ""
         return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}{context}"
-    return " ".join(str(exc).split())
+    return one_line(exc)

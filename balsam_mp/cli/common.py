@@ -15,6 +15,7 @@ import click
 from balsam_mp import api, settings
 from balsam_mp.errors import BalsamError
 from balsam_mp.settings import Settings
+from balsam_mp.site.layout import SELECTORS
 
 
 class BalsamGroup(click.Group):
@@ -158,7 +159,7 @@ def open_site(client_ok: bool = True) -> Settings:
     return api.use_site(path)
 
 
-ALL, THIS = "all", "this"  # Balsam's --site selectors, beside a site's name
+ALL, THIS = SELECTORS  # Balsam's --site selectors, beside a site's name
 
 
 def site_selector() -> str | None:

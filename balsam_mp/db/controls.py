@@ -78,10 +78,8 @@ def _revive(job_id: int, now) -> None:
             TransferItem.job == job_id, TransferItem.direction == "in",
             TransferItem.state != Item.DONE).exists()
         back_to = states.READY if inputs_due else states.POSTPROCESSED
-        data = dict(job.state_data or {})
+        data = _archive_failures(job.state_data)
         data.pop("failed_from", None)
-        data["previous_failures"] = data.get("previous_failures", []) + \
-            data.pop("failed_files", [])
         changed = Job.update(state=back_to, state_data=data, updated_at=now).where(
             Job.id == job_id, Job.state == states.FAILED).execute()
         if changed:
@@ -105,16 +103,15 @@ def retry_failed_jobs(job_ids: list[int]) -> dict[int, str]:
     lock_jobs(job_ids)
     ids = value_list(job_ids)
     _hold_rejected_results(job_ids)
-    failed_items = [item_id for (item_id,) in TransferItem.select(TransferItem.id).join(Job)
-                    .where(TransferItem.job.in_(ids), TransferItem.state == Item.ERROR,
-                           Job.state == states.FAILED).tuples()]
+    failed_items = dict(TransferItem.select(TransferItem.id, TransferItem.job).join(Job)
+                        .where(TransferItem.job.in_(ids), TransferItem.state == Item.ERROR,
+                               Job.state == states.FAILED).tuples())  # item -> job
     held = {job_id for (job_id,) in TransferItem.select(TransferItem.job).join(Job).where(
         TransferItem.job.in_(ids), TransferItem.direction == "in",
         TransferItem.state != Item.DONE, Job.state == states.FAILED).tuples()}
     if failed_items:
-        held |= {job_id for (job_id,) in TransferItem.select(TransferItem.job).where(
-            TransferItem.id.in_(value_list(failed_items))).tuples()}
-        retry_items(failed_items)
+        held |= set(failed_items.values())
+        retry_items(list(failed_items))
     still = sorted(job_id for (job_id,) in Job.select(Job.id).where(
         Job.id.in_(value_list(sorted(held))), Job.state == states.FAILED).tuples())
     set_jobs_state(still, states.FAILED, states.READY,
@@ -128,14 +125,14 @@ def _hold_rejected_results(job_ids: list[int]) -> None:
     stage-outs that then failed for good carry the run the user rejected: a restart
     runs the job again, so they wait for its next POSTPROCESSED instead of resending
     that run's result. Runs in the caller's transaction, the jobs locked."""
-    rejected = [job_id for job_id, data in Job.select(Job.id, Job.state_data).where(
+    rejected = {job_id: data for job_id, data in Job.select(Job.id, Job.state_data).where(
         Job.id.in_(value_list(job_ids)), Job.state == states.FAILED).tuples()
-        if "failed_from" not in (data or {})]
+        if "failed_from" not in (data or {})}
     if not rejected:
         return
     now = utcnow()
     items = list(TransferItem.select(TransferItem.id, TransferItem.job).where(
-        TransferItem.job.in_(value_list(rejected)), TransferItem.direction == "out",
+        TransferItem.job.in_(value_list(list(rejected))), TransferItem.direction == "out",
         TransferItem.state == Item.ERROR).tuples())
     TransferItem.update(state=Item.AWAITING_JOB, attempts=0, not_before=None, error=None,
                         updated_at=now).where(
@@ -143,12 +140,18 @@ def _hold_rejected_results(job_ids: list[int]) -> None:
         TransferItem.state.in_(itemmoves.sources("item", itemmoves.RETRY,
                                                  Item.AWAITING_JOB))).execute()
     for job_id in sorted({job_id for _, job_id in items}):
-        data = dict(Job.get_by_id(job_id).state_data or {})
-        data["previous_failures"] = data.get("previous_failures", []) + \
-            data.pop("failed_files", [])
-        Job.update(state_data=data, updated_at=now).where(Job.id == job_id).execute()
+        Job.update(state_data=_archive_failures(rejected[job_id]), updated_at=now).where(
+            Job.id == job_id).execute()
     for item_id, job_id in items:
         LogEvent.create(job=job_id, transfer_item=item_id, from_state=Item.ERROR,
                         to_state=Item.AWAITING_JOB, timestamp=now,
                         message="its job was failed by the user and restarted: the next "
                                 "run's result goes out")
+
+
+def _archive_failures(state_data: dict | None) -> dict:
+    """A job's state_data for its next try: the files it failed on become
+    `previous_failures`."""
+    data = dict(state_data or {})
+    data["previous_failures"] = data.get("previous_failures", []) + data.pop("failed_files", [])
+    return data

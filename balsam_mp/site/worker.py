@@ -21,7 +21,7 @@ import peewee
 
 from balsam_mp import db, permissions
 from balsam_mp.db.fence import Fenced
-from balsam_mp.errors import BalsamError, DatabaseUnreachable, first_line
+from balsam_mp.errors import BalsamError, DatabaseUnreachable, first_line, one_line
 from balsam_mp.settings import Settings
 from balsam_mp.site import crashes, pidfile
 
@@ -39,11 +39,6 @@ def ready_file(settings: Settings, name: str) -> Path:
     """Written by a worker once it has booted: `site start` waits for both."""
     folder = permissions.make_folder(settings.site_path / ".run", permissions.RUNTIME.folder)
     return folder / f"{name}{pidfile.host_tag(bool(settings.database_url))}.ready"
-
-
-def one_line(exc: Exception) -> str:
-    """A driver's multi-line message (libpq's hints) as one log line."""
-    return " ".join(str(exc).split())
 
 
 class Worker:

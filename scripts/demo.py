@@ -35,12 +35,19 @@ def balsam(env: dict[str, str], *args: str) -> str:
     return result.stdout.strip()
 
 
-def configure(site: Path) -> None:
+def demo_site(prefix: str) -> tuple[Path, Path, Path]:
+    """A new folder with a site named demo set up for the emulator, and the remote
+    endpoint's folder (with inputs/): (folder, site, remote)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    site = init_site(work / "site", "demo").site_path
+    remote = work / "remote"
+    (remote / "inputs").mkdir(parents=True)
     text = (site / "settings.yml").read_text()
     text = text.replace("    laptop: local://", f"    laptop: local://\n    remote: globus://{REMOTE_EP}")
     text = text.replace("globus_endpoint_id: null", f"globus_endpoint_id: {SITE_EP}")
     text = text.replace("globus_endpoint_site_path: null", "globus_endpoint_site_path: /")
     (site / "settings.yml").write_text(text)
+    return work, site, remote
 
 
 def progress(label: str, ids: list[int], state: str) -> float:
@@ -65,11 +72,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="keep the demo folder")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="balsam-demo-"))
-    site = init_site(work / "site", "demo").site_path
-    remote = work / "remote"
-    (remote / "inputs").mkdir(parents=True)
-    configure(site)
+    work, site, remote = demo_site("balsam-demo-")
     print(f"demo site: {site}\nremote endpoint folder: {remote}")
     emulator = EmulatorProcess({SITE_EP: site, REMOTE_EP: remote},
                                "--client", f"{CLIENT_ID}:{CLIENT_SECRET}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,11 +22,10 @@ from demo import (
     SITE_EP,
     balsam,
     balsam_stop_quietly,
-    configure,
+    demo_site,
 )
 
 from balsam_mp import api
-from balsam_mp.site.layout import init_site
 from balsam_mp.testing.globus_emulator import EmulatorProcess
 
 
@@ -59,11 +57,7 @@ def main() -> None:
     parser.add_argument("--waves", type=int, default=4)
     parser.add_argument("--jobs-per-wave", type=int, default=250)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="balsam-report-"))
-    site = init_site(work / "site", "demo").site_path
-    remote = work / "remote"
-    (remote / "inputs").mkdir(parents=True)
-    configure(site)
+    work, site, remote = demo_site("balsam-report-")
     emulator = EmulatorProcess({SITE_EP: site, REMOTE_EP: remote}, "--client",
                                f"{CLIENT_ID}:{CLIENT_SECRET}", "--profile", "realistic")
     env = dict(os.environ, **emulator.env, BALSAM_SITE_PATH=str(site), HOME=str(work),

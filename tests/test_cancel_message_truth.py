@@ -5,11 +5,28 @@ again with the new run's file; it is not "marked error cancelled"."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from balsam_mp import api
 from balsam_mp.api import Job, TransferItem
 from tests.conftest import wait_for
 from tests.test_interventions_e2e import task_of
+
+
+def open_fifo_once_read(fifo: Path) -> int:
+    """A writer on `fifo`, opened once a reader has it open (before that, a non-blocking
+    open fails with ENXIO). Held open without writing, it keeps the reader waiting."""
+    writer: list[int] = []
+
+    def opened() -> bool:
+        try:
+            writer.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            return False
+        return True
+
+    wait_for(opened, what=f"a reader to open {fifo}")
+    return writer[0]
 
 
 def test_a_cancelled_earlier_runs_result_is_said_to_go_out_again(local_site):
@@ -23,13 +40,18 @@ def test_a_cancelled_earlier_runs_result_is_said_to_go_out_again(local_site):
     task = task_of(job, "out")
     wait_for(lambda: api.TransferTask.objects.get(id=task.id).state == "active",
              what="run 1's result to be in flight")
+    # the copy has the FIFO open before it is replaced (else it would read run 2's file)
+    writer = open_fifo_once_read(output)
     for before, after in (("POSTPROCESSED", "FAILED"), ("FAILED", "RESTART_READY"),
                           ("RESTART_READY", "RUNNING"), ("RUNNING", "RUN_DONE")):
         Job.objects.set_state(job, before, after)
     output.unlink()  # run 2 writes its own result (the runner holds the old FIFO open)
     output.write_text("run 2")
     Job.objects.set_state(job, "RUN_DONE", "POSTPROCESSED")  # in flight: sent again
-    out = local.balsam("transfer", "cancel", str(task.id)).stdout
+    try:
+        out = local.balsam("transfer", "cancel", str(task.id)).stdout
+    finally:
+        os.close(writer)
     # whichever records the end (this cancel, or the site's poller first), it says so
     assert "1 sent again" in out or "goes out again" in out, out
     local.wait_jobs([job], "JOB_FINISHED")

@@ -39,10 +39,11 @@ def test_an_outage_never_fails_items_and_the_site_resumes(sitekit):
 
 
 def test_a_failed_task_is_retried(sitekit):
-    kit = sitekit(emulator_args=("--startup-delay", "3"))
+    kit = sitekit(emulator_args=("--max-active", "0"))  # queued: it cannot end before
     jobs = kit.make_jobs(10, stage_out=False)
     kit.start()
     kit.emulator.fail_task(first_task(kit), "ENDPOINT_ERROR", "storage offline")
+    kit.emulator.knobs(max_active=3)  # the retry runs
     kit.wait_jobs(jobs, states.STAGED_IN)
     assert len(kit.accepted()) == 2
     assert {i.attempts for i in api.TransferItem.objects.all()} == {1}
@@ -82,11 +83,12 @@ def test_expired_tasks_are_retried_then_fail(sitekit):
 
 
 def test_inactive_task_is_reported_and_resumes(sitekit):
-    kit = sitekit(emulator_args=("--startup-delay", "3"))
+    kit = sitekit(emulator_args=("--max-active", "0"))  # queued: it cannot end before
     jobs = kit.make_jobs(4, stage_out=False)
     kit.start()
     task_id = first_task(kit)
     kit.emulator.set_inactive(task_id)
+    kit.emulator.knobs(max_active=3)  # INACTIVE, it does not start all the same
     status = wait_for(lambda: (s := kit.balsam("site", "status").stdout) and
                       "ACTION REQUIRED" in s and s, what="status to report the INACTIVE task")
     assert "balsam site globus-login" in status and task_id in status
@@ -97,11 +99,13 @@ def test_inactive_task_is_reported_and_resumes(sitekit):
 
 
 def test_a_task_inactive_too_long_is_cancelled_and_retried(sitekit):
-    kit = sitekit(emulator_args=("--startup-delay", "3"), transfers="  inactive_timeout: 1\n")
+    kit = sitekit(emulator_args=("--max-active", "0"),  # queued: it cannot end before
+                  transfers="  inactive_timeout: 1\n")
     jobs = kit.make_jobs(4, stage_out=False)
     kit.start()
     task_id = first_task(kit)
     kit.emulator.set_inactive(task_id)
+    kit.emulator.knobs(max_active=3)  # INACTIVE, it does not start; the retry does
     kit.wait_jobs(jobs, states.STAGED_IN)
     assert kit.emulator.tasks()[task_id]["fatal_error"]["code"] == "CANCELED"
     assert len(kit.accepted()) == 2

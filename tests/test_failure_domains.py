@@ -4,6 +4,7 @@ with, whatever settings.yml says later."""
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -204,19 +205,28 @@ def test_inactive_tasks_on_one_endpoint_take_no_slot_from_another(sitekit, tmp_p
     kit = sitekit(transfers=f"  transfer_locations:\n    remote: globus://{REMOTE_EP}\n"
                             f"    other: globus://{OTHER_EP}\n  transfer_batch_size: auto\n",
                   emulator_args=("--endpoint", f"{OTHER_EP}={other}"))
-    kit.emulator.knobs(startup_delay=3.0)
+    kit.emulator.knobs(fault_retry=0.2)
     stuck = kit.make_jobs(3, stage_out=False)
+    # a folder where each input goes: the three tasks run (holding Globus' 3 slots) and
+    # retry that fault until the test lets them end, however slow this machine is
+    in_the_way = [kit.site / "data" / Job.objects.get(id=j).workdir / "input.dat"
+                  for j in stuck]
+    for folder in in_the_way:
+        (folder / "x").mkdir(parents=True)
     kit.start()
-    wait_for(lambda: len(kit.emulator.tasks()) == 3, what="three tasks at Globus")
+    wait_for(lambda: len(kit.emulator.tasks()) == 3 and all(
+        t["faults"] >= 1 for t in kit.emulator.tasks().values()),
+        what="three tasks running at Globus")
     for task_id in kit.emulator.tasks():
         kit.emulator.set_inactive(task_id)
     wait_for(lambda: db.TransferTask.select().where(
         db.TransferTask.state == "inactive").count() == 3, timeout=30,
         what="the site to see them INACTIVE")
-    kit.emulator.knobs(startup_delay=0.0)
     [job] = Job.objects.bulk_create([job_spec("o", "other:/in/x.dat")])
     kit.wait_jobs([job.id], "STAGED_IN", timeout=30)
     assert {Job.objects.get(id=j).state for j in stuck} == {"READY"}
+    for folder in in_the_way:
+        shutil.rmtree(folder)
     for task_id in kit.emulator.tasks():  # credentials back: they finish
         kit.emulator.set_inactive(task_id, False)
     kit.wait_jobs(stuck, "STAGED_IN", timeout=30)

@@ -93,17 +93,41 @@ def test_skip_source_errors_both_ways(emulator, endpoint_dirs):
     assert events[0]["code"] == "FILE_NOT_FOUND" and events[0]["is_error"]
 
 
+def release(fifos: list) -> None:
+    """Let every task still waiting on one of `fifos` end, and any not started yet read
+    a plain file: a writer opened (and closed) for each reader there, the FIFO replaced."""
+    writers = []
+    for fifo in fifos:
+        try:
+            writers.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # ENXIO: no reader on it (any more), or already replaced
+            pass
+        fifo.unlink(missing_ok=True)
+        fifo.write_text("x")
+    for writer in writers:
+        os.close(writer)
+
+
 def test_at_most_three_tasks_run_the_rest_queue(emulator, endpoint_dirs):
-    (endpoint_dirs[REMOTE_EP] / "a.dat").write_text("x")
-    emulator.knobs(startup_delay=2)  # long enough to see the queue even on a slow machine
+    # each task's source is a FIFO: a running task waits on it until the test writes it,
+    # so the three running and two queued are there however slow the machine is
+    fifos = [endpoint_dirs[REMOTE_EP] / f"{n}.fifo" for n in range(5)]
+    for fifo in fifos:
+        os.mkfifo(fifo)
     tc = client(emulator)
-    ids = [submit(tc, [("/a.dat", f"/{n}/a.dat")]) for n in range(5)]
+    try:
+        ids = [submit(tc, [(f"/{n}.fifo", f"/{n}/a.dat")]) for n in range(5)]
 
-    def states():
-        tasks = list(tc.task_list(filter={"task_id": ids}, limit=100))
-        return sorted(t["nice_status"] or "done" for t in tasks)
+        def states():
+            tasks = list(tc.task_list(filter={"task_id": ids}, limit=100))
+            return sorted(t["nice_status"] or "done" for t in tasks)
 
-    assert wait_for(lambda: states() == ["OK", "OK", "OK", "Queued", "Queued"])
+        assert wait_for(lambda: states() == ["OK", "OK", "OK", "Queued", "Queued"])
+        for fifo in fifos:  # in order: a queued task starts as one before it ends
+            with open(fifo, "w") as writer:
+                writer.write("x")
+    finally:
+        release(fifos)
     for task_id in ids:
         assert wait_for(lambda t=task_id: finished(tc, t))["status"] == "SUCCEEDED"
 
@@ -222,13 +246,15 @@ def test_injected_faults(emulator, fault, retried):
 
 def test_inactive_and_failed_by_control(emulator, endpoint_dirs):
     (endpoint_dirs[REMOTE_EP] / "a.dat").write_text("x")
-    emulator.knobs(startup_delay=2)
+    emulator.knobs(max_active=0)  # queued: no task can end before the control reaches it
     tc = client(emulator)
     task_id = submit(tc, [("/a.dat", "/a.dat")])
     assert emulator.set_inactive(task_id)["status"] == "INACTIVE"
+    emulator.knobs(max_active=3)  # INACTIVE, it does not start all the same
     assert tc.get_task(task_id)["status"] == "INACTIVE"
     emulator.set_inactive(task_id, False)
     assert wait_for(lambda: finished(tc, task_id))["status"] == "SUCCEEDED"
+    emulator.knobs(max_active=0)
     other = submit(tc, [("/a.dat", "/b.dat")])
     emulator.fail_task(other, "ENDPOINT_ERROR")
     assert finished(tc, other)["fatal_error"]["code"] == "ENDPOINT_ERROR"

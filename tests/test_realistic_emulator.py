@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import globus_sdk
@@ -10,7 +11,7 @@ import pytest
 from balsam_mp.testing.globus_emulator import EmulatorProcess, GlobusEmulator
 from balsam_mp.testing.globus_emulator.profiles import PROFILES, profile
 from tests.conftest import REMOTE_EP, SITE_EP, wait_for
-from tests.test_emulator import NO_RETRIES, client, finished, submit
+from tests.test_emulator import NO_RETRIES, client, finished, release, submit
 
 REALISTIC = PROFILES["realistic"]
 
@@ -48,18 +49,30 @@ def test_lower_bound_pays_one_start_up_and_shares_files_over_the_slots():
 
 def test_tasks_beyond_three_queue_and_each_pays_start_up_and_per_file_costs(
         endpoint_dirs, emu):
-    for n in range(4):
-        (endpoint_dirs[REMOTE_EP] / f"{n}.dat").write_bytes(b"x" * 1000)
+    # each task its own sources; the first three tasks' first file is a FIFO, so they
+    # run until the test writes it, however slow this machine is
+    fifos = [endpoint_dirs[REMOTE_EP] / f"s{t}" / "0.dat" for t in range(3)]
+    for t in range(4):
+        for n in range(4):
+            source = endpoint_dirs[REMOTE_EP] / f"s{t}" / f"{n}.dat"
+            source.parent.mkdir(exist_ok=True)
+            os.mkfifo(source) if source in fifos else source.write_bytes(b"x" * 1000)
     emu.knobs(startup_delay=1.0, file_overhead=0.05)
     tc = client(emu)
     submitted = time.monotonic()
-    ids = [submit(tc, [(f"/{n}.dat", f"/t{t}/{n}.dat") for n in range(4)])
-           for t in range(4)]
-    statuses = {t["task_id"]: t["nice_status"] for t in tc.task_list(
-        filter={"task_id": ids}, limit=10)}
-    # the fourth waits for one of the three slots, as Globus shows it
-    assert statuses[ids[3]] == "Queued"
-    assert sorted(statuses[i] for i in ids[:3]) == ["OK"] * 3
+    try:
+        ids = [submit(tc, [(f"/s{t}/{n}.dat", f"/t{t}/{n}.dat") for n in range(4)])
+               for t in range(4)]
+        statuses = {t["task_id"]: t["nice_status"] for t in tc.task_list(
+            filter={"task_id": ids}, limit=10)}
+        # the fourth waits for one of the three slots, as Globus shows it
+        assert statuses[ids[3]] == "Queued"
+        assert sorted(statuses[i] for i in ids[:3]) == ["OK"] * 3
+        for fifo in fifos:
+            with open(fifo, "wb") as writer:
+                writer.write(b"x" * 1000)
+    finally:
+        release(fifos)
     first = wait_for(lambda: finished(tc, ids[0]), interval=0.2)  # < 20 requests/s
     # at least one start-up and four files' overhead: never faster than its knobs
     assert time.monotonic() - submitted >= 1.0 + 4 * 0.05

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import time
 import urllib.error
 
@@ -107,10 +108,15 @@ def test_a_paused_task_holds_no_clock_and_status_says_why(sitekit):
     (in_the_way / "x").mkdir(parents=True)
     kit.start()
     task_id = site_task(kit)
-    wait_for(lambda: kit.emulator.tasks()[task_id]["faults"] >= 1, interval=0.01,
-             what="the destination fault")
-    kit.emulator.admin_pause([task_id], MESSAGE)
-    kit.emulator.set_inactive(task_id)
+    wait_for(lambda: api.TransferTask.objects.get(task_id=task_id).fault_since is not None,
+             what="the site to see the destination fault")
+    poller = kit.pids()["poller"]
+    os.kill(poller, signal.SIGSTOP)  # its 3 s fault clock cannot run out before the pause
+    try:
+        kit.emulator.admin_pause([task_id], MESSAGE)
+        kit.emulator.set_inactive(task_id)
+    finally:
+        os.kill(poller, signal.SIGCONT)
     wait_for(lambda: any(t["nice_status"] and t["nice_status"].startswith("PAUSED")
                          for t in in_flight(kit)), what="status to show the pause")
     text = kit.balsam("site", "status").stdout

@@ -4,6 +4,7 @@ processes, the emulator as a process over HTTP, the real globus-sdk."""
 from __future__ import annotations
 
 import math
+import shutil
 import time
 
 from hypothesis import given
@@ -93,14 +94,26 @@ def test_a_stream_starts_its_tasks_one_by_one_while_others_run(sitekit):
     """Paced: while tasks are in flight, each pass claims one task, so no two tasks share
     a claim (their created_at), and the slots free one by one."""
     kit = sitekit(emulator_args=("--startup-delay", "1"), transfers=AUTO)
+    # however slowly this machine makes the stream, it meets a task in flight and busy
+    # slots: a first task faults at Globus (a folder where its input goes) until the
+    # end, and Globus runs only it until the stream has come
+    kit.emulator.knobs(max_active=1, fault_retry=0.2)
+    [anchor] = kit.make_jobs(1, prefix="anchor", stage_out=False)
+    in_the_way = kit.site / "data" / "anchor" / "0" / "input.dat"
+    (in_the_way / "x").mkdir(parents=True)
     kit.start()
+    wait_for(lambda: any(t["faults"] for t in kit.emulator.tasks().values()),
+             what="the first task to fault")
     jobs = []
     for n in range(24):  # ~6 jobs/s for 4 s: a stream that keeps every slot busy
         jobs += kit.make_jobs(1, prefix=f"s{n}-", stage_out=False)
         time.sleep(0.16)  # the stream's pace, not a wait for a state
+    kit.emulator.knobs(max_active=3)
     kit.wait_jobs(jobs, states.STAGED_IN)
     claims = [t.created_at for t in TransferTask.select(TransferTask.created_at)]
     assert len(claims) == len(set(claims)) and len(claims) < len(jobs)
+    shutil.rmtree(in_the_way)
+    kit.wait_jobs([anchor], states.STAGED_IN)
     assert max(s["unfinished_before"] for s in kit.accepted()) <= GLOBUS_ACTIVE_TASKS - 1
 
 

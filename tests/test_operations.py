@@ -48,8 +48,9 @@ def test_a_crashing_worker_is_explained_and_paused_then_sync_restarts_it(sitekit
     assert "ACTION REQUIRED" in text
     log = (kit.site / "logs" / "poller.log").read_text()
     assert "poller crashed" in log and "Traceback" in log and "ValueError" in log
-    supervisor_log = (kit.site / "logs" / "supervisor.log").read_text()
-    assert "crash-looping: next try in 30s" in supervisor_log
+    supervisor_log = kit.site / "logs" / "supervisor.log"  # written after the pidfile
+    wait_for(lambda: "crash-looping: next try in 30s" in supervisor_log.read_text(),
+             what="the supervisor to log the pause")
     deaths = wait_for(lambda: list(LogEvent.select().where(LogEvent.to_state == "WORKER_DIED")),
                       what="the deaths in the event log")
     assert "poller exited with code 1: ValueError" in deaths[0].message

@@ -204,7 +204,8 @@ def test_missing_consent_is_reported_with_its_fix(sitekit, tmp_path):
     command = f"balsam site globus-login -e {REMOTE_EP}"
     wait_for(lambda: command in kit.balsam("site", "status").stdout,
              what="status to name the consent command")
-    assert f"run `{command}`" in (kit.site / "logs" / "submitter.log").read_text()
+    log = kit.site / "logs" / "submitter.log"  # written after the event status reads
+    wait_for(lambda: f"run `{command}`" in log.read_text(), what="the submitter to log it")
     assert api.Job.objects.filter(state="FAILED").count() == 0
     kit.emulator.grant_consent(REMOTE_EP, identity)  # the user consents
     kit.wait_jobs(jobs, states.STAGED_IN)

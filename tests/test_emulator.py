@@ -93,6 +93,22 @@ def test_skip_source_errors_both_ways(emulator, endpoint_dirs):
     assert events[0]["code"] == "FILE_NOT_FOUND" and events[0]["is_error"]
 
 
+def write_when_read(fifo, data: bytes) -> None:
+    """Write `data` into `fifo` once a task has it open to read, and close it (end of
+    file); fails, rather than hangs, if no task opens it."""
+    def opened() -> int | None:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no reader yet
+            return None
+
+    writer = wait_for(opened, what=f"a task to read {fifo}")
+    try:
+        os.write(writer, data)  # far less than a pipe holds: never blocks
+    finally:
+        os.close(writer)
+
+
 def release(fifos: list) -> None:
     """Let every task still waiting on one of `fifos` end, and any not started yet read
     a plain file: a writer opened (and closed) for each reader there, the FIFO replaced."""
@@ -124,8 +140,7 @@ def test_at_most_three_tasks_run_the_rest_queue(emulator, endpoint_dirs):
 
         assert wait_for(lambda: states() == ["OK", "OK", "OK", "Queued", "Queued"])
         for fifo in fifos:  # in order: a queued task starts as one before it ends
-            with open(fifo, "w") as writer:
-                writer.write("x")
+            write_when_read(fifo, b"x")
     finally:
         release(fifos)
     for task_id in ids:

@@ -11,7 +11,7 @@ import pytest
 from balsam_mp.testing.globus_emulator import EmulatorProcess, GlobusEmulator
 from balsam_mp.testing.globus_emulator.profiles import PROFILES, profile
 from tests.conftest import REMOTE_EP, SITE_EP, wait_for
-from tests.test_emulator import NO_RETRIES, client, finished, release, submit
+from tests.test_emulator import NO_RETRIES, client, finished, release, submit, write_when_read
 
 REALISTIC = PROFILES["realistic"]
 
@@ -69,8 +69,7 @@ def test_tasks_beyond_three_queue_and_each_pays_start_up_and_per_file_costs(
         assert statuses[ids[3]] == "Queued"
         assert sorted(statuses[i] for i in ids[:3]) == ["OK"] * 3
         for fifo in fifos:
-            with open(fifo, "wb") as writer:
-                writer.write(b"x" * 1000)
+            write_when_read(fifo, b"x" * 1000)
     finally:
         release(fifos)
     first = wait_for(lambda: finished(tc, ids[0]), interval=0.2)  # < 20 requests/s

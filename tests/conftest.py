@@ -128,6 +128,29 @@ def wait_for(condition, timeout: float = 15.0, interval: float = 0.02, what: str
         time.sleep(interval)
 
 
+
+def fifo_writer(fifo: Path, timeout: float = 60.0) -> int:
+    """A writer on `fifo`, opened once a reader has it open (before that, a non-blocking
+    open fails with ENXIO): a test fails, rather than hangs, if no reader ever comes.
+    Held open without writing, it keeps the reader waiting."""
+    def opened() -> int | None:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return None
+
+    return wait_for(opened, timeout=timeout, what=f"a reader to open {fifo}")
+
+
+def write_when_read(fifo: Path, data: str | bytes) -> None:
+    """Write `data` (far less than a pipe holds: never blocks) into `fifo` once a reader
+    has it open, then close it: the reader sees the end of the file."""
+    writer = fifo_writer(fifo)
+    try:
+        os.write(writer, data.encode() if isinstance(data, str) else data)
+    finally:
+        os.close(writer)
+
 @pytest.fixture
 def endpoint_dirs(tmp_path: Path) -> dict[str, Path]:
     dirs = {SITE_EP: tmp_path / "site_ep", REMOTE_EP: tmp_path / "remote_ep"}

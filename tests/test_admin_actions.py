@@ -13,7 +13,7 @@ import globus_sdk
 import pytest
 
 from balsam_mp import api, states
-from tests.conftest import REMOTE_EP, SITE_EP, wait_for
+from tests.conftest import REMOTE_EP, SITE_EP, wait_for, write_when_read
 from tests.test_emulator import client
 
 MESSAGE = "Disk maintenance on the DTNs until 14:00 UTC"
@@ -167,8 +167,7 @@ def test_a_running_local_copy_shows_as_running(local_site):
     wait_for(lambda: [t["nice_status"] for t in in_flight(site)] == ["OK"], timeout=30,
              what="the running copy to show as running")
     assert "Queued" not in site.balsam("site", "status").stdout
-    with open(site.root / "in" / "slow.dat", "w") as writer:
-        writer.write("at last")
+    write_when_read(site.root / "in" / "slow.dat", "at last")
     site.wait_jobs([job.id], states.STAGED_IN)
 
 

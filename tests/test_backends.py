@@ -24,7 +24,7 @@ from balsam_mp.transfer.base import (
 )
 from balsam_mp.transfer.globus import GlobusBackend
 from balsam_mp.transfer.local import LocalBackend, read_json
-from tests.conftest import REMOTE_EP, SITE_EP, wait_for
+from tests.conftest import REMOTE_EP, SITE_EP, wait_for, write_when_read
 
 
 def options(**changes) -> TaskOptions:
@@ -263,6 +263,5 @@ def test_local_task_folders_are_pruned_a_week_after_they_finish(tmp_path, endpoi
     assert rig.backend.prune() == 1
     assert sorted(p.name for p in (tmp_path / "tasks").iterdir()) == sorted([recent, running])
     assert rig.backend.poll([recent])[recent].status == "SUCCEEDED"
-    with open(fifo, "w") as writer:  # let the running one finish: no process left behind
-        writer.write("unblock")
+    write_when_read(fifo, "unblock")  # let the running one finish: no process left behind
     assert rig.finish(running).status == "SUCCEEDED"

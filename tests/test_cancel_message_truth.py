@@ -5,28 +5,11 @@ again with the new run's file; it is not "marked error cancelled"."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from balsam_mp import api
 from balsam_mp.api import Job, TransferItem
-from tests.conftest import wait_for
+from tests.conftest import fifo_writer, wait_for
 from tests.test_interventions_e2e import task_of
-
-
-def open_fifo_once_read(fifo: Path) -> int:
-    """A writer on `fifo`, opened once a reader has it open (before that, a non-blocking
-    open fails with ENXIO). Held open without writing, it keeps the reader waiting."""
-    writer: list[int] = []
-
-    def opened() -> bool:
-        try:
-            writer.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        except OSError:
-            return False
-        return True
-
-    wait_for(opened, what=f"a reader to open {fifo}")
-    return writer[0]
 
 
 def test_a_cancelled_earlier_runs_result_is_said_to_go_out_again(local_site):
@@ -41,7 +24,7 @@ def test_a_cancelled_earlier_runs_result_is_said_to_go_out_again(local_site):
     wait_for(lambda: api.TransferTask.objects.get(id=task.id).state == "active",
              what="run 1's result to be in flight")
     # the copy has the FIFO open before it is replaced (else it would read run 2's file)
-    writer = open_fifo_once_read(output)
+    writer = fifo_writer(output)
     for before, after in (("POSTPROCESSED", "FAILED"), ("FAILED", "RESTART_READY"),
                           ("RESTART_READY", "RUNNING"), ("RUNNING", "RUN_DONE")):
         Job.objects.set_state(job, before, after)

@@ -10,7 +10,7 @@ import globus_sdk
 import pytest
 from globus_sdk.transport import RetryConfig
 
-from tests.conftest import REMOTE_EP, SITE_EP, wait_for
+from tests.conftest import REMOTE_EP, SITE_EP, wait_for, write_when_read
 
 FAST_RETRIES = RetryConfig(max_sleep=0.05)
 NO_RETRIES = RetryConfig(max_retries=0)
@@ -91,22 +91,6 @@ def test_skip_source_errors_both_ways(emulator, endpoint_dirs):
     assert task["status"] == "FAILED" and task["fatal_error"]["code"] == "FILE_NOT_FOUND"
     events = list(tc.task_event_list(strict))
     assert events[0]["code"] == "FILE_NOT_FOUND" and events[0]["is_error"]
-
-
-def write_when_read(fifo, data: bytes) -> None:
-    """Write `data` into `fifo` once a task has it open to read, and close it (end of
-    file); fails, rather than hangs, if no task opens it."""
-    def opened() -> int | None:
-        try:
-            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:  # ENXIO: no reader yet
-            return None
-
-    writer = wait_for(opened, what=f"a task to read {fifo}")
-    try:
-        os.write(writer, data)  # far less than a pipe holds: never blocks
-    finally:
-        os.close(writer)
 
 
 def release(fifos: list) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from balsam_mp import db
 from balsam_mp.api import Job
-from tests.conftest import REMOTE_EP, wait_for
+from tests.conftest import REMOTE_EP, wait_for, write_when_read
 from tests.test_interventions_e2e import job_spec, task_of
 
 
@@ -36,8 +36,7 @@ def test_a_task_keeps_the_backend_it_was_sent_with(sitekit, tmp_path, change):
         f"    laptop: local://{root}\n",
         f"    laptop: globus://{REMOTE_EP}\n" if change == "switched" else ""))
     kit.balsam("site", "sync")
-    with open(root / "in" / "slow.dat", "w") as writer:  # the copy reads and finishes
-        writer.write("slow input")
+    write_when_read(root / "in" / "slow.dat", "slow input")  # the copy reads and finishes
     kit.wait_jobs([job.id], "STAGED_IN", timeout=30)
     assert (kit.site / "data/slow/input.dat").read_text() == "slow input"
 
@@ -109,8 +108,7 @@ def test_long_local_copies_take_no_globus_slot(sitekit, tmp_path):
     kit.wait_jobs([globus], "STAGED_IN", timeout=30)
     assert {Job.objects.get(id=j).state for j in stuck} == {"READY"}
     for n in range(3):  # let the copies end, so the site stops cleanly
-        with open(laptop / "in" / f"{n}.dat", "w") as writer:
-            writer.write("x")
+        write_when_read(laptop / "in" / f"{n}.dat", "x")
 
 
 def test_claims_held_for_a_removed_alias_take_no_slot(sitekit, tmp_path):
@@ -246,8 +244,7 @@ def test_status_says_a_group_waits_on_the_slots(local_site):
     line = "in laptop: 1 active (0 queued), 0 inactive, 0 held; waits on: the slots " \
         "(1 of 1 local tasks running)"
     wait_for(lambda: line in local.balsam("site", "status").stdout, what=line)
-    with open(local.root / "in" / "slow.dat", "w") as writer:
-        writer.write("slow")
+    write_when_read(local.root / "in" / "slow.dat", "slow")
     local.wait_jobs([slow.id, *later], "STAGED_IN")
 
 

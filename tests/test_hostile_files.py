@@ -29,7 +29,7 @@ from balsam_mp.transfer.local import (
     runner_alive,
     write_json,
 )
-from tests.conftest import REMOTE_EP, SITE_EP, wait_for
+from tests.conftest import REMOTE_EP, SITE_EP, wait_for, write_when_read
 from tests.localbackend import Local, make
 from tests.test_backends import globus_client
 
@@ -130,8 +130,7 @@ def test_the_runner_checks_the_cancel_flag_right_before_its_rename(local):
     wait_for(lambda: (local.tasks / sid / "partial").exists() and runner_alive(
         local.tasks / sid), what="the runner to block on the FIFO")
     (local.tasks / sid / "cancel").touch()  # the flag alone: no SIGTERM, no SIGKILL
-    with open(local.root / "fifo.dat", "w") as writer:  # the runner reads on
-        writer.write("OLD-STALE-DATA")
+    write_when_read(local.root / "fifo.dat", "OLD-STALE-DATA")  # the runner reads on
     wait_for(lambda: not runner_alive(local.tasks / sid), what="the runner to end")
     assert read_json(local.tasks / sid / "result.json")["fatal_code"] == "CANCELED"
     assert not dest.exists() and not partials(local.data)

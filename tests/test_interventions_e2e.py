@@ -10,7 +10,7 @@ import pytest
 
 from balsam_mp import api, db
 from balsam_mp.api import Job, TransferItem
-from tests.conftest import wait_for
+from tests.conftest import wait_for, write_when_read
 
 
 def task_of(job_id: int, direction: str = "in") -> api.TransferTask:
@@ -141,8 +141,7 @@ def test_a_rerun_sends_its_own_same_size_result(local_site):
     wait_for(lambda: api.TransferTask.objects.get(id=task.id).state == "active",
              what="run 1's result to be in flight")
     Job.objects.set_state(job, "POSTPROCESSED", "FAILED")
-    with open(output, "w") as writer:  # the copy reads run 1's result now
-        writer.write("run 1")
+    write_when_read(output, "run 1")  # the copy reads run 1's result now
     wait_for(lambda: remote.exists() and remote.read_text() == "run 1",
              what="run 1's result to land")
     wait_for(lambda: TransferItem.objects.get(job_id=job, direction="out").state == "done",

@@ -10,8 +10,8 @@ import pytest
 
 from balsam_mp.testing.globus_emulator import EmulatorProcess, GlobusEmulator
 from balsam_mp.testing.globus_emulator.profiles import PROFILES, profile
-from tests.conftest import REMOTE_EP, SITE_EP, wait_for
-from tests.test_emulator import NO_RETRIES, client, finished, release, submit, write_when_read
+from tests.conftest import REMOTE_EP, SITE_EP, wait_for, write_when_read
+from tests.test_emulator import NO_RETRIES, client, finished, release, submit
 
 REALISTIC = PROFILES["realistic"]
 

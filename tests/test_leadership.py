@@ -23,7 +23,7 @@ from balsam_mp.site.pidfile import HOST_ENV
 from tests.conftest import wait_for
 from tests.test_standby import booted, host_pidfile
 
-BOOT = 3.0  # seconds for the new leader's workers to boot, on a loaded machine
+BOOT = 15.0  # a bound on the new leader's boot on a loaded machine, not a measure
 
 
 def hosts(kit) -> tuple[dict, dict]:
@@ -183,7 +183,7 @@ def test_status_on_a_host_that_is_not_the_active_one_names_the_active_host(sitek
             "lease renewed ") in status_text(kit, login2)
     report = json.loads(kit.balsam("site", "status", "--format", "json", env=login2).stdout)
     assert not report["running"] and report["lease"]["host"] == "login1"
-    assert report["lease"]["live"] and report["lease"]["renewed_s_ago"] <= 3
+    assert report["lease"]["live"] and report["lease"]["renewed_s_ago"] < LEASE_SECONDS
 
     kit.start(env=login2)
     assert f"on standby (pid {host_pidfile(kit, 'login2')['pid']} on login2): login1 (pid " \

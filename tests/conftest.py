@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from balsam_mp import api
 from balsam_mp.site import pidfile
@@ -25,6 +27,13 @@ ENGINES = ("sqlite", "postgres")
 # it a server that cannot start fails those tests (CI must never pass them silently).
 SKIP_POSTGRES = os.environ.get("BALSAM_TEST_POSTGRES") == "skip"
 _database_names = itertools.count(1)
+# Hypothesis fails an example that runs past its deadline (200 ms by default) or data that
+# is slow to generate: on a loaded machine (CI: three workers on two cores) one stall of
+# the process does that to a correct test. The properties are what the tests check, not
+# their speed; an explicit @settings keeps these unless it says otherwise.
+hypothesis_settings.register_profile("balsam", deadline=None,
+                                     suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("balsam")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

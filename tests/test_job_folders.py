@@ -134,7 +134,7 @@ workdirs = st.lists(st.sampled_from(["a", "b", "/", ".", "..", "\0", "é", "\udc
 
 
 @settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(workdir=workdirs)
 def test_any_workdir_is_created_inside_data_or_refused_leaving_nothing(site, workdir):
     data = site.data_path

@@ -169,7 +169,7 @@ class Interventions(RuleBasedStateMachine):
     @rule()
     def poller_pass(self) -> None:
         wait_for(lambda: all(t["status"] != "ACTIVE" for t in self.rig.emulator.tasks()
-                             .values()), timeout=10, what="the service's running tasks")
+                             .values()), timeout=60, what="the service's running tasks")
         self.rig.poller.step()
 
     @rule()

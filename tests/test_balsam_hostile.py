@@ -54,7 +54,7 @@ def test_wait_on_deleted_jobs_is_an_error_not_a_hang(site):
         Job.objects.wait(jobs, poll_interval=0.01)  # no timeout: would never end
     with pytest.raises(Job.DoesNotExist):
         list(Job.objects.as_completed(jobs, poll_interval=0.01))
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 60  # a hang guard: the waits end at once
     with pytest.raises(ValidationError, match="takes a list of Job objects"):
         Job.objects.wait(jobs[0])
 

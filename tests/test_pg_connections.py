@@ -39,10 +39,13 @@ def staged(conn: psycopg.Connection, schema: str) -> int:
 @ON_POSTGRES
 def test_the_budget_from_many_threads_takes_the_workers_one_connection(
         site, postgres_server, database_url):
-    api.close()
-    worker = db.connect(site.database_url, site=site.site_name, role="submitter", shared=True)
-    budget = RequestBudget(site.database_url, "globus/test", 1000.0, site=site.site_name)
     with probe(postgres_server, database_url) as conn:
+        api.close()  # its server process leaves pg_stat_activity a moment after
+        wait_for(lambda: conn.execute(SITE_SESSIONS).fetchone()[0] == 0,
+                 what="the test's own session to end")
+        worker = db.connect(site.database_url, site=site.site_name, role="submitter",
+                            shared=True)
+        budget = RequestBudget(site.database_url, "globus/test", 1000.0, site=site.site_name)
         errors: list[BaseException] = []
 
         def take() -> None:
@@ -80,7 +83,7 @@ def test_a_thread_never_runs_inside_the_main_threads_transaction(site):
         thread.start()
         assert not taken.wait(0.3), "the thread's statements ran inside our transaction"
         transaction.rollback()
-    assert taken.wait(10)
+    assert taken.wait(60)  # a hang guard
     thread.join()
     assert worker.execute_sql("SELECT count(*) FROM request_budget").fetchone()[0] == 1
     assert not db.LogEvent.select().where(db.LogEvent.to_state == "TEST").exists()

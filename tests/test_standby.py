@@ -143,7 +143,7 @@ def test_two_sites_on_one_database_never_see_each_others_work(database_url, tmp_
         wait_for(lambda: statuses() == [  # the server ends the lock's session at once
             ("alpha", True, [{"direction": "in", "state": "done", "count": 40}]),
             ("beta", False, [{"direction": "in", "state": "done", "count": 25}])],
-            what=f"alpha active, beta stopped: {statuses()}")
+            timeout=60, what="alpha active, beta stopped")  # a status is a process start
         assert "the PostgreSQL database, every site in it:" in alpha.balsam(
             "site", "status").stdout
         text = alpha.balsam("site", "status", "--all-sites").stdout

@@ -56,6 +56,23 @@ def test_site_sync_works_for_a_role_limited_to_four_connections(tmp_path, postgr
         assert "restarting the workers" in synced.stdout
 
 
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)
+def test_site_sync_opens_one_session(site, monkeypatch):
+    """`site sync` checked the database in a session of its own, closed it, and synced
+    the apps in another at once: the server frees a closed session's slot a moment
+    later, so with the role's last slot the second was refused (a command's refusal is
+    said at once), now and then."""
+    from balsam_mp import db
+    from balsam_mp.site import service
+
+    api.close()
+    opened, connect = [], db.connect
+    monkeypatch.setattr(db, "connect", lambda *args, **kwargs: opened.append(args) or
+                        connect(*args, **kwargs))
+    assert service.sync(site.site_path).endswith("the site is not running")
+    assert len(opened) == 1
+
+
 def test_site_init_names_the_variable_that_holds_a_refused_url(tmp_path):
     """A URL from $BALSAM_DATABASE_URL was refused as if given as --database-url."""
     env = dict(os.environ, BALSAM_DATABASE_URL="postgresql://u:S3cret@h/db")

@@ -50,15 +50,17 @@ def check_not_running(site: Settings) -> str | None:
     return f"removed a stale pidfile (pid {info.pid} is not running)"
 
 
-def validate(site: Settings) -> None:
+def validate(site: Settings, open_postgres: bool = True) -> None:
     """What `site start` checks beyond loading settings.yml; `site sync` runs it too (a
-    sync that pointed the workers at a missing database would halt a running site)."""
+    sync that pointed the workers at a missing database would halt a running site).
+    `open_postgres=False`: the caller opens a PostgreSQL database itself right after."""
     file = site.site_path / settings.SETTINGS_FILE
     if site.client:  # what a site published for clients is not its settings.yml
         raise BalsamError(f"site {site.site_name!r}: starting or syncing a site needs its "
                           "directory (--site PATH or $BALSAM_SITE_PATH), not its name")
     if site.database_url:  # reachable, and a balsam database: or the workers halt at boot
-        db.connect(site.database_url, site=site.site_name).close()
+        if open_postgres:
+            db.connect(site.database_url, site=site.site_name).close()
         return
     if not site.database_path.is_file() and site.database_path == site.site_path / "site.db":
         raise DatabaseFailure(f"{site.database_path}: site database missing (deleted or "
@@ -211,7 +213,10 @@ def _exited(process: psutil.Process, timeout: float) -> bool:
 def sync(site_path) -> str:
     """Validate settings.yml, re-register apps, then restart the workers of a running site."""
     site = settings.load(site_path)  # raises on a bad file: the running site is untouched
-    validate(site)
+    # PostgreSQL: the apps' sync opens the database as validate would, and one session
+    # is all a sync may hold (a role limited to 4 connections, the site's 3 taken): a
+    # session just closed keeps its slot a moment, and a command's refusal is said at once
+    validate(site, open_postgres=False)
     permissions.apply(site.site_path, site.permissions, site.database_file)
     api.use_site(site.site_path)
     api.App.sync()

@@ -74,9 +74,10 @@ def test_the_standby_takes_over_after_sigkill_and_sends_nothing_twice(sitekit):
     killed, victims = kill_host(kit, "login1")
     assert len(victims) == 4  # supervisor, submitter, poller, lock holder
 
-    def taken() -> tuple | None:  # (login2 holds it, before login1's lease expired)
-        row = database.execute_sql("SELECT host = 'login2', extract(epoch FROM now()) < %s "
-                                   "FROM lease", (expiry,)).fetchone()
+    def taken() -> tuple | None:  # (login2 holds it, took it before login1's expired):
+        # it took the lease no later than it last renewed it
+        row = database.execute_sql("SELECT host = 'login2', renewed_at < %s FROM lease",
+                                   (expiry,)).fetchone()
         return row if row[0] else None
     # the server's clock says the lease was free at once (its holder's session ended),
     # however long a loaded machine takes to look or to boot the new workers

@@ -57,13 +57,19 @@ def test_a_destination_fault_globus_retries_is_isolated(sitekit):
 
 
 class Killer:
-    """Kills, as an out-of-memory killer would, every runner whose task holds a file."""
+    """Kills, as an out-of-memory killer would, every runner whose task holds a file.
+    `kills` counts the tasks whose runner it killed: a runner SIGKILLed but not yet
+    ended (a loaded machine schedules it late) is killed again, not counted again."""
 
     def __init__(self, site: LocalSite, remote_path: str) -> None:
         self.tasks, self.path = site.site / "local_tasks", remote_path
-        self.stop, self.kills = threading.Event(), 0
+        self.stop, self.killed = threading.Event(), set()
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
+
+    @property
+    def kills(self) -> int:
+        return len(self.killed)
 
     def loop(self) -> None:
         while not self.stop.wait(0.02):
@@ -72,7 +78,7 @@ class Killer:
                 if spec and runner and any(f["src"] == self.path for f in spec["files"]) \
                         and runner_alive(task):
                     os.kill(runner["pid"], signal.SIGKILL)
-                    self.kills += 1
+                    self.killed.add(task.name)
 
     def close(self) -> None:
         self.stop.set()

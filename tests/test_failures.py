@@ -14,7 +14,7 @@ from balsam_mp.db.models import LogEvent
 from balsam_mp.errors import BalsamError
 from balsam_mp.testing.globus_emulator import EmulatorProcess
 from tests.conftest import REMOTE_EP, wait_for
-from tests.sitekit import CLIENT
+from tests.sitekit import CLIENT, PACED
 
 
 def first_task(kit) -> str:
@@ -158,7 +158,8 @@ def test_a_full_disk_is_retried_and_loses_nothing(sitekit):
 
 
 def test_the_globus_rate_limit_is_respected(sitekit):
-    kit = sitekit(emulator_args=("--rate-limit", "20"), transfers="  transfer_batch_size: 5\n")
+    kit = sitekit(emulator_args=("--rate-limit", "20"),
+                  transfers="  transfer_batch_size: 5\n" + PACED)
     jobs = kit.make_jobs(60, stage_out=False)
     kit.start()
     kit.wait_jobs(jobs, states.STAGED_IN, timeout=120)

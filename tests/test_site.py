@@ -159,8 +159,11 @@ def test_a_task_that_does_not_change_is_not_rewritten(sitekit):
     kit = sitekit(emulator_args=("--startup-delay", "60"))
     kit.make_jobs(3, stage_out=False)
     kit.start()
-    task = wait_for(lambda: api.TransferTask.objects.filter(remote_status="ACTIVE").first(),
-                    what="the task to be seen ACTIVE")
+    # seen running: a task first seen "Queued" (the service not yet at it) is rewritten,
+    # rightly, once it runs; running, nothing about it changes for 60 s
+    task = wait_for(lambda: api.TransferTask.objects.filter(remote_status="ACTIVE",
+                                                            nice_status="OK").first(),
+                    what="the task to be seen running")
     polls = kit.emulator.counts()["task_list"]
     wait_for(lambda: kit.emulator.counts()["task_list"] >= polls + 3, what="three more polls")
     again = api.TransferTask.objects.get(id=task.id)

